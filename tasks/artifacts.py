@@ -1,0 +1,85 @@
+"""Open-format artifact I/O (parquet, JSON) with checks that turn bad artifacts into clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shapprune.config import ConfigError
+from shapprune.types import Mask, TokenWindows
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; run the stage that makes it first (`dvc repro`)")
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ConfigError(f"{path}: not a readable parquet file ({err}); delete it and rerun `dvc repro`") from None
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_windows(windows: TokenWindows, path: Path, source: str) -> Path:
+    """Token windows ``int64[n, T]`` as one list column per row, with their source corpus."""
+    df = pd.DataFrame({"window": np.arange(len(windows)), "source": source, "input_ids": list(windows)})
+    return _write_parquet(df, path)
+
+
+def read_windows(path: Path) -> TokenWindows:
+    """Token windows ``int64[n, T]``."""
+    df = _read_parquet(path)
+    return np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])
+
+
+def mask_bits(masks: Mask) -> list[str]:
+    """``bool[n, L]`` -> ``["1101...", ...]`` (bit i = layer i kept)."""
+    return ["".join("1" if b else "0" for b in row) for row in masks]
+
+
+def bits_to_masks(bits: pd.Series) -> Mask:
+    """Inverse of :func:`mask_bits`."""
+    return np.array([[c == "1" for c in s] for s in bits], dtype=bool).reshape(len(bits), -1)
+
+
+def write_masks(masks: Mask, path: Path) -> Path:
+    """Masks as parquet: ``mask_id``, ``n_kept``, ``bits``."""
+    df = pd.DataFrame({"mask_id": np.arange(len(masks)), "n_kept": masks.sum(axis=1), "bits": mask_bits(masks)})
+    return _write_parquet(df, path)
+
+
+def read_masks(path: Path, n_layers: int | None = None) -> tuple[pd.DataFrame, Mask]:
+    """Mask table and ``bool[n, L]``; errors when the width differs from the model's layer count."""
+    df = _read_parquet(path)
+    masks = bits_to_masks(df["bits"])
+    check_width(masks, n_layers, path)
+    return df, masks
+
+
+def check_width(masks: Mask, n_layers: int | None, path: Path) -> None:
+    """Raise when masks do not have one bit per model layer."""
+    if n_layers is not None and masks.shape[1] != n_layers:
+        raise ConfigError(
+            f"{path}: masks have {masks.shape[1]} layers but the model has {n_layers}; "
+            "rerun sample_masks for this model (`dvc repro sample_masks`)"
+        )
+
+
+def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """Any table as parquet (atomic)."""
+    return _write_parquet(df, path)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Any parquet table, with a clear error when missing or corrupt."""
+    return _read_parquet(path)

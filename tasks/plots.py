@@ -1,0 +1,43 @@
+"""Matplotlib figures shared by stages and the report (written as PNG, logged to MLflow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def fit_scatter(pred: np.ndarray, true: np.ndarray, groups: np.ndarray, title: str, path: Path):
+    """Predicted-vs-true utilities, coloured by the number of kept layers."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    sc = ax.scatter(true, pred, c=groups, s=12, cmap="viridis")
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel="true utility (LLM)", ylabel="predicted utility (surrogate)", title=title)
+    fig.colorbar(sc, ax=ax, label="kept layers")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def contribution_bars(values: np.ndarray, stderr: np.ndarray, dropped: list[int], title: str, path: Path):
+    """Per-layer contributions with ±2 standard errors; dropped layers in red."""
+    fig, ax = plt.subplots(figsize=(max(6, len(values) * 0.3), 3.5))
+    colors = ["tab:red" if i in dropped else "tab:blue" for i in range(len(values))]
+    ax.bar(np.arange(len(values)), values, yerr=2 * stderr, color=colors, capsize=2)
+    ax.set(xlabel="layer", ylabel="contribution", title=title)
+    ax.set_xticks(np.arange(len(values)))
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def close(fig) -> None:
+    plt.close(fig)

@@ -1,0 +1,98 @@
+"""Shared plumbing for stage flows: params, paths, tracking, threads and clean exits on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shapprune.config import ConfigError, Params, load_params
+from tasks.paths import Paths
+from tasks.tracking import NullTracker, Tracker, mlflow_stage
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+@dataclass
+class Stage:
+    """What a stage flow needs: its name, validated params, artifact paths and a tracker."""
+
+    name: str
+    params: Params
+    paths: Paths
+
+    @classmethod
+    def open(cls, name: str, root: str | Path = ".") -> Stage:
+        paths = Paths(Path(root).resolve())
+        params = load_params(paths.params)
+        if params.base.threads:
+            import torch
+
+            torch.set_num_threads(params.base.threads)
+        return cls(name, params, paths)
+
+    def section(self) -> dict[str, Any]:
+        """This stage's params section plus ``base`` (what the stage's MLflow run records)."""
+        key = self.name.split("@")[0]
+        dumped = self.params.model_dump(mode="json")
+        return {"base": dumped["base"], key: dumped.get(key, {})}
+
+    @contextmanager
+    def tracking(self) -> Iterator[Tracker]:
+        """A nested MLflow run (or a null tracker when ``SHAPPRUNE_TRACKING=off``)."""
+        if os.environ.get("SHAPPRUNE_TRACKING", "mlflow") == "off":
+            tracker = NullTracker()
+            yield tracker
+            return
+        with mlflow_stage(self.paths.root, self.name, self.params.model_dump(mode="json")) as tracker:
+            tracker.log_params(self.section())
+            yield tracker
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write pretty JSON atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: Path) -> Any:
+    """Read JSON, with a clear error naming the stage to rerun when it is missing."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; run the stage that makes it first (`dvc repro`)")
+    return json.loads(path.read_text())
+
+
+def stage_main(
+    flow: Callable[..., Any],
+    argv: list[str] | None = None,
+    extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Entry point of ``python -m flows.<stage>``: validate params first, run the flow, exit 2 on bad input."""
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    parser = argparse.ArgumentParser(prog=f"python -m flows.{flow.name}")
+    parser.add_argument("--root", default=".", help="project root holding params.yaml and data/")
+    if extra_args is not None:
+        extra_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        load_params(Path(args.root) / "params.yaml")
+        flow(**vars(args))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

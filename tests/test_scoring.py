@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import torch
+
+from shapprune.game import LayerGame
+from shapprune.scoring import NLL, utility_from_nll, window_nll
+
+
+def test_window_nll_matches_a_hand_computation(tiny_model, ids):
+    windows = ids.numpy()
+    with torch.inference_mode():
+        logits = tiny_model(input_ids=ids).logits.double()
+    logp = torch.log_softmax(logits, -1)
+    total = 0.0
+    for b in range(ids.shape[0]):
+        for t in range(ids.shape[1] - 1):
+            total -= float(logp[b, t, ids[b, t + 1]])
+    got = window_nll(tiny_model, windows, batch_size=1)
+    assert got.tokens == ids.shape[0] * (ids.shape[1] - 1)
+    assert math.isclose(got.total, total, rel_tol=1e-5)
+    assert math.isclose(got.perplexity, math.exp(total / got.tokens), rel_tol=1e-5)
+    assert math.isclose(window_nll(tiny_model, windows, batch_size=3).total, got.total, rel_tol=1e-6)
+
+
+def test_utilities():
+    full, worse = NLL(20.0, 10), NLL(30.0, 10)
+    assert math.isclose(utility_from_nll(worse, full), math.exp(2.0 - 3.0))  # PPL_full / PPL_masked
+    assert utility_from_nll(full, full) == 1.0
+    assert utility_from_nll(worse, full, "neg_log_ppl") == -3.0
+    assert utility_from_nll(NLL(float("inf"), 10), full) == 0.0
+    assert math.isnan(utility_from_nll(NLL(float("nan"), 10), full))
+
+
+def test_layer_game_full_mask_has_utility_one_and_counts_calls(tiny_model, ids):
+    game = LayerGame(tiny_model, ids.numpy(), batch_size=4)
+    masks = np.ones((3, game.n_players), bool)
+    masks[1, 2] = False
+    masks[2, :3] = False
+    u = game(masks)
+    assert game.calls == 3
+    assert u[0] == 1.0 and u[1] != 1.0 and np.all(u > 0)
