@@ -14,10 +14,13 @@ PAPER_KEEP_FRACTIONS = (30 / 32, 27 / 32, 24 / 32, 21 / 32, 18 / 32)
 
 
 def strata_from_fractions(n_layers: int, fractions: Sequence[float]) -> list[int]:
-    """Kept-layer counts ``round(f * L)`` for each fraction, clipped to ``[1, L]``, duplicates removed."""
+    """Kept-layer counts ``round(f * L)`` for each fraction, clipped to ``[1, L - 1]``, duplicates removed.
+
+    The full model is never a stratum: its utility is known without an LLM evaluation.
+    """
     out: list[int] = []
     for f in fractions:
-        k = min(n_layers, max(1, int(math.floor(f * n_layers + 0.5))))
+        k = min(n_layers - 1, max(1, int(math.floor(f * n_layers + 0.5))))
         if k not in out:
             out.append(k)
     return out

@@ -93,6 +93,6 @@ def stage_main(
     try:
         load_params(Path(args.root) / "params.yaml")
         flow(**vars(args))
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -32,9 +32,17 @@ def smol_tokenizer():
 def tiny_llama(n_layers: int = 6, seed: int = 0, vocab_size: int = 49152) -> LlamaForCausalLM:
     """A tiny randomly initialised LLaMA (real SmolLM2 vocabulary, so the real tokenizer fits)."""
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=n_layers,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=n_layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -12,7 +12,7 @@ def test_paper_strata_scale_to_32_layers_exactly():
 
 def test_strata_for_30_layers_and_clipping():
     assert strata_from_fractions(30, PAPER_KEEP_FRACTIONS) == [28, 25, 23, 20, 17]
-    assert strata_from_fractions(4, [0.01, 1.0]) == [1, 4]
+    assert strata_from_fractions(4, [0.01, 1.0]) == [1, 3]
 
 
 def test_split_counts_equal_share_remainder_first():

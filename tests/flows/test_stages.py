@@ -1,0 +1,76 @@
+"""All stages in order on a tiny random LLaMA, in-process under prefect_test_harness, tracked in MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from transformers import AutoModelForCausalLM
+
+from flows.estimate_shapley import estimate_shapley
+from flows.evaluate import evaluate
+from flows.fit_surrogate import fit_surrogate
+from flows.prepare_data import prepare_data
+from flows.prepare_model import prepare_model
+from flows.prune import prune
+from flows.report import report
+from flows.sample_masks import sample_masks
+from flows.score_masks import score_masks
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
+    monkeypatch.setenv("SHAPPRUNE_PIPELINE_ID", "test-pipeline")
+    root = str(workspace)
+    assert prepare_model(root=root)["n_layers"] == 6
+    prepare_data(root=root)
+    sample_masks(root=root)
+    score_masks(root=root)
+    fit_surrogate(root=root)
+    estimate_shapley(root=root)
+    pruning = prune(root=root)
+    evaluate(which="full", root=root)
+    evaluate(which="pruned", root=root)
+    metrics = report(root=root)
+
+    data = workspace / "data"
+    windows = pd.read_parquet(data / "windows" / "calibration.parquet")
+    assert len(windows) == 4 and all(len(x) == 32 for x in windows["input_ids"])
+    scores = pd.read_parquet(data / "scores.parquet")
+    assert len(scores) == 18 and scores["n_kept"].value_counts().to_dict() == {5: 6, 4: 6, 3: 6}
+    assert {"bits", "nll_sum", "n_tokens", "utility", "finite"} <= set(scores.columns)
+    assert (scores["n_tokens"] == 4 * 31).all()
+    assert (data / "surrogate" / "surrogate.safetensors").is_file()
+    shapley = pd.read_csv(data / "shapley" / "shapley.csv")
+    assert len(shapley) == 6 and {"shapley", "shapley_se", "stratum_semivalue", "rank"} <= set(shapley.columns)
+    lowest = shapley.sort_values(["shapley", "layer"])["layer"].head(2).tolist()
+    assert sorted(lowest) == pruning["dropped_layers"]
+
+    pruned = AutoModelForCausalLM.from_pretrained(data / "pruned")
+    assert pruned.config.num_hidden_layers == 4 and len(pruned.model.layers) == 4
+    assert metrics["n_dropped"] == 2
+    assert json.loads((workspace / "metrics.json").read_text())["pruned"]["ppl"].keys() == {"wiki", "news", "web"}
+    assert "Dropped layers" in (workspace / "reports" / "summary.md").read_text()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    assert {r.data.tags["dvc_stage"] for r in children} == {
+        "prepare_model", "prepare_data", "sample_masks", "score_masks", "fit_surrogate", "estimate_shapley",
+        "prune", "evaluate@full", "evaluate@pruned", "report",
+    }
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert np.isfinite(parents[0].data.metrics["pruned_ppl_wiki"])
