@@ -68,8 +68,13 @@ def estimate_shapley(root: str = ".") -> dict:
         )
         (paths.plots / "estimate_shapley").mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.plots / "estimate_shapley" / "contributions.csv", index=False)
-        fig = contribution_bars(chosen.values, chosen.stderr, [], f"layer contributions ({cfg.method}, ±2 s.e.)",
-                                paths.plots / "estimate_shapley" / "contributions.png")
+        fig = contribution_bars(
+            chosen.values,
+            chosen.stderr,
+            [],
+            f"layer contributions ({cfg.method}, ±2 s.e.)",
+            paths.plots / "estimate_shapley" / "contributions.png",
+        )
         tracker.log_figure(fig, "contributions.png")
         close(fig)
         tracker.log_artifact(paths.shapley_csv)

@@ -53,7 +53,9 @@ def evaluate(which: str = "pruned", root: str = ".") -> dict:
             "parameters": parameter_count(model),
             "ppl": ppl,
             "tokens_per_s": tps,
-            "zero_shot": {row["task"]: {k: v for k, v in row.items() if k != "task"} for row in tasks_df.to_dict("records")},
+            "zero_shot": {
+                row["task"]: {k: v for k, v in row.items() if k != "task"} for row in tasks_df.to_dict("records")
+            },
             "mean_acc": float(np.mean(tasks_df["acc"])) if len(tasks_df) else float("nan"),
             "mean_acc_norm": float(np.mean(tasks_df["acc_norm"])) if len(tasks_df) else float("nan"),
         }

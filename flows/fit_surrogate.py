@@ -45,11 +45,20 @@ def fit_surrogate(root: str = ".") -> dict:
         }
         model.save(
             paths.surrogate,
-            {"utility": stage.params.score_masks.utility, "model": stage.params.base.model, "n_train": int((~is_val).sum())},
+            {
+                "utility": stage.params.score_masks.utility,
+                "model": stage.params.base.model,
+                "n_train": int((~is_val).sum()),
+            },
         )
         table = pd.DataFrame(
-            {"bits": scores["bits"][keep].to_numpy(), "n_kept": groups, "true": utilities, "pred": pred,
-             "split": np.where(is_val, "validation", "train")}
+            {
+                "bits": scores["bits"][keep].to_numpy(),
+                "n_kept": groups,
+                "true": utilities,
+                "pred": pred,
+                "split": np.where(is_val, "validation", "train"),
+            }
         )
         paths.plots.joinpath("fit_surrogate").mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.plots / "fit_surrogate" / "predictions.csv", index=False)
@@ -66,18 +75,26 @@ def fit_surrogate(root: str = ".") -> dict:
             "final_train_loss": history[-1],
         }
         write_json(paths.metrics_file("fit_surrogate"), info)
-        tracker.log_metrics({f"train_{k}": v for k, v in fid_train.items()} | {f"val_{k}": v for k, v in fid_val.items()})
+        tracker.log_metrics(
+            {f"train_{k}": v for k, v in fid_train.items()} | {f"val_{k}": v for k, v in fid_val.items()}
+        )
         for epoch, loss in enumerate(history):
             if epoch % 10 == 0 or epoch == len(history) - 1:
                 tracker.log_metrics({"train_loss": loss}, step=epoch)
-        fig = fit_scatter(pred[is_val], utilities[is_val], groups[is_val],
-                          f"held-out R²={fid_val['r2']:.3f}  Spearman={fid_val['spearman']:.3f}",
-                          paths.plots / "fit_surrogate" / "fit.png")
+        fig = fit_scatter(
+            pred[is_val],
+            utilities[is_val],
+            groups[is_val],
+            f"held-out R²={fid_val['r2']:.3f}  Spearman={fid_val['spearman']:.3f}",
+            paths.plots / "fit_surrogate" / "fit.png",
+        )
         tracker.log_figure(fig, "surrogate_fit.png")
         close(fig)
         tracker.log_artifact(paths.surrogate, "surrogate")
-        print(f"surrogate held-out R² {fid_val['r2']:.3f}, Spearman {fid_val['spearman']:.3f}, "
-              f"RMSE {fid_val['rmse']:.4f} ({info['n_validation']} masks)")
+        print(
+            f"surrogate held-out R² {fid_val['r2']:.3f}, Spearman {fid_val['spearman']:.3f}, "
+            f"RMSE {fid_val['rmse']:.4f} ({info['n_validation']} masks)"
+        )
         return info
 
 

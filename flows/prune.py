@@ -18,7 +18,11 @@ def prune_and_save(stage: Stage, keep: np.ndarray) -> dict:
     before = parameter_count(model)
     keep_layers(model, keep)
     save_model(model, tokenizer, stage.paths.pruned)
-    return {"parameters_before": before, "parameters_after": parameter_count(model), "n_layers_after": num_layers(model)}
+    return {
+        "parameters_before": before,
+        "parameters_after": parameter_count(model),
+        "n_layers_after": num_layers(model),
+    }
 
 
 @flow(name="prune", log_prints=True)
@@ -50,8 +54,10 @@ def prune(root: str = ".") -> dict:
         write_json(paths.pruned / "pruning.json", info)
         tracker.log_metrics({k: info[k] for k in ("n_dropped", "parameters_after", "boundary_z")})
         tracker.set_tags({"dropped_layers": ",".join(map(str, choice.dropped))})
-        print(f"dropped layers {choice.dropped} ({n_drop} of {len(values)}); "
-              f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept")
+        print(
+            f"dropped layers {choice.dropped} ({n_drop} of {len(values)}); "
+            f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept"
+        )
         return info
 
 

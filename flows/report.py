@@ -26,7 +26,9 @@ def summary_markdown(full: dict, pruned: dict, pruning: dict, surrogate: dict, s
         f"Surrogate held-out fit: R² {surrogate['validation']['r2']:.3f}, Spearman "
         f"{surrogate['validation']['spearman']:.3f} on {surrogate['n_validation']} masks.",
         "",
-        "| model | layers | " + " | ".join(f"PPL {k}" for k in full["ppl"]) + " | mean acc | mean acc_norm | tokens/s |",
+        "| model | layers | "
+        + " | ".join(f"PPL {k}" for k in full["ppl"])
+        + " | mean acc | mean acc_norm | tokens/s |",
         "|---|---|" + "---|" * (len(full["ppl"]) + 3),
     ]
     for name, m in (("full", full), ("pruned", pruned)):
@@ -35,7 +37,11 @@ def summary_markdown(full: dict, pruned: dict, pruning: dict, surrogate: dict, s
             + " | ".join(f"{m['ppl'][k]:.2f}" for k in full["ppl"])
             + f" | {m['mean_acc']:.3f} | {m['mean_acc_norm']:.3f} | {m['tokens_per_s']:.0f} |"
         )
-    lines += ["", "| task | full acc | pruned acc | full acc_norm | pruned acc_norm | items |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| task | full acc | pruned acc | full acc_norm | pruned acc_norm | items |",
+        "|---|---|---|---|---|---|",
+    ]
     for task, f in full["zero_shot"].items():
         p = pruned["zero_shot"].get(task, {})
         lines.append(
@@ -69,7 +75,11 @@ def report(root: str = ".") -> dict:
         out = paths.plots / "report"
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(
-            [{"corpus": k, "model": n, "ppl": m["ppl"][k]} for n, m in (("full", full), ("pruned", pruned)) for k in m["ppl"]]
+            [
+                {"corpus": k, "model": n, "ppl": m["ppl"][k]}
+                for n, m in (("full", full), ("pruned", pruned))
+                for k in m["ppl"]
+            ]
         ).to_csv(out / "ppl.csv", index=False)
         pd.DataFrame(
             [

@@ -40,7 +40,11 @@ def build_windows(
         rng,
         exclude_ids=other_ids,
     )
-    calib = {"calibration": make_windows(tokenizer, split["calibration"], cfg.seq_len, cfg.calibration_windows, rng, cfg.add_bos)}
+    calib = {
+        "calibration": make_windows(
+            tokenizer, split["calibration"], cfg.seq_len, cfg.calibration_windows, rng, cfg.add_bos
+        )
+    }
     if cfg.validation_windows:
         calib["validation"] = make_windows(
             tokenizer, split["validation"], cfg.seq_len, cfg.validation_windows, rng, cfg.add_bos
@@ -49,8 +53,8 @@ def build_windows(
     for role, source in cfg.eval_corpora.items():
         pool = split["test"] if source == cfg.calibration_source else docs[source]
         evals[role] = make_windows(tokenizer, pool, cfg.seq_len, cfg.eval_windows, rng, cfg.add_bos)
-    for role, windows in evals.items():
-        for name, cal in calib.items():
+    for windows in evals.values():
+        for cal in calib.values():
             assert_disjoint(cal, windows)
     counts = {f"docs_{s}": len(d) for s, d in docs.items()}
     counts |= {f"docs_{k}": len(v) for k, v in split.items()}

@@ -3,7 +3,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, Gemma3TextConfig, Gemma3ForCausalLM
+from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
 from shapprune.surgery import decoder_layers, keep_layers, kept_layers, num_layers
 
@@ -74,15 +74,27 @@ def test_generation_with_cache_after_surgery(tiny_model, ids):
 def test_layer_types_follow_the_kept_layers(ids):
     torch.manual_seed(0)
     config = Gemma3TextConfig(
-        vocab_size=256, hidden_size=16, intermediate_size=32, num_hidden_layers=6, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=8, sliding_window=4, max_position_embeddings=64,
+        vocab_size=256,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=6,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        sliding_window=4,
+        max_position_embeddings=64,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2,
     )
     model = Gemma3ForCausalLM(config).eval()
     ids = ids % 256
     ref = _logits(_reference(model, KEEP), ids)
     with kept_layers(model, KEEP):
-        assert model.config.layer_types == ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
+        assert model.config.layer_types == [
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention",
+            "full_attention",
+        ]
         torch.testing.assert_close(_logits(model, ids), ref, rtol=0, atol=0)
     assert len(model.config.layer_types) == 6
 

@@ -13,8 +13,13 @@ def _data(n: int, L: int, seed: int):
 
 def test_surrogate_fits_a_known_function_on_held_out_masks():
     masks, y = _data(600, 12, 0)
-    model, history = fit_mlp(masks[:500], y[:500], SurrogateSpec(12), TrainSpec("adam", lr=0.01, epochs=150, batch_size=64,
-                                                                                  step_size=100, gamma=0.5), seed=0)
+    model, history = fit_mlp(
+        masks[:500],
+        y[:500],
+        SurrogateSpec(12),
+        TrainSpec("adam", lr=0.01, epochs=150, batch_size=64, step_size=100, gamma=0.5),
+        seed=0,
+    )
     fid = fidelity(model.predict(masks[500:]), y[500:])
     assert fid["r2"] > 0.95 and fid["spearman"] > 0.95
     assert history[-1] < history[0]

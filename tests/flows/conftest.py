@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import smol_dir, tiny_llama
+from tests.conftest import tiny_llama
 
 ROOT = Path(__file__).resolve().parents[2]
 

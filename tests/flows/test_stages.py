@@ -69,8 +69,16 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1
     assert {r.data.tags["dvc_stage"] for r in children} == {
-        "prepare_model", "prepare_data", "sample_masks", "score_masks", "fit_surrogate", "estimate_shapley",
-        "prune", "evaluate@full", "evaluate@pruned", "report",
+        "prepare_model",
+        "prepare_data",
+        "sample_masks",
+        "score_masks",
+        "fit_surrogate",
+        "estimate_shapley",
+        "prune",
+        "evaluate@full",
+        "evaluate@pruned",
+        "report",
     }
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     assert np.isfinite(parents[0].data.metrics["pruned_ppl_wiki"])

@@ -1,0 +1,216 @@
+"""Offline corpora, document splits, token windows and n-gram disjointness checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shapprune import data
+from shapprune.data import Document
+
+# (documents before / after near-duplicate removal) for each offline source
+EXPECTED_COUNTS = {"wiki_extracts": (10033, 9985), "lee_news": (300, 288), "enwiki_dump": (105, 98)}
+
+
+def _docs(*texts: str) -> list[Document]:
+    return [Document(str(i), text) for i, text in enumerate(texts)]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("source", data.OFFLINE_SOURCES)
+def test_offline_sources_load_known_number_of_documents(source: str) -> None:
+    raw, deduped = data.load_documents(source, dedupe=False), data.load_documents(source)
+    assert (len(raw), len(deduped)) == EXPECTED_COUNTS[source]
+    assert len({d.doc_id for d in deduped}) == len(deduped)
+    assert all(d.text and d.text == d.text.strip() for d in deduped)
+
+
+def test_documents_have_expected_ids_and_text() -> None:
+    wiki = {d.doc_id: d.text for d in data.load_documents("wiki_extracts")}
+    assert wiki["2001: A Space Odyssey"].startswith("2001: A Space Odyssey is a 1968 epic science fiction film")
+    lee = data.load_documents("lee_news")
+    assert lee[0].doc_id == "0"
+    assert lee[0].text.startswith("Hundreds of people have been forced to vacate their homes")
+    dump = {d.doc_id: d.text for d in data.load_documents("enwiki_dump")}
+    assert "A (named , plural As, A's, as, a's or aes) is the first letter" in dump["A"]
+    assert not any(marker in text for text in dump.values() for marker in ("'''", "[[", "{{", "<ref"))
+
+
+def test_load_documents_returns_a_fresh_list() -> None:
+    docs = data.load_documents("lee_news")
+    docs.clear()
+    assert len(data.load_documents("lee_news")) == 288
+
+
+def test_lee_near_duplicates_keep_the_first_copy() -> None:
+    ids = data.document_ids("lee_news")
+    assert {"104", "232"} <= ids  # 112 repeats 104 verbatim; 241 is 232 with a two-character edit
+    assert not {"112", "241"} & ids
+
+
+def test_unknown_source_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unknown text source 'wiki'.*wiki_extracts, lee_news, enwiki_dump"):
+        data.load_documents("wiki")
+
+
+def test_wiki_titles_overlap_between_extracts_and_dump() -> None:
+    shared = data.document_ids("wiki_extracts") & data.document_ids("enwiki_dump")
+    assert len(shared) == 43
+    assert {"Albert Einstein", "Aristotle", "Apollo 11"} <= shared
+
+
+def test_clean_wiki_markup() -> None:
+    raw = "'''Bold''' [[Paris|the city]] {{Infobox|x=1}} and <ref>cite</ref>x.\n\n== History ==\n* item  one\n----\n"
+    assert data.clean_wiki_markup(raw) == "Bold the city and x.\nHistory\nitem one"
+
+
+def test_parse_hf_source() -> None:
+    assert data.parse_hf_source("hf:wikitext") == data.HFSpec("Salesforce/wikitext", "wikitext-2-raw-v1")
+    assert data.parse_hf_source("hf:org/set:cfg:train:body") == data.HFSpec("org/set", "cfg", "train", "body")
+    assert data.parse_hf_source("hf:org/set") == data.HFSpec("org/set", None, "test", "text")
+    with pytest.raises(ValueError, match="hf:<path>"):
+        data.parse_hf_source("hf:")
+
+
+def test_group_wikitext_articles() -> None:
+    lines = ["", " = Alpha = \n", "", " = = Early life = = \n", " Alpha was born . \n", " = Beta = \n", " Beta . \n"]
+    docs = data.group_wikitext_articles(lines)
+    assert [d.doc_id for d in docs] == ["Alpha", "Beta"]
+    assert docs[0].text == "= Alpha = \n = = Early life = = \n Alpha was born ."  # rows re-joined as in the file
+
+
+def test_deduplicate_drops_documents_sharing_a_word_run() -> None:
+    shared = " ".join(f"w{i}" for i in range(13))
+    docs = _docs(f"a {shared} b", "unrelated text", f"c {shared} d", "unrelated text")
+    assert [d.doc_id for d in data.deduplicate(docs)] == ["0", "1"]
+    assert [d.doc_id for d in data.deduplicate(docs, ngram_words=14)] == ["0", "1", "2"]
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+
+def test_split_documents_is_disjoint_deterministic_and_sized() -> None:
+    docs = data.load_documents("lee_news")
+    fractions = {"calibration": 0.5, "validation": 0.1, "test": 0.4}
+    parts = data.split_documents(docs, fractions, np.random.default_rng(0), exclude_ids={"0", "1"})
+    ids = {name: [d.doc_id for d in part] for name, part in parts.items()}
+    assert {name: len(v) for name, v in ids.items()} == {"calibration": 143, "validation": 29, "test": 114}
+    assert sum(map(len, ids.values())) == len({i for v in ids.values() for i in v}) == 286
+    assert not {"0", "1"} & {i for v in ids.values() for i in v}
+    assert all(v == sorted(v, key=int) for v in ids.values())  # corpus order kept
+    again = data.split_documents(docs, fractions, np.random.default_rng(0), exclude_ids={"0", "1"})
+    other = data.split_documents(docs, fractions, np.random.default_rng(1), exclude_ids={"0", "1"})
+    assert again == parts and other != parts
+
+
+def test_split_documents_fraction_edge_cases() -> None:
+    docs = _docs(*"abcdefghij")
+    parts = data.split_documents(docs, {"a": 0.9, "b": 0.1, "c": 1 - 0.9 - 0.1}, np.random.default_rng(0))
+    assert [len(p) for p in parts.values()] == [9, 1, 0]
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        data.split_documents(docs, {"a": 0.8, "b": 0.3}, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="'b' gets no document"):
+        data.split_documents(docs, {"a": 0.5, "b": 0.01}, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------------------------- windows
+
+
+def test_make_windows_cuts_the_joined_token_stream(smol_tokenizer) -> None:
+    docs = data.load_documents("lee_news")[:3]
+    stream = []
+    for i, doc in enumerate(docs):
+        stream += (smol_tokenizer("\n\n").input_ids if i else []) + smol_tokenizer(doc.text).input_ids
+    windows = data.make_windows(smol_tokenizer, docs, seq_len=64, add_bos=False)
+    assert windows.dtype == np.int64 and windows.shape == (len(stream) // 64, 64)
+    np.testing.assert_array_equal(windows.ravel(), stream[: windows.size])
+
+
+def test_make_windows_with_bos(smol_tokenizer) -> None:
+    docs = data.load_documents("lee_news")[:3]
+    plain = data.make_windows(smol_tokenizer, docs, seq_len=63, add_bos=False)
+    with_bos = data.make_windows(smol_tokenizer, docs, seq_len=64, add_bos=True)
+    assert with_bos.shape == (plain.shape[0], 64)
+    assert (with_bos[:, 0] == smol_tokenizer.bos_token_id).all()
+    np.testing.assert_array_equal(with_bos[:, 1:], plain)
+
+
+def test_make_windows_random_subset_is_deterministic(smol_tokenizer) -> None:
+    docs = data.load_documents("lee_news")[:20]
+    every = data.make_windows(smol_tokenizer, docs, seq_len=32, add_bos=False)
+    first = data.make_windows(smol_tokenizer, docs, 32, 10, np.random.default_rng(3), add_bos=False)
+    second = data.make_windows(smol_tokenizer, docs, 32, 10, np.random.default_rng(3), add_bos=False)
+    np.testing.assert_array_equal(first, second)
+    rows = [int(np.flatnonzero((every == row).all(axis=1))[0]) for row in first]
+    assert rows == sorted(rows) and len(set(rows)) == 10 and rows != list(range(10))
+    head = data.make_windows(smol_tokenizer, docs, 32, 10, rng=None, add_bos=False)
+    np.testing.assert_array_equal(head, every[:10])
+
+
+def test_make_windows_errors(smol_tokenizer) -> None:
+    docs = _docs("A short document.")
+    with pytest.raises(ValueError, match="ask for fewer windows"):
+        data.make_windows(smol_tokenizer, docs, seq_len=2, n_windows=100, add_bos=False)
+    with pytest.raises(ValueError, match="add documents or lower seq_len"):
+        data.make_windows(smol_tokenizer, [], seq_len=8)
+    with pytest.raises(ValueError, match="add documents or lower seq_len"):
+        data.make_windows(smol_tokenizer, docs, seq_len=512)
+
+
+class _StubTokenizer:
+    """Minimal tokenizer: one id per character, optionally adding BOS=7 itself."""
+
+    def __init__(self, bos_token_id: int | None, adds_bos: bool) -> None:
+        self.bos_token_id, self.adds_bos = bos_token_id, adds_bos
+
+    def __call__(self, text, add_special_tokens: bool = True, **_):
+        def encode(t: str) -> list[int]:
+            return ([self.bos_token_id] if self.adds_bos and add_special_tokens else []) + [ord(c) for c in t]
+
+        return {"input_ids": [encode(t) for t in text] if isinstance(text, list) else encode(text)}
+
+
+def test_resolve_add_bos(smol_tokenizer) -> None:
+    assert data.resolve_add_bos(smol_tokenizer, "auto") is False  # SmolLM2 never adds <|im_start|> itself
+    assert data.resolve_add_bos(smol_tokenizer, True) is True
+    adds = _StubTokenizer(bos_token_id=7, adds_bos=True)
+    assert data.resolve_add_bos(adds, "auto") is True
+    windows = data.make_windows(adds, _docs("abcdef"), seq_len=4)  # "auto": BOS + 3 characters
+    np.testing.assert_array_equal(windows, [[7, 97, 98, 99], [7, 100, 101, 102]])
+    with pytest.raises(ValueError, match="pass add_bos=False"):
+        data.resolve_add_bos(_StubTokenizer(bos_token_id=None, adds_bos=False), True)
+
+
+# ---------------------------------------------------------------------------------------------- disjointness
+
+
+def test_shared_ngrams_counts_known_overlap() -> None:
+    a = np.arange(100).reshape(1, 100)
+    b = np.concatenate([np.arange(500, 520), np.arange(10, 50)]).reshape(1, 60)
+    assert data.shared_ngrams(a, b, ngram=32) == 40 - 32 + 1
+    assert data.shared_ngrams(a, b, ngram=41) == 0
+    data.assert_disjoint(a, b, ngram=41)
+    with pytest.raises(AssertionError, match="share 9 distinct 32-token n-grams"):
+        data.assert_disjoint(a, b)
+
+
+def test_document_split_gives_disjoint_windows(smol_tokenizer) -> None:
+    parts = data.split_documents(
+        data.load_documents("lee_news"), {"calibration": 0.5, "test": 0.5}, np.random.default_rng(0)
+    )
+    cal, test = (data.make_windows(smol_tokenizer, parts[k], seq_len=128) for k in ("calibration", "test"))
+    data.assert_disjoint(cal, test)
+    with pytest.raises(AssertionError):
+        data.assert_disjoint(cal, np.concatenate([test, cal[:1]]))
+
+
+def test_wiki_extracts_need_title_exclusion_to_be_disjoint_from_the_dump(smol_tokenizer) -> None:
+    dump_ids = data.document_ids("enwiki_dump")
+    wiki = data.load_documents("wiki_extracts")
+    dump = data.make_windows(smol_tokenizer, data.load_documents("enwiki_dump"), seq_len=128)
+    overlapping = data.make_windows(smol_tokenizer, [d for d in wiki if d.doc_id in dump_ids], seq_len=128)
+    assert data.shared_ngrams(overlapping, dump) > 0
+    kept = data.split_documents(wiki, {"calibration": 1.0}, np.random.default_rng(0), exclude_ids=dump_ids)
+    data.assert_disjoint(data.make_windows(smol_tokenizer, kept["calibration"], seq_len=128), dump)
