@@ -55,8 +55,8 @@ def fit_surrogate(root: str = ".") -> dict:
             {
                 "bits": scores["bits"][keep].to_numpy(),
                 "n_kept": groups,
-                "true": utilities,
-                "pred": pred,
+                "measured": utilities,
+                "predicted": pred,
                 "split": np.where(is_val, "validation", "train"),
             }
         )

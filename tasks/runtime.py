@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,9 +91,12 @@ def stage_main(
     if extra_args is not None:
         extra_args(parser)
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     try:
         load_params(Path(args.root) / "params.yaml")
         flow(**vars(args))
+        name = flow.name + (f"@{args.which}" if getattr(args, "which", None) else "")
+        print(f"stage {name} finished in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
