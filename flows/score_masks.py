@@ -1,49 +1,135 @@
-"""Stage ``score_masks``: the utility of every sampled mask on the real LLM (dropped layers are skipped)."""
+"""Stage ``score_masks``: the utility of every sampled mask on the real LLM.
+
+Dropped layers are skipped (never executed); masks are visited in trie order so that shared
+prefixes are computed once; results are checkpointed in chunks under ``data/.score_masks_work``
+so that a killed run resumes where it stopped; ``score_masks.workers`` (or ``scheduler``) spreads
+the chunks over Dask workers, each loading the model once.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
+import numpy as np
 from prefect import flow
+from prefect.futures import as_completed
 
-from shapprune.game import LayerGame
-from shapprune.surgery import num_layers
-from tasks.artifacts import read_masks, read_windows, write_table
-from tasks.model import load_stage_model
+from shapprune.checkpoint import ChunkStore, fingerprint
+from shapprune.models import resolve_device, resolve_dtype
+from tasks.artifacts import read_masks, write_table
+from tasks.model import saved_layer_count
 from tasks.runtime import Stage, stage_main, write_json
-from tasks.scoring import score_all
+from tasks.scoring import (
+    FULL_ID,
+    ScoringSetup,
+    assemble,
+    plan_chunks,
+    progress_logger,
+    score_chunk,
+    score_in_process,
+)
+
+
+def _dask_runner(workers: int, scheduler: str | None):
+    from prefect_dask import DaskTaskRunner
+
+    if scheduler:
+        return DaskTaskRunner(address=scheduler)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    )
+
+
+@flow(name="score_masks_dask", log_prints=True, validate_parameters=False)
+def score_on_dask(setup: ScoringSetup, chunks: list, store_dir: str, total: int, already: int) -> None:
+    """Subflow run on a Dask task runner: one task per chunk, each result checkpointed as it arrives."""
+    store, report, finished = ChunkStore(Path(store_dir)), progress_logger(total, already), already
+    futures = [score_chunk.submit(setup, ids, bits) for ids, bits in chunks]
+    for future in as_completed(futures):
+        rows = future.result()
+        store.append(rows)
+        finished += len(rows)
+        report(finished)
 
 
 @flow(name="score_masks", log_prints=True)
 def score_masks(root: str = ".") -> dict:
     stage = Stage.open("score_masks", root)
-    cfg = stage.params.score_masks
+    cfg, paths = stage.params.score_masks, stage.paths
+    n_layers = saved_layer_count(paths.model)
+    table, masks = read_masks(paths.masks, n_layers)
+    device = resolve_device(stage.params.base.device)
+    dtype = str(resolve_dtype(stage.params.base.dtype, device)).removeprefix("torch.")
+    scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler
+    distributed = bool(scheduler) or cfg.workers > 0
+    threads = stage.params.base.threads or (1 if distributed and not scheduler else 0)
+    setup = ScoringSetup(
+        model_dir=str(paths.model),
+        windows_path=str(paths.calibration),
+        dtype=dtype,
+        device=device,
+        batch_size=cfg.batch_size,
+        prefix_reuse=cfg.prefix_reuse,
+        cache_mib=cfg.cache_mib,
+        threads=threads,
+    )
+    key = fingerprint(
+        [*sorted(paths.model.glob("*.safetensors")), paths.model / "config.json", paths.calibration,
+         dtype, device, str(cfg.batch_size)]
+    )  # fmt: skip
+    store = ChunkStore(paths.root / "data" / ".score_masks_work" / key)
+
     with stage.tracking() as tracker:
-        model, _, device = load_stage_model(stage.paths.model, stage.params)
-        _, masks = read_masks(stage.paths.masks, num_layers(model))
-        windows = read_windows(stage.paths.calibration)
+        done = store.load()
+        done_bits = set(done["bits"]) if done is not None else set()
+        ids = [FULL_ID, *table["mask_id"].tolist()]
+        all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
+        todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
+        if done is not None:
+            print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
+        chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
+        report = progress_logger(len(ids), len(ids) - len(todo))
         start = time.perf_counter()
-        game = LayerGame(model, windows, cfg.utility, cfg.batch_size)
-        table = score_all(game, masks, cfg.utility)
+        saved = float("nan")
+        if not chunks:
+            pass
+        elif distributed:
+            runner = _dask_runner(cfg.workers, scheduler)
+            score_on_dask.with_options(task_runner=runner)(
+                setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
+            )
+        else:
+            saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
         seconds = time.perf_counter() - start
-        write_table(table, stage.paths.scores)
-        n_bad = int((~table["finite"]).sum())
+        scores, full = assemble(store.load(), table, cfg.utility)
+        write_table(scores, paths.scores)
+        store.clear()
+        n_bad = int((~scores["finite"]).sum())
         info = {
-            "n_masks": len(table),
+            "n_masks": len(scores),
+            "n_scored_this_run": len(todo),
             "n_nonfinite": n_bad,
-            "full_ppl": game.full.perplexity,
-            "full_nll_mean": game.full.mean,
-            "calibration_tokens": game.full.tokens,
+            "full_ppl": full.perplexity,
+            "full_nll_mean": full.mean,
+            "calibration_tokens": full.tokens,
             "seconds": seconds,
-            "seconds_per_mask": seconds / max(1, len(table)),
+            "seconds_per_mask": seconds / max(1, len(todo)),
+            "prefix_saved_fraction": saved,
+            "workers": cfg.workers if distributed else 0,
             "device": device,
-            "utility_mean": float(table.loc[table["finite"], "utility"].mean()),
+            "dtype": dtype,
+            "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
         }
-        write_json(stage.paths.metrics_file("score_masks"), info)
+        write_json(paths.metrics_file("score_masks"), info)
         tracker.log_metrics({k: v for k, v in info.items() if isinstance(v, (int, float))})
         if n_bad:
             print(f"WARNING: {n_bad} masks have non-finite utility; kept in the table with finite=False")
-        print(f"scored {len(table)} masks in {seconds:.0f}s; full-model calibration PPL {game.full.perplexity:.3f}")
+        print(
+            f"scored {len(todo)} masks in {seconds:.0f}s ({info['seconds_per_mask']:.2f} s/mask); "
+            f"full-model calibration PPL {full.perplexity:.3f}"
+        )
         return info
 
 

@@ -88,6 +88,11 @@ class SampleMasks(_Section):
 class ScoreMasks(_Section):
     utility: Literal["ppl_ratio", "neg_log_ppl"] = "ppl_ratio"
     batch_size: int = Field(10, ge=1)
+    prefix_reuse: bool = True
+    cache_mib: float = Field(512.0, ge=0)
+    chunk_size: int = Field(25, ge=1)
+    workers: int = Field(0, ge=0, description="0 = score in this process; N = a local Dask cluster of N workers")
+    scheduler: str | None = None
 
 
 class FitSurrogate(_Section):

@@ -31,6 +31,13 @@ class NLL:
         return math.exp(mean) if math.isfinite(mean) and mean < 700 else float("inf")
 
 
+def nll_of_logits(logits: torch.Tensor, ids: torch.Tensor) -> NLL:
+    """Summed next-token NLL of ``ids [b, T]`` under ``logits [b, T, V]`` (fp32 log-softmax)."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, T-1, V]
+    nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [b, T-1]
+    return NLL(float(nll.double().sum()), nll.numel())
+
+
 @torch.inference_mode()
 def window_nll(model: nn.Module, windows: TokenWindows, batch_size: int = 16) -> NLL:
     """Sum of next-token NLL over every window (fp32 log-softmax, whatever the model dtype)."""
@@ -38,11 +45,9 @@ def window_nll(model: nn.Module, windows: TokenWindows, batch_size: int = 16) ->
     total, tokens = 0.0, 0
     for start in range(0, len(windows), batch_size):
         ids = torch.as_tensor(windows[start : start + batch_size], device=device)  # [b, T]
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1]  # [b, T-1, V]
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [b, T-1]
-        total += float(nll.double().sum())
-        tokens += nll.numel()
+        nll = nll_of_logits(model(input_ids=ids, use_cache=False).logits, ids)
+        total += nll.total
+        tokens += nll.tokens
     return NLL(total, tokens)
 
 

@@ -1,56 +1,151 @@
-"""Prefect task that scores layer masks on the real LLM, with progress (rate and ETA) in the logs."""
+"""Prefect tasks that score layer masks on the LLM: prefix reuse, checkpointed chunks, optional Dask workers."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from shapprune.game import LayerGame
-from shapprune.scoring import utility_from_nll
-from shapprune.types import Mask
-from tasks.artifacts import mask_bits
+from shapprune.checkpoint import ChunkStore
+from shapprune.models import DTYPES, load_model
+from shapprune.prefix import PrefixScorer, lexicographic_order
+from shapprune.scoring import NLL, masked_nll, utility_from_nll
+from shapprune.types import Mask, TokenWindows
+from tasks.artifacts import bits_to_masks, mask_bits, read_windows
+
+FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
+_WORKER_MODEL: dict[tuple, torch.nn.Module] = {}
 
 
-def _progress(logger, total: int, every: int) -> callable:
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class ScoringSetup:
+    """Everything a worker needs to rebuild the game: model, windows, precision and batching."""
+
+    model_dir: str
+    windows_path: str
+    dtype: str
+    device: str
+    batch_size: int
+    prefix_reuse: bool
+    cache_mib: float
+    threads: int = 0
+
+
+class MaskScorer:
+    """Scores masks one by one, reusing prefixes across calls when enabled."""
+
+    def __init__(self, model: torch.nn.Module, windows: TokenWindows, setup: ScoringSetup) -> None:
+        self.model, self.windows, self.setup = model, windows, setup
+        self.prefix = PrefixScorer(model, windows, setup.batch_size, setup.cache_mib) if setup.prefix_reuse else None
+
+    def __call__(self, mask: np.ndarray) -> NLL:
+        if self.prefix is not None:
+            return self.prefix.score(mask)
+        return masked_nll(self.model, self.windows, mask, self.setup.batch_size)
+
+    def saved_fraction(self) -> float:
+        return self.prefix.stats.saved_fraction if self.prefix is not None else 0.0
+
+
+def rows_frame(mask_ids: list[int], bits: list[str], nlls: list[NLL]) -> pd.DataFrame:
+    """Raw scores (no utility yet): mask id, bits, summed NLL and token count."""
+    return pd.DataFrame(
+        {
+            "mask_id": np.asarray(mask_ids, dtype=np.int64),
+            "bits": bits,
+            "nll_sum": [n.total for n in nlls],
+            "n_tokens": np.asarray([n.tokens for n in nlls], dtype=np.int64),
+        }
+    )
+
+
+def worker_model(setup: ScoringSetup) -> torch.nn.Module:
+    """The model of this process, loaded once per worker and reused by every chunk it scores."""
+    key = (setup.model_dir, setup.dtype, setup.device)
+    if key not in _WORKER_MODEL:
+        if setup.threads:
+            torch.set_num_threads(setup.threads)
+        _WORKER_MODEL.clear()
+        _WORKER_MODEL[key] = load_model(setup.model_dir, dtype=DTYPES[setup.dtype], device=setup.device)[0]
+    return _WORKER_MODEL[key]
+
+
+@task(name="score-chunk", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def score_chunk(setup: ScoringSetup, mask_ids: list[int], bits: list[str]) -> pd.DataFrame:
+    """Score one chunk of masks (in trie order) in whichever process runs the task, e.g. a Dask worker."""
+    scorer = MaskScorer(worker_model(setup), read_windows(Path(setup.windows_path)), setup)
+    masks = bits_to_masks(pd.Series(bits))
+    return rows_frame(mask_ids, bits, [scorer(m) for m in masks])
+
+
+def plan_chunks(todo_ids: list[int], todo_masks: Mask, chunk_size: int) -> list[tuple[list[int], list[str]]]:
+    """Cut the masks still to score into chunks of consecutive masks in trie order (keeps prefixes shared)."""
+    order = lexicographic_order(todo_masks)
+    ids = [todo_ids[i] for i in order]
+    bits = mask_bits(todo_masks[order])
+    return [(ids[s : s + chunk_size], bits[s : s + chunk_size]) for s in range(0, len(ids), chunk_size)]
+
+
+def progress_logger(total: int, already: int) -> Callable[[int], None]:
+    """Logs ``scored i/n`` with rate and ETA about twenty times per run."""
+    logger = get_run_logger()
+    start, every = time.perf_counter(), max(1, total // 20)
 
     def report(done: int) -> None:
         if done % every and done != total:
             return
         elapsed = time.perf_counter() - start
-        rate = done / elapsed if elapsed else float("nan")
-        eta = (total - done) / rate if rate else float("nan")
+        rate = (done - already) / elapsed if elapsed > 0 else float("nan")
+        eta = (total - done) / rate if rate and rate > 0 else float("nan")
         logger.info(f"scored {done}/{total} masks  {rate:.2f} masks/s  ETA {eta:.0f}s")
 
     return report
 
 
-@task(name="score-masks", cache_policy=NO_CACHE)
-def score_all(game: LayerGame, masks: Mask, utility: str) -> pd.DataFrame:
-    """One row per mask: bits, NLL, token count, PPL and utility (NaN/inf kept aligned and flagged)."""
-    logger = get_run_logger()
-    report = _progress(logger, len(masks), max(1, len(masks) // 20))
-    rows = []
-    for i, mask in enumerate(masks):
-        nll = game.nll(mask)
-        rows.append((nll.total, nll.tokens, nll.mean, nll.perplexity, utility_from_nll(nll, game.full, utility)))
-        report(i + 1)
-    total, tokens, mean, ppl, util = (np.array(c) for c in zip(*rows)) if rows else ([],) * 5
-    return pd.DataFrame(
+@task(name="score-in-process", cache_policy=NO_CACHE)
+def score_in_process(
+    setup: ScoringSetup, chunks: list[tuple[list[int], list[str]]], store: ChunkStore, report: Callable[[int], None]
+) -> float:
+    """Score every chunk here, one model, prefix cache kept across chunks; returns the saved fraction."""
+    scorer = MaskScorer(worker_model(setup), read_windows(Path(setup.windows_path)), setup)
+    done = 0
+    for ids, bits in chunks:
+        nlls = []
+        for mask in bits_to_masks(pd.Series(bits)):
+            nlls.append(scorer(mask))
+            done += 1
+            report(done)
+        store.append(rows_frame(ids, bits, nlls))
+    return scorer.saved_fraction()
+
+
+def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.DataFrame, NLL]:
+    """Final scores in mask order: NLL, PPL and utility per mask (non-finite values kept and flagged)."""
+    raw = raw.drop_duplicates("mask_id", keep="first").set_index("mask_id")
+    full_row = raw.loc[FULL_ID]
+    full = NLL(float(full_row["nll_sum"]), int(full_row["n_tokens"]))
+    got = raw.loc[table["mask_id"].to_numpy()]
+    nlls = [NLL(float(t), int(n)) for t, n in zip(got["nll_sum"], got["n_tokens"])]
+    util = np.array([utility_from_nll(n, full, utility) for n in nlls])
+    out = pd.DataFrame(
         {
-            "mask_id": np.arange(len(masks)),
-            "n_kept": masks.sum(axis=1),
-            "bits": mask_bits(masks),
-            "nll_sum": total,
-            "n_tokens": tokens,
-            "nll_mean": mean,
-            "ppl": ppl,
+            "mask_id": table["mask_id"].to_numpy(),
+            "n_kept": table["n_kept"].to_numpy(),
+            "bits": table["bits"].to_numpy(),
+            "nll_sum": [n.total for n in nlls],
+            "n_tokens": np.asarray([n.tokens for n in nlls], dtype=np.int64),
+            "nll_mean": [n.mean for n in nlls],
+            "ppl": [n.perplexity for n in nlls],
             "utility": util,
             "finite": [math.isfinite(u) for u in util],
         }
     )
+    return out, full

@@ -1,0 +1,76 @@
+"""score_masks: resume after a failure mid-stage, and Dask workers, both equal to the plain sequential run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+import shapprune.checkpoint
+from flows.prepare_data import prepare_data
+from flows.prepare_model import prepare_model
+from flows.sample_masks import sample_masks
+from flows.score_masks import score_masks
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def prepared(workspace, harness, monkeypatch):
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["score_masks"]["chunk_size"] = 4
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in (prepare_model, prepare_data, sample_masks):
+        stage(root=str(workspace))
+    return workspace
+
+
+def _set(workspace, **kw):
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["score_masks"].update(kw)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_resume_after_failure_scores_only_missing_masks(prepared, monkeypatch):
+    root = str(prepared)
+    reference = score_masks(root=root)
+    expected = pd.read_parquet(prepared / "data" / "scores.parquet")
+    (prepared / "data" / "scores.parquet").unlink()
+
+    real_append, calls = shapprune.checkpoint.ChunkStore.append, []
+
+    def failing_append(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("injected failure")
+        return real_append(self, rows)
+
+    monkeypatch.setattr(shapprune.checkpoint.ChunkStore, "append", failing_append)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        score_masks(root=root)
+    monkeypatch.setattr(shapprune.checkpoint.ChunkStore, "append", real_append)
+    assert not (prepared / "data" / "scores.parquet").exists()
+
+    resumed = score_masks(root=root)
+    assert resumed["n_scored_this_run"] == reference["n_scored_this_run"] - 8  # two chunks of 4 survived
+    pd.testing.assert_frame_equal(pd.read_parquet(prepared / "data" / "scores.parquet"), expected, check_exact=True)
+    assert not (prepared / "data" / ".score_masks_work").exists() or not any(
+        (prepared / "data" / ".score_masks_work").iterdir()
+    )
+
+
+def test_skip_prefix_and_dask_give_the_same_table(prepared):
+    root = str(prepared)
+    _set(prepared, prefix_reuse=False)
+    score_masks(root=root)
+    plain = pd.read_parquet(prepared / "data" / "scores.parquet")
+    _set(prepared, prefix_reuse=True, workers=2)
+    info = score_masks(root=root)
+    assert info["workers"] == 2
+    pd.testing.assert_frame_equal(pd.read_parquet(prepared / "data" / "scores.parquet"), plain, check_exact=True)
