@@ -88,8 +88,15 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
     """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy."""
     source = resolve_source(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch.float32, **kwargs)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"base.model: cannot load '{spec}' ({first}); check the hub id and your connection, "
+            "or use a local directory or a .gguf file"
+        ) from None
     if source.gguf_file:
         model = clean_copy(model)
     model = model.to(device=device, dtype=dtype).eval()

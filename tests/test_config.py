@@ -1,0 +1,103 @@
+"""params.yaml validation: every rule gives one line that names the key and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shapprune.config import ConfigError, load_params, parse_params
+from shapprune.models import resolve_source
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _with(section: str, **values) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[section].update(values)
+    return raw
+
+
+def test_default_params_are_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.sample_masks.resolve_strata(30) == [28, 25, 23, 20, 17]
+    assert params.prune.resolve_n_drop(30) == 6
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key"),
+    [
+        ("prune", {"ratio": 1.5}, "prune.ratio"),
+        ("prune", {"ratio": 0.0}, "prune.ratio"),
+        ("prune", {"n_drop": 3, "ratio": 0.2}, "prune"),
+        ("prune", {"n_drop": 0, "ratio": None}, "prune.n_drop"),
+        ("base", {"dtype": "float8"}, "base.dtype"),
+        ("base", {"device": "tpu"}, "base.device"),
+        ("sample_masks", {"n_masks": 0}, "sample_masks.n_masks"),
+        ("sample_masks", {"keep_fractions": [0.5, 1.2]}, "sample_masks.keep_fractions"),
+        ("score_masks", {"utility": "accuracy"}, "score_masks.utility"),
+        ("estimate_shapley", {"method": "banzhaf"}, "estimate_shapley.method"),
+        ("evaluate", {"tasks": ["piqa", "mmlu_pro"]}, "evaluate.tasks"),
+        ("prepare_data", {"eval_corpora": {}}, "prepare_data"),
+        ("prepare_data", {"calibration_fraction": 0.95, "validation_fraction": 0.1}, "prepare_data"),
+        ("fit_surrogate", {"optimizer": "lbfgs"}, "fit_surrogate.optimizer"),
+        ("fit_surrogate", {"epochs": -1}, "fit_surrogate.epochs"),
+    ],
+)
+def test_bad_values_name_the_key(section, values, key):
+    with pytest.raises(ConfigError) as err:
+        parse_params(_with(section, **values))
+    lines = str(err.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"params.yaml: {key}")
+
+
+def test_unknown_keys_and_several_problems_at_once():
+    raw = _with("prune", ratio=2.0)
+    raw["evaluate"]["n_itmes"] = 5
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2
+    assert any("evaluate.n_itmes: unknown key" in line for line in lines)
+
+
+def test_cross_section_rule():
+    raw = _with("score_masks", utility="neg_log_ppl")
+    with pytest.raises(ConfigError, match="fit_surrogate.output"):
+        parse_params(raw)
+
+
+def test_rules_that_need_the_layer_count():
+    params = parse_params(_with("prune", n_drop=30, ratio=None))
+    with pytest.raises(ConfigError, match="removing 30 of 30 layers"):
+        params.prune.resolve_n_drop(30)
+    params = parse_params(_with("sample_masks", strata=[31, 20]))
+    with pytest.raises(ConfigError, match="sample_masks.strata"):
+        params.sample_masks.resolve_strata(30)
+
+
+def test_unknown_model_sources():
+    with pytest.raises(ValueError, match="package 'no_such_pkg' is not installed"):
+        resolve_source("pkg://no_such_pkg/model.gguf")
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_source("/no/such/model.gguf")
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_source("./no/such/dir")
+
+
+def test_stage_exits_2_with_one_line_and_touches_nothing(tmp_path):
+    raw = _with("prune", ratio=1.5)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "data").mkdir()
+    sentinel = tmp_path / "data" / "scores.parquet"
+    sentinel.write_bytes(b"already computed")
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.prune", "--root", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == ["error: params.yaml: prune.ratio: Input should be less than 1 (got 1.5)"]
+    assert sentinel.read_bytes() == b"already computed"
