@@ -180,9 +180,8 @@ def main() -> None:
         pruned, _ = load_model(str(model_dir), dtype=torch.bfloat16)
         keep_layers(pruned, keep)
         tps = generation_tps(pruned, tokenizer)
-        lines.append(
-            f"| {ratio:.0%} removed | {n_layers - k} | {tps:.1f} | {tps / full_tps:.2f} | {n_layers / (n_layers - k):.2f} |"
-        )
+        bound = n_layers / (n_layers - k)
+        lines.append(f"| {ratio:.0%} removed | {n_layers - k} | {tps:.1f} | {tps / full_tps:.2f} | {bound:.2f} |")
     text = "\n".join(lines) + "\n"
     (OUT / "score_masks.md").write_text(text)
     print(text)
