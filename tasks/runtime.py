@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shapprune.config import ConfigError, Params, load_params
+from tasks.guards import stage_lock
 from tasks.paths import Paths
 from tasks.tracking import NullTracker, Tracker, mlflow_stage
 
@@ -94,8 +95,9 @@ def stage_main(
     start = time.perf_counter()
     try:
         load_params(Path(args.root) / "params.yaml")
-        flow(**vars(args))
         name = flow.name + (f"@{args.which}" if getattr(args, "which", None) else "")
+        with stage_lock(Path(args.root).resolve(), name):
+            flow(**vars(args))
         print(f"stage {name} finished in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
         print(f"error: {err}", file=sys.stderr)

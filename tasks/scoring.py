@@ -20,6 +20,7 @@ from shapprune.prefix import PrefixScorer, lexicographic_order
 from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.types import Mask, TokenWindows
 from tasks.artifacts import bits_to_masks, mask_bits, read_windows
+from tasks.guards import fault_point
 
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
 _WORKER_MODEL: dict[tuple, torch.nn.Module] = {}
@@ -124,6 +125,7 @@ def score_in_process(
             done += 1
             report(done)
         store.append(rows_frame(ids, bits, nlls))
+        fault_point("score_masks:chunk", len(store.chunks()))
     return scorer.saved_fraction()
 
 
