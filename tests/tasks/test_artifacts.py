@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from shapprune.config import ConfigError
+from tasks.artifacts import read_masks, read_table, read_windows, write_masks, write_windows
+
+
+def test_masks_roundtrip_and_width_check(tmp_path):
+    masks = np.random.default_rng(0).random((5, 7)) < 0.5
+    masks[:, 0] = True
+    path = write_masks(masks, tmp_path / "masks.parquet")
+    table, back = read_masks(path, 7)
+    assert np.array_equal(back, masks) and table["n_kept"].tolist() == masks.sum(1).tolist()
+    with pytest.raises(ConfigError, match="masks have 7 layers but the model has 30; rerun sample_masks"):
+        read_masks(path, 30)
+
+
+def test_windows_roundtrip(tmp_path):
+    w = np.arange(12, dtype=np.int64).reshape(3, 4)
+    assert np.array_equal(read_windows(write_windows(w, tmp_path / "w.parquet", "x")), w)
+
+
+def test_missing_and_corrupt_parquet_give_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="missing; run the stage that makes it first"):
+        read_table(tmp_path / "nope.parquet")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ConfigError, match="not a readable parquet file") as err:
+        read_table(bad)
+    assert len(str(err.value).splitlines()) == 1
+    good = write_masks(np.ones((2, 3), bool), tmp_path / "m.parquet")
+    good.write_bytes(good.read_bytes()[:-20])  # truncated
+    with pytest.raises(ConfigError, match="not a readable parquet file"):
+        read_table(good)
