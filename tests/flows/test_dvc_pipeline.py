@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
+from prefect.settings import PREFECT_API_URL
+from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_STAGES = {
@@ -21,6 +24,7 @@ ALL_STAGES = {
     "score_masks",
     "fit_surrogate",
     "estimate_shapley",
+    "score_layers",
     "prune",
     "evaluate@full",
     "evaluate@pruned",
@@ -28,8 +32,10 @@ ALL_STAGES = {
 }
 
 
-def _run(args: list[str], cwd: Path) -> str:
+def _run(args: list[str], cwd: Path, api_url: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_URI", "PREFECT_API_URL"))}
+    if api_url:  # one shared Prefect API instead of a temporary server per stage process
+        env["PREFECT_API_URL"] = api_url
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -40,11 +46,17 @@ def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
 
 
+@pytest.fixture(scope="module")
+def api_url():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
 @pytest.mark.slow
-def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace):
+def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, api_url):
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("flows", "tasks", "shapprune"):
+    for name in ("flows", "tasks", "shapprune"):  # the project's code, as a fresh checkout would have it
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", project)
     shutil.copy(workspace / "params.yaml", project)
@@ -52,14 +64,20 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace):
     _run(["dvc", "init", "-q"], project)
     _run(["dvc", "config", "core.analytics", "false"], project)
 
-    assert _ran(_run(["dvc", "repro"], project)) == ALL_STAGES
+    # the first run goes through the Prefect `pipeline` flow, which runs `dvc repro`
+    assert _ran(_run([sys.executable, "-m", "flows.pipeline"], project, api_url)) == ALL_STAGES
     assert (project / "data" / "pruned" / "model.safetensors").is_file()
     assert (project / "dvc.lock").is_file()
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].data.tags["shapprune.pipeline_id"].startswith("prefect-")
+    assert len(runs) == 1 + len(ALL_STAGES)
 
-    assert _ran(_run(["dvc", "repro"], project)) == set()
+    assert _ran(_run(["dvc", "repro"], project, api_url)) == set()
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["prune"]["n_drop"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _ran(_run(["dvc", "repro"], project)) == {"prune", "evaluate@pruned", "report"}
+    assert _ran(_run(["dvc", "repro"], project, api_url)) == {"prune", "evaluate@pruned", "report"}
     assert yaml.safe_load((project / "metrics.json").read_text())["n_dropped"] == 1
