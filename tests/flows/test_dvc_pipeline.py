@@ -24,7 +24,6 @@ ALL_STAGES = {
     "score_masks",
     "fit_surrogate",
     "estimate_shapley",
-    "score_layers",
     "prune",
     "evaluate@full",
     "evaluate@pruned",
