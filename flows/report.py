@@ -17,8 +17,12 @@ def summary_markdown(full: dict, pruned: dict, pruning: dict, surrogate: dict, s
         f"({pruning['n_dropped']} of {pruning['n_layers_before']}); parameters "
         f"{pruning['parameters_after']:,} / {pruning['parameters_before']:,} "
         f"({pruning['parameters_after'] / pruning['parameters_before']:.1%}).",
-        f"Boundary separation: {pruning['boundary_z']:.2f} standard errors "
-        f"({'resolved' if pruning['boundary_separated'] else 'NOT resolved: more samples would help'}).",
+        (
+            f"Boundary separation: {pruning['boundary_z']:.2f} standard errors "
+            f"({'resolved' if pruning['boundary_separated'] else 'NOT resolved: more samples would help'})."
+            if pruning.get("boundary_z") is not None
+            else "Boundary separation: n/a (a deterministic criterion has no standard errors)."
+        ),
         "",
         f"Masks scored on the LLM: {scoring['n_masks']} ({scoring['n_nonfinite']} non-finite), "
         f"{scoring['seconds_per_mask']:.2f} s/mask on {scoring['device']}; full-model calibration PPL "

@@ -8,6 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shapprune.baselines.registry import METHODS
 from shapprune.evaluation.zero_shot import TASKS
 from shapprune.sampling import strata_from_fractions
 
@@ -116,9 +117,33 @@ class EstimateShapley(_Section):
     n_samples: int = Field(20000, ge=2)
 
 
+class ScoreLayers(_Section):
+    """Options of the baseline criteria (used when ``prune.method`` is not ``shapley``)."""
+
+    batch_size: int = Field(10, ge=1)
+    cache_mib: float = Field(512.0, ge=0, description="prefix-reuse cache for ppl / sleb / oracle")
+    max_drop_ratio: float = Field(0.4, gt=0, lt=1, description="layer sets are computed for k = 1..round(ratio*L)")
+    oracle_max_subsets: int = Field(1000, ge=1, description="oracle enumerates C(L, k) subsets only up to this")
+    taylor_reduce: Literal["element", "block"] = "element"
+    taylor_protect_first: int = Field(4, ge=0)
+    taylor_protect_last: int = Field(2, ge=0)
+
+    def n_drops(self, n_layers: int) -> list[int]:
+        """Numbers of removed layers for which every criterion records its set."""
+        return list(range(1, max(1, min(n_layers - 1, int(round(self.max_drop_ratio * n_layers)))) + 1))
+
+
 class Prune(_Section):
+    method: str = "shapley"
     n_drop: int | None = Field(None, ge=1)
     ratio: float | None = Field(0.2, gt=0, lt=1)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown method '{v}'; choose from {', '.join(METHODS)}")
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> Prune:
@@ -163,6 +188,7 @@ class Params(_Section):
     score_masks: ScoreMasks = ScoreMasks()
     fit_surrogate: FitSurrogate = FitSurrogate()
     estimate_shapley: EstimateShapley = EstimateShapley()
+    score_layers: ScoreLayers = ScoreLayers()
     prune: Prune = Prune()
     evaluate: Evaluate = Evaluate()
     report: Report = Report()

@@ -56,6 +56,14 @@ class Paths:
         return self.root / "data" / "shapley" / "shapley.json"
 
     @property
+    def layer_scores_csv(self) -> Path:
+        return self.root / "data" / "layer_scores" / "layer_scores.csv"
+
+    @property
+    def layer_scores_json(self) -> Path:
+        return self.root / "data" / "layer_scores" / "layer_scores.json"
+
+    @property
     def pruned(self) -> Path:
         return self.root / "data" / "pruned"
 

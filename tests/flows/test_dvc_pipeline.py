@@ -24,6 +24,7 @@ ALL_STAGES = {
     "score_masks",
     "fit_surrogate",
     "estimate_shapley",
+    "score_layers",
     "prune",
     "evaluate@full",
     "evaluate@pruned",

@@ -1,0 +1,84 @@
+"""Stage ``score_layers``: a baseline criterion's per-layer table on the calibration windows (``prune.method``).
+
+Writes ``data/layer_scores/layer_scores.{csv,json}`` in the format of ``data/shapley`` plus, per number of
+removed layers ``k``, the set the criterion removes. With ``prune.method: shapley`` it writes a placeholder
+and loads nothing (the Shapley table comes from ``estimate_shapley``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from shapprune.baselines import LayerScores, layer_scores
+from shapprune.surgery import num_layers
+from tasks.artifacts import read_windows
+from tasks.layer_tables import write_layer_table, write_placeholder
+from tasks.model import load_stage_model
+from tasks.plots import close, contribution_bars
+from tasks.runtime import Stage, stage_main
+
+
+@task(name="score-layers", cache_policy=NO_CACHE)
+def score(stage: Stage, method: str) -> tuple[LayerScores, float]:
+    """Load the model and calibration windows and run the criterion; returns (result, seconds)."""
+    cfg = stage.params.score_layers
+    model, _, _ = load_stage_model(stage.paths.model, stage.params)
+    windows = read_windows(stage.paths.calibration)
+    start = time.perf_counter()
+    result = layer_scores(
+        method,
+        model,
+        windows,
+        n_drops=cfg.n_drops(num_layers(model)),
+        rng=np.random.default_rng([stage.params.base.seed, 4]),
+        batch_size=cfg.batch_size,
+        cache_mib=cfg.cache_mib,
+        max_subsets=cfg.oracle_max_subsets,
+        reduce=cfg.taylor_reduce,
+        protect_first=cfg.taylor_protect_first,
+        protect_last=cfg.taylor_protect_last,
+    )
+    return result, time.perf_counter() - start
+
+
+@flow(name="score_layers", log_prints=True)
+def score_layers(root: str = ".") -> dict:
+    stage = Stage.open("score_layers", root)
+    paths, method = stage.paths, stage.params.prune.method
+    with stage.tracking() as tracker:
+        tracker.log_params({"prune.method": method})
+        if method == "shapley":
+            write_placeholder(paths.layer_scores_csv, paths.layer_scores_json)
+            print("prune.method is shapley: nothing to score here (see data/shapley)")
+            return {"method": method}
+        result, seconds = score(stage, method)
+        write_layer_table(
+            result,
+            paths.layer_scores_csv,
+            paths.layer_scores_json,
+            n_calibration_windows=len(read_windows(paths.calibration)),
+            seconds=seconds,
+        )
+        finite = np.where(np.isfinite(result.scores), result.scores, np.nan)
+        fig = contribution_bars(
+            finite,
+            np.zeros_like(finite),
+            [],
+            f"{method} layer scores (lower = removed first)",
+            paths.layer_scores_csv.with_name("scores.png"),
+        )
+        tracker.log_figure(fig, "scores.png")
+        close(fig)
+        tracker.log_artifact(paths.layer_scores_csv)
+        tracker.log_artifact(paths.layer_scores_json)
+        tracker.log_metrics({"seconds": seconds})
+        print(f"{method}: layers from first to last removed {result.ranking().tolist()} ({seconds:.1f} s)")
+        return {"method": method, "ranking": result.ranking().tolist(), "chosen": result.chosen, "seconds": seconds}
+
+
+if __name__ == "__main__":
+    stage_main(score_layers)
