@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shapprune.estimators.design import Stratum, sample_units, shapley_weights, unit_masks
 from shapprune.shapley import ValueFn, all_masks, shapley_from_table, stratified_shapley
 
 EXACT_UP_TO = 16
@@ -21,15 +22,13 @@ def surrogate_shapley(
 
 
 def stratum_sums(
-    predict: ValueFn, strata: list, n_players: int, rng: np.random.Generator, n_samples: int = 20000
+    predict: ValueFn, strata: list[Stratum], n_players: int, rng: np.random.Generator, n_samples: int = 20000
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each stratum's share of the surrogate's Shapley values, ``c_h sum_{S in h} f(S) g(S)``, and its variance.
 
     Returns ``(sums[H, L], var[H, L])``; ``sums.sum(axis=0)`` are the Shapley values of ``predict``.
     Exact (variance 0) up to 16 players, else ``n_samples`` units per stratum drawn with replacement.
     """
-    from shapprune.estimators.design import sample_units, shapley_weights, unit_masks
-
     sums, var = np.zeros((len(strata), n_players)), np.zeros((len(strata), n_players))
     if n_players <= EXACT_UP_TO:
         masks = all_masks(n_players)  # [2**L, L]
@@ -52,10 +51,10 @@ def stratum_sums(
     return sums, var
 
 
-def _draw(n_players: int, stratum: object, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` lead masks of a stratum drawn uniformly with replacement."""
-    keys = rng.random((count, n_players))
-    leads = keys.argsort(axis=1).argsort(axis=1) < stratum.size  # type: ignore[attr-defined]
-    if stratum.is_middle(n_players):  # type: ignore[attr-defined]
+def _draw(n_players: int, stratum: Stratum, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` lead masks of a stratum drawn uniformly with replacement: ``bool[count, L]``."""
+    keys = rng.random((count, n_players))  # [count, L]
+    leads = keys.argsort(axis=1).argsort(axis=1) < stratum.size
+    if stratum.is_middle(n_players):
         leads = np.where(leads[:, :1], leads, ~leads)
     return leads

@@ -1,8 +1,8 @@
 """Stratified sampling of marginal contributions (Maleki et al. 2013): the strata are (player, coalition size).
 
 ``phi_i = 1/L sum_s E[v(S + i) - v(S)]`` over coalitions ``S`` of the other players with ``|S| = s``.
-Draws cycle through the strata (player-major, sizes in a random order per player), one marginal
-contribution (two coalitions, fewer when cached) at a time, until the next one no longer fits. A player
+Draws cycle through the players, each taking the next size of its own random order of sizes, one
+marginal contribution (two coalitions, fewer when cached) at a time, until the next one no longer fits. A player
 whose every size was drawn gets the stratified mean; otherwise the plain mean of its draws, which is
 also unbiased because its sizes are a uniform random subset.
 """

@@ -54,3 +54,10 @@ def test_allocate_respects_budget_caps_and_floor():
     assert n[1] > n[0]
     with pytest.raises(ValueError, match="budget"):
         allocate(np.ones(3), np.ones(3), np.full(3, 9), np.full(3, 4), 10)
+
+
+def test_sampled_stratum_sums_beyond_sixteen_players_are_unbiased():
+    game = pairwise(18, 3, scale=0.05)
+    sums, var = stratum_sums(game, make_strata(18, True), 18, np.random.default_rng(0), n_samples=400)
+    z = (sums.sum(axis=0) - game.shapley()) / np.sqrt(var.sum(axis=0))
+    assert np.all(np.abs(z) < 4), z
