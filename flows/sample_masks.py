@@ -1,12 +1,17 @@
-"""Stage ``sample_masks``: stratified Monte Carlo layer masks (strata = number of kept layers)."""
+"""Stage ``sample_masks``: the layer masks the configured estimator will score on the LLM (its design).
+
+The estimator named in ``estimate_shapley.estimator`` is run ahead on a recording game, so the masks
+it asks for are exactly those ``score_masks`` scores and ``estimate_shapley`` later reads back.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from prefect import flow
 
-from shapprune.sampling import split_counts, stratified_masks
+from shapprune.estimators.replay import design
 from tasks.artifacts import write_masks
+from tasks.estimation import estimator_call
 from tasks.model import saved_layer_count
 from tasks.runtime import Stage, stage_main, write_json
 
@@ -14,18 +19,25 @@ from tasks.runtime import Stage, stage_main, write_json
 @flow(name="sample_masks", log_prints=True)
 def sample_masks(root: str = ".") -> dict:
     stage = Stage.open("sample_masks", root)
-    cfg = stage.params.sample_masks
     n_layers = saved_layer_count(stage.paths.model)
-    strata = cfg.resolve_strata(n_layers)
-    counts = split_counts(cfg.n_masks, len(strata))
+    call = estimator_call(stage.params, n_layers)
     with stage.tracking() as tracker:
-        rng = np.random.default_rng([stage.params.base.seed, 1])
-        masks = stratified_masks(n_layers, strata, counts, rng, unique=cfg.unique)
+        masks = design(call.name, n_layers, call.budget, call.rng(), **call.options)  # bool[m, L]
         write_masks(masks, stage.paths.masks)
-        info = {"n_layers": n_layers, "n_masks": len(masks), "strata": strata, "counts": counts}
+        kept, counts = np.unique(masks.sum(axis=1), return_counts=True)
+        info = {
+            "n_layers": n_layers,
+            "n_masks": len(masks),
+            "estimator": call.name,
+            "budget": call.budget,
+            "masks_per_kept_count": {int(k): int(c) for k, c in zip(kept, counts)},
+        }
         write_json(stage.paths.metrics_file("sample_masks"), info)
         tracker.log_metrics({"n_masks": len(masks), "n_layers": n_layers})
-        print(f"{len(masks)} masks over {n_layers} layers; kept-layer strata {dict(zip(strata, counts))}")
+        print(
+            f"{len(masks)} masks over {n_layers} layers for the {call.name} estimator; "
+            f"kept-layer counts {kept.tolist()}"
+        )
         return info
 
 
