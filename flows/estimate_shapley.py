@@ -1,10 +1,15 @@
-"""Stage ``estimate_shapley``: per-layer contributions read off the surrogate, with standard errors.
+"""Stage ``estimate_shapley``: per-layer contributions with standard errors, from the masks scored on the LLM.
 
-Both the paper's stratum-restricted estimate and true Shapley values (uniform over coalition sizes)
-are written; ``estimate_shapley.method`` names the one that ``prune`` uses.
+The estimator named in ``estimate_shapley.estimator`` (default ``surrogate_cv``: a surrogate plus a
+cross-fitted residual correction, unbiased) is replayed on ``data/scores.parquet``: ``sample_masks``
+drew exactly the masks it asks for. The paper's readouts of the fitted MLP (``data/surrogate``) are
+written alongside for comparison. A warning is printed (and recorded) when the layers at the pruning
+boundary are not separated by their standard errors.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,8 +17,16 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError
+from shapprune.estimators.base import EstimateResult
+from shapprune.estimators.fidelity import heldout_fidelity
+from shapprune.estimators.replay import ScoredGame, replay
+from shapprune.estimators.uncertainty import BoundaryWarning, check_boundary, contribution_table
+from shapprune.scoring import NLL, utility_from_nll
 from shapprune.shapley import ShapleyResult, stratified_shapley, stratum_semivalue
 from shapprune.surrogate import MLPSurrogate
+from tasks.artifacts import bits_to_masks, check_width, read_table
+from tasks.estimation import EstimatorCall, estimator_call
+from tasks.model import saved_layer_count
 from tasks.plots import close, contribution_bars
 from tasks.runtime import Stage, read_json, stage_main, write_json
 
@@ -29,58 +42,127 @@ def load_surrogate(stage: Stage) -> MLPSurrogate:
     return MLPSurrogate.load(stage.paths.surrogate)
 
 
-@task(name="readout", cache_policy=NO_CACHE)
-def readout(surrogate: MLPSurrogate, method: str, n_layers: int, strata: list[int], n: int, seed: int) -> ShapleyResult:
-    rng = np.random.default_rng([seed, 3, 0 if method == "shapley" else 1])
-    if method == "shapley":
-        return stratified_shapley(surrogate.predict, n_layers, n, rng)
-    return stratum_semivalue(surrogate.predict, n_layers, strata, n, rng)
+@task(name="scored-game", cache_policy=NO_CACHE)
+def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
+    """The scored masks as a game; non-finite PPL ratios (an infinite perplexity) count as 0."""
+    paths, utility = stage.paths, stage.params.score_masks.utility
+    scores = read_table(paths.scores)
+    masks = bits_to_masks(scores["bits"])
+    check_width(masks, n_layers, paths.scores)
+    values = scores["utility"].to_numpy(float)
+    bad = ~np.isfinite(values)
+    if bad.any() and utility != "ppl_ratio":
+        raise ConfigError(
+            f"{paths.scores}: {int(bad.sum())} masks have non-finite {utility}; set score_masks.utility: ppl_ratio"
+        )
+    values = np.where(bad, 0.0, values)
+    info = read_json(paths.metrics_file("score_masks"))
+    tokens = int(info["calibration_tokens"])
+    full = NLL(float(info["full_nll_mean"]) * tokens, tokens)
+    return ScoredGame(masks, values, utility_from_nll(full, full, utility), str(paths.scores)), int(bad.sum())
+
+
+@task(name="estimate", cache_policy=NO_CACHE)
+def estimate(call: EstimatorCall, game: ScoredGame) -> EstimateResult:
+    return replay(call.name, game, call.budget, call.rng(), **call.options)
+
+
+@task(name="mlp-readouts", cache_policy=NO_CACHE)
+def mlp_readouts(surrogate: MLPSurrogate, strata: list[int], n: int, seed: int) -> dict[str, ShapleyResult]:
+    """The paper's readouts of the fitted MLP: Shapley (uniform over sizes) and the stratum semivalue."""
+    n_layers = surrogate.spec.n_layers
+    return {
+        "mlp_shapley": stratified_shapley(surrogate.predict, n_layers, n, np.random.default_rng([seed, 3, 0])),
+        "mlp_semivalue": stratum_semivalue(surrogate.predict, n_layers, strata, n, np.random.default_rng([seed, 3, 1])),
+    }
+
+
+def boundary(result: ShapleyResult, n_drop: int, z_min: float) -> dict:
+    """The pruning-boundary check as a record (and a printed warning when unresolved)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BoundaryWarning)
+        choice = check_boundary(result, n_drop, z_min)
+    message = next((str(w.message) for w in caught if issubclass(w.category, BoundaryWarning)), None)
+    if message:
+        print(f"WARNING: {message}")
+    z = choice.boundary_z
+    return {
+        "n_drop": n_drop,
+        "dropped": choice.dropped,
+        "z": z if np.isfinite(z) else None,
+        "z_min": z_min,
+        "resolved": message is None,
+        "warning": message,
+    }
 
 
 @flow(name="estimate_shapley", log_prints=True)
 def estimate_shapley(root: str = ".") -> dict:
     stage = Stage.open("estimate_shapley", root)
-    cfg, paths = stage.params.estimate_shapley, stage.paths
+    cfg, paths, params = stage.params.estimate_shapley, stage.paths, stage.params
+    n_layers = saved_layer_count(paths.model)
+    call = estimator_call(params, n_layers)
+    n_drop = params.prune.resolve_n_drop(n_layers)
     with stage.tracking() as tracker:
-        surrogate = load_surrogate(stage)
-        n_layers = surrogate.spec.n_layers
-        strata = stage.params.sample_masks.resolve_strata(n_layers)
-        results = {
-            m: readout(surrogate, m, n_layers, strata, cfg.n_samples, stage.params.base.seed)
-            for m in ("shapley", "stratum_semivalue")
-        }
-        chosen = results[cfg.method]
-        table = pd.DataFrame({"layer": np.arange(n_layers)})
-        for m, r in results.items():
-            table[m], table[f"{m}_se"] = r.values, r.stderr
-        table["rank"] = np.argsort(chosen.ranking()) + 1  # 1 = lowest contribution (pruned first)
+        game, n_nonfinite = scored_game(stage, n_layers)
+        result = estimate(call, game)
+        readouts = mlp_readouts(
+            load_surrogate(stage), params.sample_masks.resolve_strata(n_layers), cfg.n_samples, params.base.seed
+        )
+        table = contribution_table(result, n_drop).rename(columns={"value": "shapley", "stderr": "shapley_se"})
+        for name, r in readouts.items():
+            table[name], table[f"{name}_se"] = r.values, r.stderr
+        check = boundary(result, n_drop, cfg.boundary_z)
+        fid = heldout_fidelity(result)
         paths.shapley_csv.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.shapley_csv, index=False)
+        units = result.diagnostics.get("units_per_stratum")
         write_json(
             paths.shapley_json,
             {
-                "method": cfg.method,
-                "n_samples_per_layer": cfg.n_samples,
-                "strata": strata,
-                "ranking_low_to_high": chosen.ranking().tolist(),
+                "estimator": call.name,
+                "options": call.options,
+                "n_evaluations": result.n_evaluations,
+                "ranking_low_to_high": result.ranking().tolist(),
+                "boundary": check,
+                "surrogate_fidelity_out_of_fold": fid,
+                "units_per_stratum": units,
                 "layers": table.to_dict(orient="records"),
             },
         )
+        metrics = {
+            "estimator": call.name,
+            "n_evaluations": result.n_evaluations,
+            "n_nonfinite_as_zero": n_nonfinite,
+            "max_stderr": float(result.stderr.max()),
+            "sum_contributions": float(result.values.sum()),
+            "boundary_z": check["z"],
+            "boundary_resolved": check["resolved"],
+            "spearman_vs_mlp_shapley": float(
+                pd.Series(result.values).corr(pd.Series(readouts["mlp_shapley"].values), method="spearman")
+            ),
+        }
+        if fid is not None:
+            metrics.update({f"oof_{k}": v for k, v in fid["overall"].items()})
+        write_json(paths.metrics_file("estimate_shapley"), metrics)
         (paths.plots / "estimate_shapley").mkdir(parents=True, exist_ok=True)
         table.to_csv(paths.plots / "estimate_shapley" / "contributions.csv", index=False)
         fig = contribution_bars(
-            chosen.values,
-            chosen.stderr,
-            [],
-            f"layer contributions ({cfg.method}, ±2 s.e.)",
+            result.values,
+            result.stderr,
+            check["dropped"],
+            f"layer contributions ({call.name}, {result.n_evaluations} LLM evaluations, ±2 s.e.; red: lowest {n_drop})",
             paths.plots / "estimate_shapley" / "contributions.png",
         )
         tracker.log_figure(fig, "contributions.png")
         close(fig)
         tracker.log_artifact(paths.shapley_csv)
-        tracker.log_metrics({"max_stderr": float(chosen.stderr.max()), "sum_contributions": float(chosen.values.sum())})
-        print("lowest-contribution layers:", chosen.ranking()[: max(1, n_layers // 3)].tolist())
-        return {"ranking": chosen.ranking().tolist()}
+        tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        print(
+            f"{call.name} on {result.n_evaluations} scored masks; lowest-contribution layers: "
+            f"{result.ranking()[: max(1, n_layers // 3)].tolist()} (boundary z {check['z']})"
+        )
+        return {"ranking": result.ranking().tolist(), "boundary": check}
 
 
 if __name__ == "__main__":

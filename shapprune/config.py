@@ -61,10 +61,14 @@ class PrepareData(_Section):
 
 
 class SampleMasks(_Section):
+    """The masks to score on the LLM: the design of ``estimate_shapley.estimator`` with ``n_masks`` evaluations.
+
+    ``keep_fractions`` / ``strata`` are the paper's strata, used by the ``paper`` estimator.
+    """
+
     keep_fractions: list[float] = [30 / 32, 27 / 32, 24 / 32, 21 / 32, 18 / 32]
     strata: list[int] | None = None
-    n_masks: int = Field(500, ge=1)
-    unique: bool = True
+    n_masks: int = Field(500, ge=1, description="LLM evaluations (the estimator's budget)")
 
     @field_validator("keep_fractions")
     @classmethod
@@ -113,8 +117,23 @@ class FitSurrogate(_Section):
 
 
 class EstimateShapley(_Section):
-    method: Literal["shapley", "stratum_semivalue"] = "shapley"
-    n_samples: int = Field(20000, ge=2)
+    """Which contribution estimator runs on the scored masks, and its options (see ``shapprune.estimators``)."""
+
+    estimator: Literal["surrogate_cv", "paper", "surrogate_shapley", "svarm", "permutation", "stratified"] = (
+        "surrogate_cv"
+    )
+    surrogate: Literal["auto", "ridge", "mlp", "gbr", "quadratic", "gp"] = "auto"
+    folds: int = Field(10, ge=2, description="cross-fitting folds (surrogate_cv) / jackknife folds (paper)")
+    paired: bool = True
+    allocation: Literal["neyman", "uniform"] = "neyman"
+    n_samples: int = Field(20000, ge=2, description="surrogate evaluations per readout")
+    boundary_z: float = Field(2.0, ge=0, description="warn when the pruning boundary is closer than this many s.e.")
+
+    def resolved_surrogate(self) -> str:
+        """``auto``: the paper's MLP for ``paper``, cross-validated ridge otherwise."""
+        if self.surrogate != "auto":
+            return self.surrogate
+        return "mlp" if self.estimator == "paper" else "ridge"
 
 
 class ScoreLayers(_Section):

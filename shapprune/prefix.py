@@ -72,7 +72,7 @@ class PrefixScorer:
 
     def _reusable_depth(self, bits: np.ndarray) -> int:
         """Deepest cached j such that ``bits[:j]`` equals the cached mask's prefix and a kept layer follows."""
-        if self._bits is None or not self._cache:
+        if self._bits is None or not self._cache or not bits.any():
             return 0
         diff = np.flatnonzero(bits != self._bits)
         common = int(diff[0]) if len(diff) else self._n

@@ -63,11 +63,11 @@ def _text_config(model: nn.Module) -> object:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
-def _check_mask(keep: Sequence[bool] | np.ndarray, n: int) -> np.ndarray:
+def _check_mask(keep: Sequence[bool] | np.ndarray, n: int, allow_empty: bool = False) -> np.ndarray:
     keep = np.asarray(keep, dtype=bool)  # bool[L]
     if keep.shape != (n,):
         raise ValueError(f"mask has {keep.shape[-1] if keep.ndim else 0} entries but the model has {n} layers")
-    if not keep.any():
+    if not keep.any() and not allow_empty:
         raise ValueError("mask drops every layer; keep at least one")
     return keep
 
@@ -103,9 +103,13 @@ def keep_layers(model: nn.Module, keep: Sequence[bool] | np.ndarray) -> nn.Modul
 
 @contextmanager
 def kept_layers(model: nn.Module, keep: Sequence[bool] | np.ndarray) -> Iterator[nn.Module]:
-    """Temporarily run ``model`` with only the kept layers (dropped ones are skipped, not zeroed)."""
+    """Temporarily run ``model`` with only the kept layers (dropped ones are skipped, not zeroed).
+
+    An all-False mask is allowed here (embeddings straight into the final norm and head: the empty
+    coalition of the layer game); :func:`keep_layers` refuses it.
+    """
     layers, layer_types, indices = _snapshot(model)
-    keep = _check_mask(keep, len(layers))
+    keep = _check_mask(keep, len(layers), allow_empty=True)
     kept_types = [t for t, k in zip(layer_types, keep) if k] if layer_types is not None else None
     config = _text_config(model)
     n_before = config.num_hidden_layers

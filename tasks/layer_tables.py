@@ -68,10 +68,9 @@ def choose_from_tables(paths: Paths, method: str, n_drop_of: Callable[[int], int
     """
     if method == "shapley":
         table = read_json(paths.shapley_json)
-        name = table["method"]
-        values = np.array([row[name] for row in table["layers"]])
-        stderr = np.array([row[f"{name}_se"] for row in table["layers"]])
-        return name, len(values), drop_lowest(values, stderr, n_drop_of(len(values)))
+        values = np.array([row["shapley"] for row in table["layers"]])
+        stderr = np.array([row["shapley_se"] for row in table["layers"]])
+        return table["estimator"], len(values), drop_lowest(values, stderr, n_drop_of(len(values)))
     table = read_json(paths.layer_scores_json)
     if table.get("method") != method:
         raise ConfigError(

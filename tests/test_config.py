@@ -40,7 +40,7 @@ def test_default_params_are_valid():
         ("sample_masks", {"n_masks": 0}, "sample_masks.n_masks"),
         ("sample_masks", {"keep_fractions": [0.5, 1.2]}, "sample_masks.keep_fractions"),
         ("score_masks", {"utility": "accuracy"}, "score_masks.utility"),
-        ("estimate_shapley", {"method": "banzhaf"}, "estimate_shapley.method"),
+        ("estimate_shapley", {"estimator": "banzhaf"}, "estimate_shapley.estimator"),
         ("evaluate", {"tasks": ["piqa", "mmlu_pro"]}, "evaluate.tasks"),
         ("prepare_data", {"eval_corpora": {}}, "prepare_data"),
         ("prepare_data", {"calibration_fraction": 0.95, "validation_fraction": 0.1}, "prepare_data"),

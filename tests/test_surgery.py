@@ -104,3 +104,15 @@ def test_bad_masks_are_refused(tiny_model):
         keep_layers(tiny_model, [True] * 5)
     with pytest.raises(ValueError, match="keep at least one"):
         keep_layers(tiny_model, [False] * 6)
+
+
+def test_empty_coalition_scores_embeddings_through_the_head(tiny_model, ids):
+    """The game's empty coalition: no decoder layer, hidden states go straight to the final norm and head."""
+    model = tiny_model
+    with torch.inference_mode():
+        hidden = model.model.norm(model.model.embed_tokens(ids))  # [b, T, d]
+        expected = model.lm_head(hidden)  # [b, T, V]
+    with kept_layers(model, [False] * 6), torch.inference_mode():
+        got = model(input_ids=ids, use_cache=False).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert len(decoder_layers(model)) == 6  # restored afterwards

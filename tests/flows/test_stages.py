@@ -46,12 +46,19 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     windows = pd.read_parquet(data / "windows" / "calibration.parquet")
     assert len(windows) == 4 and all(len(x) == 32 for x in windows["input_ids"])
     scores = pd.read_parquet(data / "scores.parquet")
-    assert len(scores) == 18 and scores["n_kept"].value_counts().to_dict() == {5: 6, 4: 6, 3: 6}
+    masks = pd.read_parquet(data / "masks.parquet")
+    assert 10 <= len(scores) == len(masks) <= 18 and scores["bits"].tolist() == masks["bits"].tolist()
+    assert set(scores["n_kept"]) == set(range(6))  # surrogate_cv: every coalition size, the empty one included
     assert {"bits", "nll_sum", "n_tokens", "utility", "finite"} <= set(scores.columns)
     assert (scores["n_tokens"] == 4 * 31).all()
     assert (data / "surrogate" / "surrogate.safetensors").is_file()
     shapley = pd.read_csv(data / "shapley" / "shapley.csv")
-    assert len(shapley) == 6 and {"shapley", "shapley_se", "stratum_semivalue", "rank"} <= set(shapley.columns)
+    expected = {"shapley", "shapley_se", "ci_low", "ci_high", "rank", "dropped", "mlp_shapley", "mlp_semivalue"}
+    assert len(shapley) == 6 and expected <= set(shapley.columns)
+    assert (shapley["ci_low"] < shapley["shapley"]).all() and (shapley["shapley"] < shapley["ci_high"]).all()
+    estimate = json.loads((data / "shapley" / "shapley.json").read_text())
+    assert estimate["estimator"] == "surrogate_cv" and estimate["n_evaluations"] == len(scores)
+    assert estimate["boundary"]["n_drop"] == 2 and len(estimate["boundary"]["dropped"]) == 2
     lowest = shapley.sort_values(["shapley", "layer"])["layer"].head(2).tolist()
     assert sorted(lowest) == pruning["dropped_layers"]
 

@@ -1,0 +1,54 @@
+"""The estimator named in params.yaml: its options, its budget and its generator, shared by two stages.
+
+``sample_masks`` draws the estimator's design and ``estimate_shapley`` replays the estimator on the
+scored design; both must call it identically (same options, same seed), which this module guarantees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shapprune.config import Params
+
+
+@dataclass(frozen=True)
+class EstimatorCall:
+    """``ESTIMATORS[name](game, budget, rng, **options)`` as configured."""
+
+    name: str
+    budget: int
+    options: dict[str, Any]
+    seed: int
+
+    def rng(self) -> np.random.Generator:
+        """The generator of the design (the same in both stages)."""
+        return np.random.default_rng([self.seed, 1])
+
+
+def estimator_call(params: Params, n_layers: int) -> EstimatorCall:
+    """Translate the ``estimate_shapley`` and ``sample_masks`` sections into an estimator call."""
+    cfg, sm = params.estimate_shapley, params.sample_masks
+    surrogate = cfg.resolved_surrogate()
+    if cfg.estimator in ("surrogate_cv", "surrogate_shapley"):
+        options = {
+            "surrogate": surrogate,
+            "folds": cfg.folds,
+            "paired": cfg.paired,
+            "allocation": cfg.allocation,
+            "readout_samples": cfg.n_samples,
+        }
+    elif cfg.estimator == "paper":
+        options = {
+            "strata": sm.resolve_strata(n_layers),
+            "surrogate": surrogate,
+            "folds": cfg.folds,
+            "readout_samples": cfg.n_samples,
+        }
+    elif cfg.estimator == "svarm":
+        options = {"paired": cfg.paired, "allocation": cfg.allocation}
+    else:  # permutation, stratified
+        options = {}
+    return EstimatorCall(cfg.estimator, sm.n_masks, options, params.base.seed)
