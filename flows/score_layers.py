@@ -41,6 +41,9 @@ def score(stage: Stage, method: str) -> tuple[LayerScores, float]:
         reduce=cfg.taylor_reduce,
         protect_first=cfg.taylor_protect_first,
         protect_last=cfg.taylor_protect_last,
+        estimator=cfg.iterative_estimator,
+        budget_per_round=cfg.iterative_budget,
+        step=cfg.iterative_step,
     )
     return result, time.perf_counter() - start
 

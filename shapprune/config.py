@@ -146,6 +146,11 @@ class ScoreLayers(_Section):
     taylor_reduce: Literal["element", "block"] = "element"
     taylor_protect_first: int = Field(4, ge=0)
     taylor_protect_last: int = Field(2, ge=0)
+    iterative_estimator: Literal["surrogate_cv", "svarm", "permutation", "stratified", "surrogate_shapley"] = (
+        "surrogate_cv"
+    )
+    iterative_budget: int = Field(128, ge=8, description="LLM evaluations per round of iterative_shapley")
+    iterative_step: int = Field(1, ge=1, description="layers removed per round of iterative_shapley")
 
     def n_drops(self, n_layers: int) -> list[int]:
         """Numbers of removed layers for which every criterion records its set."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
+from shapprune.prefix import score_with_prefix_reuse
 from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from shapprune.types import Mask, TokenWindows, Utility
@@ -21,6 +22,8 @@ class LayerGame:
     utility: str = "ppl_ratio"
     batch_size: int = 16
     calls: int = 0
+    prefix_reuse: bool = False  # score each call's masks in trie order, reusing shared prefixes' hidden states
+    cache_mib: float = 512.0
     full: NLL = field(init=False)
 
     def __post_init__(self) -> None:
@@ -33,6 +36,10 @@ class LayerGame:
         return masked_nll(self.model, self.windows, mask, self.batch_size)
 
     def __call__(self, masks: Mask) -> Utility:
+        if self.prefix_reuse and len(masks) > 1:
+            self.calls += len(masks)
+            nlls, _ = score_with_prefix_reuse(self.model, self.windows, masks, self.batch_size, self.cache_mib)
+            return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
         return np.array([utility_from_nll(self.nll(m), self.full, self.utility) for m in masks])
 
 

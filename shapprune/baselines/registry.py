@@ -12,6 +12,7 @@ from torch import nn
 from shapprune.baselines.angular import angular_scores
 from shapprune.baselines.base import LayerScores
 from shapprune.baselines.block_influence import block_influence_scores
+from shapprune.baselines.iterative_shapley import iterative_shapley_scores
 from shapprune.baselines.oracle import oracle_scores
 from shapprune.baselines.ppl import ppl_scores
 from shapprune.baselines.random_order import random_scores
@@ -29,6 +30,7 @@ BASELINES: dict[str, ScoreFn] = {
     "taylor": taylor_scores,
     "random": random_scores,
     "oracle": oracle_scores,
+    "iterative_shapley": iterative_shapley_scores,
 }
 SET_VALUED = ("angular", "sleb", "oracle")  # choose a set per number of dropped layers
 METHODS = ("shapley", *BASELINES)  # "shapley" is the pipeline's own estimator (estimate_shapley)
