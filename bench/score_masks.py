@@ -5,7 +5,7 @@
 Reports seconds per mask, the ratio to (a), the largest utility difference to (a), peak memory,
 and the pruned models' generation throughput against the full model.
 
-    python -m bench.score_masks            # writes bench/results/score_masks.md
+    python -m bench.score_masks [--design paper|surrogate_cv]   # writes bench/results/score_masks_<design>.md
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from shapprune.data import load_documents, make_windows, split_documents
+from shapprune.estimators.replay import design
 from shapprune.models import load_model, save_model
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.sampling import PAPER_KEEP_FRACTIONS, split_counts, strata_from_fractions, stratified_masks
@@ -116,6 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--masks", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--design",
+        choices=("paper", "surrogate_cv"),
+        default="paper",
+        help="paper: the paper's strata (mostly 18-28 of 30 kept); surrogate_cv: the pipeline's default design",
+    )
     args = parser.parse_args()
     work = OUT / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -130,8 +137,12 @@ def main() -> None:
     from tasks.artifacts import write_windows
 
     windows_path = write_windows(windows, work / "calibration.parquet", "wiki_extracts")
-    strata = strata_from_fractions(n_layers, PAPER_KEEP_FRACTIONS)
-    masks = stratified_masks(n_layers, strata, split_counts(args.masks, len(strata)), rng)
+    if args.design == "paper":
+        strata = strata_from_fractions(n_layers, PAPER_KEEP_FRACTIONS)
+        masks = stratified_masks(n_layers, strata, split_counts(args.masks, len(strata)), rng)
+    else:
+        masks = design("surrogate_cv", n_layers, args.masks, rng, surrogate="ridge")
+        strata = sorted({int(k) for k in masks.sum(axis=1)})
 
     ctx = mp.get_context("spawn")
     results = {}
@@ -148,8 +159,9 @@ def main() -> None:
 
     base_s, base_u, _ = results["a_zero"]
     lines = [
-        f"Default model (SmolLM2-135M, 30 layers, bf16, CPU, torch threads 2), {len(masks)} masks, kept-layer strata "
-        f"{strata}, 10 x 128 calibration tokens.",
+        f"Default model (SmolLM2-135M, 30 layers, bf16, CPU, torch threads 2), {len(masks)} masks of the "
+        f"{args.design} design, kept-layer counts {strata}, 10 x 128 calibration tokens. "
+        f"`python -m bench.score_masks --masks {args.masks} --design {args.design}`",
         "",
         "| method | s/mask | speed-up vs (a) | max abs utility diff vs (a) | max rel diff | peak RSS (MiB) |",
         "|---|---|---|---|---|---|",
@@ -183,7 +195,7 @@ def main() -> None:
         bound = n_layers / (n_layers - k)
         lines.append(f"| {ratio:.0%} removed | {n_layers - k} | {tps:.1f} | {tps / full_tps:.2f} | {bound:.2f} |")
     text = "\n".join(lines) + "\n"
-    (OUT / "score_masks.md").write_text(text)
+    (OUT / f"score_masks_{args.design}.md").write_text(text)
     print(text)
 
 
