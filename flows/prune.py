@@ -1,7 +1,8 @@
 """Stage ``prune``: remove the layers ``prune.method`` ranks lowest and save a plain transformers checkpoint.
 
-``shapley`` reads ``data/shapley`` (lowest contributions, with a boundary check on their standard errors);
-every other method reads the set that ``score_layers`` recorded in ``data/layer_scores``.
+``select`` reads the set the ``select`` stage chose for this k in ``data/select``; ``shapley`` reads
+``data/shapley`` (lowest contributions, with a boundary check on their standard errors); every other method
+reads the set that ``score_layers`` recorded in ``data/layer_scores``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from shapprune.models import load_model, parameter_count, save_model
 from shapprune.surgery import keep_layers, num_layers
 from tasks.layer_tables import choose_from_tables
 from tasks.runtime import Stage, stage_main, write_json
+from tasks.tracking import log_model_dir
 
 
 @task(name="prune-and-save", cache_policy=NO_CACHE)
@@ -57,6 +59,8 @@ def prune(root: str = ".") -> dict:
         write_json(paths.pruned / "pruning.json", info)
         tracker.log_metrics({k: info[k] for k in ("n_dropped", "parameters_after", "boundary_z")})
         tracker.set_tags({"dropped_layers": ",".join(map(str, choice.dropped)), "method": method})
+        size_mb, with_weights = log_model_dir(tracker, paths.pruned, "pruned_model")  # weights by reference if big
+        tracker.set_tags({"pruned_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
         print(
             f"{method}: dropped layers {choice.dropped} ({n_drop} of {n_layers}); "
             f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept"

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from prefect import flow
 
+from tasks.plots import close, ppl_bars
 from tasks.runtime import Stage, read_json, stage_main, write_json
+from tasks.select import report_section
+from tasks.tracking import numeric_leaves
 
 
 def summary_markdown(full: dict, pruned: dict, pruning: dict, surrogate: dict, scoring: dict) -> str:
@@ -64,6 +67,9 @@ def report(root: str = ".") -> dict:
     pruning = read_json(paths.pruned / "pruning.json")
     surrogate = read_json(paths.metrics_file("fit_surrogate"))
     scoring = read_json(paths.metrics_file("score_masks"))
+    selection = read_json(paths.select_json) if paths.select_json.is_file() else {}
+    baseline = read_json(paths.layer_scores_json) if paths.layer_scores_json.is_file() else None
+    select_text, select_metrics = report_section(selection, baseline)  # empty unless prune.method is select
     with stage.tracking() as tracker:
         metrics = {
             "n_dropped": pruning["n_dropped"],
@@ -75,6 +81,8 @@ def report(root: str = ".") -> dict:
             "scoring": {"n_masks": scoring["n_masks"], "seconds_per_mask": scoring["seconds_per_mask"]},
             "parameters_kept": pruning["parameters_after"] / pruning["parameters_before"],
         }
+        if select_metrics:
+            metrics["select"] = select_metrics
         write_json(paths.metrics, metrics)
         out = paths.plots / "report"
         out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +100,7 @@ def report(root: str = ".") -> dict:
                 for t, r in m["zero_shot"].items()
             ]
         ).to_csv(out / "zero_shot.csv", index=False)
-        text = summary_markdown(full, pruned, pruning, surrogate, scoring)
+        text = summary_markdown(full, pruned, pruning, surrogate, scoring) + (f"\n{select_text}" if select_text else "")
         paths.report.parent.mkdir(parents=True, exist_ok=True)
         paths.report.write_text(text)
         flat = {f"pruned_ppl_{k}": v for k, v in pruned["ppl"].items()} | {
@@ -106,9 +114,16 @@ def report(root: str = ".") -> dict:
             "n_dropped": pruning["n_dropped"],
             "n_masks_scored": scoring["n_masks"],
         }
+        flat |= select_metrics
         tracker.log_metrics(flat)
-        tracker.log_parent_metrics(flat)
+        summary = {k: v for k, v in numeric_leaves(metrics).items() if k.replace(".", "_") not in flat}
+        tracker.log_parent_metrics(flat | summary)  # all of metrics.json on the pipeline's parent run
         tracker.log_artifact(paths.report)
+        for path in (paths.report, paths.metrics):
+            tracker.log_parent_artifact(path)
+        fig = ppl_bars({"full": full["ppl"], "pruned": pruned["ppl"]}, "held-out perplexity")
+        tracker.log_figure(fig, "perplexity.png")
+        close(fig)
         print(text)
         return metrics
 

@@ -1,8 +1,8 @@
 """Stage ``score_layers``: a baseline criterion's per-layer table on the calibration windows (``prune.method``).
 
 Writes ``data/layer_scores/layer_scores.{csv,json}`` in the format of ``data/shapley`` plus, per number of
-removed layers ``k``, the set the criterion removes. With ``prune.method: shapley`` it writes a placeholder
-and loads nothing (the Shapley table comes from ``estimate_shapley``).
+removed layers ``k``, the set the criterion removes. With ``prune.method: shapley`` or ``select`` it writes a
+placeholder and loads nothing (their choices come from ``estimate_shapley`` and ``select``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def score_layers(root: str = ".") -> dict:
     paths, method = stage.paths, stage.params.prune.method
     with stage.tracking() as tracker:
         tracker.log_params({"prune.method": method})
-        if method == "shapley":
-            write_placeholder(paths.layer_scores_csv, paths.layer_scores_json)
-            print("prune.method is shapley: nothing to score here (see data/shapley)")
+        if method in ("shapley", "select"):
+            write_placeholder(paths.layer_scores_csv, paths.layer_scores_json, method)
+            print(f"prune.method is {method}: nothing to score here (see data/{method})")
             return {"method": method}
         result, seconds = score(stage, method)
         write_layer_table(

@@ -157,6 +157,35 @@ class ScoreLayers(_Section):
         return list(range(1, max(1, min(n_layers - 1, int(round(self.max_drop_ratio * n_layers)))) + 1))
 
 
+class Select(_Section):
+    """Subset search (``prune.method: select``): which ``k`` to search, how widely, and the LLM budget to verify."""
+
+    n_drops: list[int] | None = Field(None, description="numbers of layers dropped to search; null = prune's k")
+    budget: int = Field(128, ge=1, description="LLM evaluations (calibration + validation) for verification")
+    per_k_candidates: int = Field(8, ge=1, description="proposals per search source, k and round")
+    beam_width: int = Field(32, ge=1)
+    n_blocks: int = Field(4, ge=0, description="contiguous blocks of k layers proposed per k and round")
+    rounds: int = Field(3, ge=1, description="verify, refit the surrogate on what was verified, search again")
+    surrogate: Literal["mlp", "ridge", "gbr", "quadratic", "gp"] = "mlp"
+
+    @field_validator("n_drops")
+    @classmethod
+    def _n_drops(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1):
+            raise ValueError("list numbers of dropped layers >= 1, or null for prune's n_drop / ratio")
+        return v
+
+    def resolve_n_drops(self, n_layers: int, prune_k: int) -> list[int]:
+        """The ``k`` to search on a model with ``n_layers`` layers (``prune_k``: what ``prune`` will drop)."""
+        ks = sorted(set(self.n_drops)) if self.n_drops is not None else [prune_k]
+        if max(ks) >= n_layers:
+            raise ConfigError(
+                f"select.n_drops: {max(ks)} layers cannot be dropped from a {n_layers}-layer model; "
+                f"use values in [1, {n_layers - 1}] or null"
+            )
+        return ks
+
+
 class Prune(_Section):
     method: str = "shapley"
     n_drop: int | None = Field(None, ge=1)
@@ -212,6 +241,7 @@ class Params(_Section):
     score_masks: ScoreMasks = ScoreMasks()
     fit_surrogate: FitSurrogate = FitSurrogate()
     estimate_shapley: EstimateShapley = EstimateShapley()
+    select: Select = Select()
     score_layers: ScoreLayers = ScoreLayers()
     prune: Prune = Prune()
     evaluate: Evaluate = Evaluate()

@@ -14,6 +14,7 @@ from shapprune.config import ConfigError
 from shapprune.prune import PruningChoice, drop_lowest
 from tasks.paths import Paths
 from tasks.runtime import read_json, write_json
+from tasks.select import choose_from_selection
 
 
 def _json_float(x: float) -> float | None:
@@ -53,19 +54,22 @@ def write_layer_table(result: LayerScores, csv_path: Path, json_path: Path, **me
     return table
 
 
-def write_placeholder(csv_path: Path, json_path: Path) -> None:
-    """Outputs of ``score_layers`` when ``prune.method`` is shapley: the table lives in ``data/shapley``."""
+def write_placeholder(csv_path: Path, json_path: Path, method: str = "shapley") -> None:
+    """Outputs of ``score_layers`` when ``prune.method`` is shapley or select: no baseline table is needed."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"layer": [], "rank": []}).to_csv(csv_path, index=False)
-    write_json(json_path, {"method": "shapley", "note": "prune.method is shapley; the table is data/shapley"})
+    where = "data/shapley" if method == "shapley" else "data/select"
+    write_json(json_path, {"method": method, "note": f"prune.method is {method}; its choice is in {where}"})
 
 
 def choose_from_tables(paths: Paths, method: str, n_drop_of: Callable[[int], int]) -> tuple[str, int, PruningChoice]:
-    """The layers ``prune`` drops: the Shapley table (with its boundary check) or a baseline's recorded set.
+    """The layers ``prune`` drops: select's choice, the Shapley table (boundary check) or a baseline's recorded set.
 
     ``n_drop_of(n_layers)`` resolves ``prune.n_drop`` / ``prune.ratio``. Returns (table method, L, choice);
     a baseline's choice has ``boundary_z`` nan (no standard errors).
     """
+    if method == "select":
+        return choose_from_selection(paths, n_drop_of)
     if method == "shapley":
         table = read_json(paths.shapley_json)
         values = np.array([row["shapley"] for row in table["layers"]])

@@ -56,6 +56,18 @@ class Paths:
         return self.root / "data" / "shapley" / "shapley.json"
 
     @property
+    def select_dir(self) -> Path:
+        return self.root / "data" / "select"
+
+    @property
+    def select_json(self) -> Path:
+        return self.select_dir / "select.json"
+
+    @property
+    def select_candidates(self) -> Path:
+        return self.select_dir / "candidates.parquet"
+
+    @property
     def layer_scores_csv(self) -> Path:
         return self.root / "data" / "layer_scores" / "layer_scores.csv"
 

@@ -33,7 +33,8 @@ BASELINES: dict[str, ScoreFn] = {
     "iterative_shapley": iterative_shapley_scores,
 }
 SET_VALUED = ("angular", "sleb", "oracle")  # choose a set per number of dropped layers
-METHODS = ("shapley", *BASELINES)  # "shapley" is the pipeline's own estimator (estimate_shapley)
+# the pipeline's own methods: "shapley" (drop the lowest of estimate_shapley) and "select" (subset search)
+METHODS = ("shapley", "select", *BASELINES)
 
 
 def _accepted(fn: ScoreFn, opts: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def tiny_params(model_dir: Path) -> dict:
     params["sample_masks"].update(strata=[5, 4, 3], n_masks=18)
     params["fit_surrogate"].update(epochs=20, batch_size=8)
     params["estimate_shapley"].update(n_samples=600)
+    params["select"].update(budget=16, rounds=2)
     params["prune"].update(n_drop=2, ratio=None)
     params["evaluate"].update(tasks=["piqa", "winogrande"], n_items=4, batch_size=8)
     return params

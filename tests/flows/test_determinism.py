@@ -16,14 +16,16 @@ from flows.prepare_model import prepare_model
 from flows.prune import prune
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
+from flows.select import select
 
-STAGES = (prepare_model, prepare_data, sample_masks, score_masks, fit_surrogate, estimate_shapley, prune)
+STAGES = (prepare_model, prepare_data, sample_masks, score_masks, fit_surrogate, estimate_shapley, select, prune)
 HASHED = (
     "data/windows/calibration.parquet",
     "data/masks.parquet",
     "data/scores.parquet",
     "data/surrogate/surrogate.safetensors",
     "data/shapley/shapley.csv",
+    "data/select/candidates.parquet",
 )
 
 

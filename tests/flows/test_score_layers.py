@@ -35,8 +35,8 @@ def test_baseline_tables_feed_prune(workspace, harness, monkeypatch):
     prepare_data(root=root)
     scores_dir = workspace / "data" / "layer_scores"
 
-    assert score_layers(root=root) == {"method": "shapley"}  # the default: a placeholder, no model loaded
-    assert json.loads((scores_dir / "layer_scores.json").read_text())["method"] == "shapley"
+    assert score_layers(root=root) == {"method": "select"}  # the default: a placeholder, no model loaded
+    assert json.loads((scores_dir / "layer_scores.json").read_text())["method"] == "select"
 
     _set(workspace, "prune", method="block_influence", n_drop=2)
     info = score_layers(root=root)

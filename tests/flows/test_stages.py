@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoModelForCausalLM
 
@@ -19,6 +20,7 @@ from flows.prune import prune
 from flows.report import report
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
+from flows.select import select
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,7 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     score_masks(root=root)
     fit_surrogate(root=root)
     estimate_shapley(root=root)
+    chosen = select(root=root)
     pruning = prune(root=root)
     evaluate(which="full", root=root)
     evaluate(which="pruned", root=root)
@@ -59,14 +62,23 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     estimate = json.loads((data / "shapley" / "shapley.json").read_text())
     assert estimate["estimator"] == "surrogate_cv" and estimate["n_evaluations"] == len(scores)
     assert estimate["boundary"]["n_drop"] == 2 and len(estimate["boundary"]["dropped"]) == 2
+    selection = json.loads((data / "select" / "select.json").read_text())
+    assert selection["n_drops"] == [2] and 0 < selection["n_evaluations"] <= 16
+    assert pruning["method"] == "select" and pruning["dropped_layers"] == chosen["chosen"][2]
+    assert selection["chosen"]["2"]["dropped"] == chosen["chosen"][2]
     lowest = shapley.sort_values(["shapley", "layer"])["layer"].head(2).tolist()
-    assert sorted(lowest) == pruning["dropped_layers"]
+    assert selection["chosen"]["2"]["ranking"]["dropped"] == sorted(lowest)  # the ranking's choice, verified
+    candidates = pd.read_parquet(data / "select" / "candidates.parquet")
+    assert candidates["chosen"].sum() == 1 and (candidates["n_drop"] == 2).all()
+    assert candidates["verified"].sum() == selection["n_validation_evaluations"]  # 2 validation windows exist
 
     pruned = AutoModelForCausalLM.from_pretrained(data / "pruned")
     assert pruned.config.num_hidden_layers == 4 and len(pruned.model.layers) == 4
     assert metrics["n_dropped"] == 2
     assert json.loads((workspace / "metrics.json").read_text())["pruned"]["ppl"].keys() == {"wiki", "news", "web"}
-    assert "Dropped layers" in (workspace / "reports" / "summary.md").read_text()
+    summary = (workspace / "reports" / "summary.md").read_text()
+    assert "Dropped layers" in summary and "## Subset search (select)" in summary
+    assert json.loads((workspace / "metrics.json").read_text())["select"]["select_k2_calibration"] > 0
 
     from mlflow.tracking import MlflowClient
 
@@ -82,6 +94,7 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
         "score_masks",
         "fit_surrogate",
         "estimate_shapley",
+        "select",
         "prune",
         "evaluate@full",
         "evaluate@pruned",
@@ -89,3 +102,18 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     }
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
     assert np.isfinite(parents[0].data.metrics["pruned_ppl_wiki"])
+
+    # select searches several k when asked; prune refuses a k it did not search; other methods skip the search
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["select"]["n_drops"] = [1, 2]
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert sorted(select(root=root)["chosen"]) == [1, 2]
+    params["prune"]["n_drop"] = 3
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(Exception, match=r"select searched k in \[1, 2\] but prune asks for 3; set select.n_drops"):
+        prune(root=root)
+    params["prune"]["method"] = "sleb"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert select(root=root) == {"method": "sleb"}
+    assert json.loads((data / "select" / "select.json").read_text())["method"] == "sleb"

@@ -1,0 +1,62 @@
+"""What a subset search returns: every candidate it proposed and the mask it chose for each number of dropped layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shapprune.select.candidates import Candidate
+
+
+@dataclass
+class Selection:
+    """Candidates in proposal order, the chosen one per ``n_drop`` and the LLM evaluations spent."""
+
+    n_layers: int
+    candidates: list[Candidate]
+    chosen: dict[int, Candidate]
+    chosen_by: dict[int, str]  # validation | calibration | predicted (nothing could be verified)
+    n_calibration_evaluations: int
+    n_validation_evaluations: int
+    budget: int
+    rounds: int
+
+    @property
+    def n_evaluations(self) -> int:
+        """Distinct LLM evaluations spent by the search (calibration and validation together)."""
+        return self.n_calibration_evaluations + self.n_validation_evaluations
+
+    def from_source(self, n_drop: int, source: str) -> Candidate | None:
+        """The verified candidate of ``source`` for ``n_drop`` with the best validation (else calibration) value."""
+        found = [c for c in self.candidates if c.n_drop == n_drop and source in c.sources and c.verified]
+        return max(found, key=_order, default=None)
+
+    def records(self) -> list[dict]:
+        """One flat row per candidate, with ``chosen`` marking the choice for its ``n_drop``."""
+        return [c.record() | {"chosen": self.chosen.get(c.n_drop) is c} for c in self.candidates]
+
+    def summary(self) -> dict:
+        """JSON-friendly summary: per ``n_drop`` the chosen layers and utilities, and the ranking's choice."""
+        out: dict = {}
+        for k, c in sorted(self.chosen.items()):
+            rank = self.from_source(k, "ranking")
+            out[str(k)] = {
+                "dropped": c.dropped,
+                "bits": c.bits,
+                "sources": c.sources,
+                "chosen_by": self.chosen_by[k],
+                "predicted": c.predicted,
+                "calibration": c.calibration,
+                "validation": c.validation,
+                "round": c.round,
+                "ranking": None
+                if rank is None
+                else {"dropped": rank.dropped, "calibration": rank.calibration, "validation": rank.validation},
+            }
+        return out
+
+
+def _order(c: Candidate) -> tuple[float, float]:
+    """Sort key: validation first (NaN last), then calibration."""
+    val = c.validation if c.validation == c.validation else float("-inf")
+    cal = c.calibration if c.calibration == c.calibration else float("-inf")
+    return val, cal
