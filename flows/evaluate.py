@@ -1,42 +1,95 @@
-"""Stage ``evaluate`` (``evaluate@full``, ``evaluate@pruned``): held-out perplexity and zero-shot accuracy."""
+"""Stage ``evaluate`` (``evaluate@full``, ``evaluate@pruned``): held-out perplexity and zero-shot accuracy.
+
+Every held-out corpus and every zero-shot task is a part, checkpointed as soon as it is done under
+``data/.evaluate_work/<which>-<fingerprint>/``, so a killed run resumes with the parts it had not finished.
+"""
 
 from __future__ import annotations
 
+import inspect
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from shapprune.checkpoint import PartStore, fingerprint
 from shapprune.evaluation.zero_shot import evaluate_tasks
 from shapprune.models import parameter_count
 from shapprune.scoring import window_nll
 from shapprune.surgery import num_layers
 from tasks.artifacts import read_windows
+from tasks.guards import fault_point
 from tasks.model import load_stage_model
+from tasks.plots import accuracy_bars, close
 from tasks.runtime import Stage, stage_main, write_json
 
 WHICH = ("full", "pruned")
 
 
+WORK = ("data", ".evaluate_work")  # checkpoints of finished parts: data/.evaluate_work/<which>-<fingerprint>/
+CODE = (Path(inspect.getfile(window_nll)), Path(inspect.getfile(evaluate_tasks)), Path(__file__))
+
+
 @task(name="perplexity", cache_policy=NO_CACHE)
-def perplexities(model, stage: Stage, batch_size: int) -> tuple[dict[str, float], float]:
-    """PPL on every held-out corpus, and forward throughput in tokens/s."""
-    ppl, tokens, seconds = {}, 0, 0.0
-    for role in stage.params.prepare_data.eval_corpora:
-        windows = read_windows(stage.paths.eval_windows(role))
-        start = time.perf_counter()
-        nll = window_nll(model, windows, batch_size)
-        seconds += time.perf_counter() - start
-        tokens += windows.size
-        ppl[role] = nll.perplexity
-    return ppl, tokens / seconds
+def perplexity(model, windows_path: Path, batch_size: int) -> dict:
+    """PPL on one held-out corpus, with its token count and forward seconds (for tokens/s)."""
+    windows = read_windows(windows_path)
+    start = time.perf_counter()
+    nll = window_nll(model, windows, batch_size)
+    return {"ppl": nll.perplexity, "tokens": int(windows.size), "seconds": time.perf_counter() - start}
 
 
 @task(name="zero-shot", cache_policy=NO_CACHE)
-def zero_shot(model, tokenizer, stage: Stage, device: str):
+def zero_shot(model, tokenizer, stage: Stage, name: str, device: str) -> dict:
+    """acc and acc_norm (with standard errors), n and seconds of one zero-shot task."""
     cfg = stage.params.evaluate
-    return evaluate_tasks(model, tokenizer, cfg.tasks, cfg.n_items, stage.params.base.seed, cfg.batch_size, device)
+    rows = evaluate_tasks(model, tokenizer, [name], cfg.n_items, stage.params.base.seed, cfg.batch_size, device)
+    return {k: v for k, v in rows.to_dict("records")[0].items() if k != "task"}
+
+
+def work_store(stage: Stage, which: str, model_dir: Path, model) -> PartStore:
+    """Checkpoint folder of this evaluation, keyed by everything that changes its numbers."""
+    cfg, base = stage.params.evaluate, stage.params.base
+    windows = [stage.paths.eval_windows(role) for role in stage.params.prepare_data.eval_corpora]
+    weight = next(model.parameters())
+    key = fingerprint(
+        [*sorted(model_dir.glob("*.safetensors")), *sorted(model_dir.glob("*.json")),
+         *(p if p.is_file() else str(p) for p in windows), *CODE,
+         str(weight.dtype), str(weight.device), str(cfg.batch_size), str(cfg.n_items), str(base.seed)]
+    )  # fmt: skip
+    return PartStore(stage.paths.root.joinpath(*WORK, f"{which}-{key}"))
+
+
+def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore) -> tuple[dict, dict, int]:
+    """Perplexity per held-out corpus and accuracy per zero-shot task, each checkpointed as soon as it is done.
+
+    Parts that a killed run finished are read back, not recomputed. Returns the perplexity records by
+    corpus, the task records by task and how many parts this run computed.
+    """
+    cfg, corpora = stage.params.evaluate, list(stage.params.prepare_data.eval_corpora)
+    parts = [f"ppl-{role}" for role in corpora] + [f"task-{name}" for name in cfg.tasks]
+    results = {name: record for name in parts if (record := store.get(name)) is not None}
+    if results:
+        print(
+            f"resuming: {len(results)} of {len(parts)} parts already evaluated ({', '.join(results)}); "
+            f"{len(parts) - len(results)} to go"
+        )
+    n_new = 0
+    for name in parts:
+        if name in results:
+            continue
+        kind, _, what = name.partition("-")
+        if kind == "ppl":
+            results[name] = perplexity(model, stage.paths.eval_windows(what), cfg.batch_size)
+        else:
+            results[name] = zero_shot(model, tokenizer, stage, what, device)
+        store.put(name, results[name])
+        n_new += 1
+        fault_point("evaluate:part", len(store.names()))  # crash tests: SHAPPRUNE_FAULT=evaluate:part:N
+    return {r: results[f"ppl-{r}"] for r in corpora}, {t: results[f"task-{t}"] for t in cfg.tasks}, n_new
 
 
 @flow(name="evaluate", log_prints=True)
@@ -45,26 +98,35 @@ def evaluate(which: str = "pruned", root: str = ".") -> dict:
     model_dir = stage.paths.model if which == "full" else stage.paths.pruned
     with stage.tracking() as tracker:
         model, tokenizer, device = load_stage_model(model_dir, stage.params)
-        ppl, tps = perplexities(model, stage, stage.params.evaluate.batch_size)
-        tasks_df = zero_shot(model, tokenizer, stage, device)
+        store = work_store(stage, which, model_dir, model)
+        ppl_parts, task_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
+        ppl = {role: r["ppl"] for role, r in ppl_parts.items()}
+        seconds = sum(r["seconds"] for r in ppl_parts.values())
+        tps = sum(r["tokens"] for r in ppl_parts.values()) / seconds if seconds > 0 else float("nan")
+        accs = [r["acc"] for r in task_parts.values()]
+        norms = [r["acc_norm"] for r in task_parts.values()]
         info = {
             "which": which,
             "n_layers": num_layers(model),
             "parameters": parameter_count(model),
             "ppl": ppl,
             "tokens_per_s": tps,
-            "zero_shot": {
-                row["task"]: {k: v for k, v in row.items() if k != "task"} for row in tasks_df.to_dict("records")
-            },
-            "mean_acc": float(np.mean(tasks_df["acc"])) if len(tasks_df) else float("nan"),
-            "mean_acc_norm": float(np.mean(tasks_df["acc_norm"])) if len(tasks_df) else float("nan"),
+            "zero_shot": task_parts,
+            "mean_acc": float(np.mean(accs)) if accs else float("nan"),
+            "mean_acc_norm": float(np.mean(norms)) if norms else float("nan"),
+            "n_parts_this_run": n_new,
         }
         write_json(stage.paths.eval_metrics(which), info)
+        for work in store.directory.parent.glob(f"{which}-*"):  # this run's parts and stale ones: all done
+            shutil.rmtree(work, ignore_errors=True)
         tracker.log_metrics(
             {f"ppl_{k}": v for k, v in ppl.items()}
             | {f"acc_{t}": r["acc"] for t, r in info["zero_shot"].items()}
             | {"mean_acc": info["mean_acc"], "mean_acc_norm": info["mean_acc_norm"], "tokens_per_s": tps}
         )
+        fig = accuracy_bars(info["zero_shot"], f"{which} model: zero-shot accuracy (±1 s.e.)")
+        tracker.log_figure(fig, f"zero_shot_{which}.png")
+        close(fig)
         print(f"{which}: PPL {', '.join(f'{k} {v:.2f}' for k, v in ppl.items())}; mean acc {info['mean_acc']:.3f}")
         return info
 

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from shapprune.splits import handle_nonfinite, stratified_split
 from shapprune.surrogate import SurrogateSpec, TrainSpec, fidelity, fit_mlp
 from tasks.artifacts import bits_to_masks, check_width, read_table
+from tasks.guards import fault_point
 from tasks.model import saved_layer_count
 from tasks.plots import close, fit_scatter
 from tasks.runtime import Stage, stage_main, write_json
@@ -17,7 +18,8 @@ from tasks.runtime import Stage, stage_main, write_json
 
 @task(name="fit-mlp", cache_policy=NO_CACHE)
 def fit_task(masks, utilities, spec: SurrogateSpec, train: TrainSpec, seed: int):
-    return fit_mlp(masks, utilities, spec, train, seed)
+    # crash tests: SHAPPRUNE_FAULT=fit_surrogate:epoch:N kills the stage after epoch N
+    return fit_mlp(masks, utilities, spec, train, seed, on_epoch=lambda n: fault_point("fit_surrogate:epoch", n))
 
 
 @flow(name="fit_surrogate", log_prints=True)

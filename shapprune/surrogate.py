@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,9 +105,17 @@ class MLPSurrogate(nn.Module):
 
 
 def fit_mlp(
-    masks: Mask, utilities: Utility, spec: SurrogateSpec, train: TrainSpec, seed: int
+    masks: Mask,
+    utilities: Utility,
+    spec: SurrogateSpec,
+    train: TrainSpec,
+    seed: int,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> tuple[MLPSurrogate, list[float]]:
-    """Fit the surrogate by minibatch MSE; returns the model and the per-epoch mean training loss."""
+    """Fit the surrogate by minibatch MSE; returns the model and the per-epoch mean training loss.
+
+    ``on_epoch(n)`` is called after the n-th epoch (1-based), e.g. for progress or crash tests.
+    """
     gen = torch.Generator().manual_seed(seed)
     model = MLPSurrogate(spec, gen)
     x = torch.as_tensor(masks, dtype=torch.float32)  # [n, L]
@@ -135,6 +144,8 @@ def fit_mlp(
             total += loss.item()
         sched.step()
         history.append(total / max(1, len(x)))
+        if on_epoch is not None:
+            on_epoch(len(history))
     return model.eval(), history
 
 

@@ -39,5 +39,38 @@ def contribution_bars(values: np.ndarray, stderr: np.ndarray, dropped: list[int]
     return fig
 
 
+def ppl_bars(ppl: dict[str, dict[str, float]], title: str, path: Path | None = None):
+    """Held-out perplexity per corpus (log scale), one bar per model (e.g. ``{"full": {...}, "pruned": {...}}``)."""
+    models, corpora = list(ppl), list(next(iter(ppl.values()), {}))
+    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(corpora)), 3.5))
+    width = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        ax.bar(np.arange(len(corpora)) + i * width, [ppl[model][c] for c in corpora], width, label=model)
+    ax.set_xticks(np.arange(len(corpora)) + width * (len(models) - 1) / 2, corpora)
+    ax.set(ylabel="perplexity", yscale="log", title=title)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def accuracy_bars(zero_shot: dict[str, dict[str, float]], title: str, path: Path | None = None):
+    """Zero-shot accuracy per task with ±1 standard error."""
+    tasks = list(zero_shot)
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(tasks)), 3.5))
+    acc = [zero_shot[t]["acc"] for t in tasks]
+    err = [zero_shot[t].get("acc_stderr", 0.0) for t in tasks]
+    ax.bar(np.arange(len(tasks)), acc, yerr=err, capsize=3)
+    ax.set_xticks(np.arange(len(tasks)), tasks, rotation=30, ha="right")
+    ax.set(ylabel="accuracy", ylim=(0, 1), title=title)
+    fig.tight_layout()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def close(fig) -> None:
     plt.close(fig)
