@@ -7,8 +7,16 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 VENV := . .venv/bin/activate &&
+# The UIs (extras, not needed by `make repro` / `make test`): loopback only, state in the project.
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+CRON ?= 0 3 * * *
+PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT_ENV := PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=$(PREFECT_API) PREFECT_UI_API_URL=$(PREFECT_API)
+MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+  --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup repro test lint mlflow-ui
+.PHONY: setup repro test lint mlflow-ui prefect-ui ui serve trigger plots browser screenshots
 
 setup:
 	@bash scripts/setup.sh
@@ -23,5 +31,32 @@ test: setup  ## the test suite (includes a short end-to-end run on the real defa
 lint: setup
 	$(VENV) ruff check . && ruff format --check .
 
-mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000
-	$(VENV) mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+mlflow-ui: setup  ## browse runs at http://127.0.0.1:5000 (the project's sqlite store)
+	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"
+	$(VENV) $(MLFLOW_UI)
+
+prefect-ui: setup  ## Prefect server + UI at http://127.0.0.1:4200 (its database in .prefect/)
+	$(VENV) $(PREFECT_ENV) prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+ui: setup  ## both UIs: Prefect (background, log in .prefect/server.log) and MLflow; Ctrl-C stops both
+	@mkdir -p .prefect
+	@$(PREFECT_ENV) .venv/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) >.prefect/server.log 2>&1 & \
+	  pid=$$!; trap 'kill $$pid 2>/dev/null' EXIT INT TERM; \
+	  echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)  (log: .prefect/server.log)"; \
+	  echo "MLflow UI:  http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"; \
+	  $(VENV) $(MLFLOW_UI)
+
+serve: setup  ## serve the pipeline as a scheduled Prefect deployment (CRON="0 3 * * *"); needs `make prefect-ui`/`ui`
+	$(VENV) $(PREFECT_ENV) python -m flows.pipeline --serve --cron "$(CRON)" $(ARGS)
+
+trigger: setup  ## run the served deployment now, as the UI's Run button does, e.g. ARGS="-p targets='[\"report\"]'"
+	$(VENV) $(PREFECT_ENV) prefect deployment run pipeline/shapprune-pipeline $(ARGS)
+
+plots: setup  ## dvc plots show (REV=HEAD~1: dvc plots diff) -> dvc_plots/index.html, offline (vendor/dvc-plots)
+	$(VENV) $(if $(REV),dvc plots diff $(REV),dvc plots show) $(ARGS)
+
+browser:  ## Debian's chromium for the browser tests (a no-op when installed)
+	@bash scripts/install_browser.sh
+
+screenshots: setup browser  ## browser tests on the whole tiny pipeline; refresh docs/screenshots/*.png
+	$(VENV) SHAPPRUNE_UI_TARGETS=all SHAPPRUNE_SCREENSHOTS=$(CURDIR)/docs/screenshots python -m pytest -q tests/browser $(ARGS)

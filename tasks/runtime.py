@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from shapprune.config import ConfigError, Params, load_params
+from shapprune.integrity import CorruptModelError
 from tasks.guards import stage_lock
 from tasks.paths import Paths
 from tasks.tracking import NullTracker, Tracker, mlflow_stage
@@ -25,6 +28,35 @@ OFFLINE_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "TOKENIZERS_PARALLELISM": "false",
 }
+DVC_YAML = Path(__file__).resolve().parents[1] / "dvc.yaml"  # used when a stage runs outside a DVC project
+
+
+def stage_outputs(root: Path, stage: str) -> list[Path]:
+    """The metrics and plot files ``dvc.yaml`` declares for ``stage`` (``evaluate@full`` fills in ``${key}``)."""
+    spec = root / "dvc.yaml" if (root / "dvc.yaml").is_file() else DVC_YAML
+    try:
+        stages = yaml.safe_load(spec.read_text()).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return []
+    name, _, key = stage.partition("@")
+    body = stages.get(name) or {}
+    body = body.get("do", body) if isinstance(body, dict) else {}
+    paths = []
+    for section in ("metrics", "plots"):
+        for entry in body.get(section) or []:
+            rel = next(iter(entry)) if isinstance(entry, dict) else str(entry)
+            paths.append(root / rel.replace("${key}", key))
+    return paths
+
+
+def log_stage_outputs(tracker: Tracker, root: Path, stage: str) -> list[Path]:
+    """Log the stage's DVC metrics and plot data (not images: stages log those as figures) under ``dvc/``."""
+    logged = []
+    for path in stage_outputs(root, stage):
+        if path.is_file() and path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".svg"}:
+            tracker.log_artifact(path, str(Path("dvc") / path.relative_to(root).parent))
+            logged.append(path)
+    return logged
 
 
 @dataclass
@@ -61,6 +93,10 @@ class Stage:
         with mlflow_stage(self.paths.root, self.name, self.params.model_dump(mode="json")) as tracker:
             tracker.log_params(self.section())
             yield tracker
+            try:
+                log_stage_outputs(tracker, self.paths.root, self.name)
+            except Exception as err:  # tracking must never fail a stage whose work is done
+                print(f"WARNING: could not log {self.name}'s outputs to MLflow: {err}", file=sys.stderr)
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -100,5 +136,9 @@ def stage_main(
             flow(**vars(args))
         print(f"stage {name} finished in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
+        if isinstance(err, CorruptModelError):  # a damaged model file: name the stage that rebuilds it
+            from tasks.model import explain_corrupt
+
+            err = explain_corrupt(err)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

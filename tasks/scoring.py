@@ -21,6 +21,7 @@ from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.types import Mask, TokenWindows
 from tasks.artifacts import bits_to_masks, mask_bits, read_windows
 from tasks.guards import fault_point
+from tasks.progress import PrefectProgress
 
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
 _WORKER_MODEL: dict[tuple, torch.nn.Module] = {}
@@ -96,9 +97,11 @@ def plan_chunks(todo_ids: list[int], todo_masks: Mask, chunk_size: int) -> list[
 
 
 def progress_logger(total: int, already: int) -> Callable[[int], None]:
-    """Logs ``scored i/n`` with rate and ETA about twenty times per run."""
+    """Logs ``scored i/n`` with rate and ETA about twenty times per run, mirrored as a progress bar in the
+    Prefect UI (artifact ``score-masks-progress``, created at the first report)."""
     logger = get_run_logger()
     start, every = time.perf_counter(), max(1, total // 20)
+    bar: list[PrefectProgress] = []
 
     def report(done: int) -> None:
         if done % every and done != total:
@@ -106,7 +109,11 @@ def progress_logger(total: int, already: int) -> Callable[[int], None]:
         elapsed = time.perf_counter() - start
         rate = (done - already) / elapsed if elapsed > 0 else float("nan")
         eta = (total - done) / rate if rate and rate > 0 else float("nan")
-        logger.info(f"scored {done}/{total} masks  {rate:.2f} masks/s  ETA {eta:.0f}s")
+        line = f"scored {done}/{total} masks  {rate:.2f} masks/s  ETA {eta:.0f}s"
+        logger.info(line)
+        if not bar:
+            bar.append(PrefectProgress("score-masks-progress", "masks scored on the LLM", 100 * already / total))
+        bar[0].update(100 * done / total, line)
 
     return report
 

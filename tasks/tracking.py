@@ -7,8 +7,10 @@ or else from the ``dvc`` process that launched the stage.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 EXPERIMENT = "shapprune"
+# MLflow 3 opens an experiment in the view its kind names; this one is model training, not GenAI.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+MODEL_ARTIFACT_MAX_MB = 200.0  # larger pruned models are logged by reference (their weights stay in DVC's cache)
 
 
 class Tracker(Protocol):
@@ -28,6 +33,7 @@ class Tracker(Protocol):
     def log_figure(self, figure: Any, name: str) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None: ...
+    def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
 
 
 class NullTracker:
@@ -57,6 +63,9 @@ class NullTracker:
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
         self.metrics.update({f"parent/{k}": v for k, v in metrics.items()})
 
+    def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(f"parent/{path}")
+
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}} -> {"a.b": 1}`` (lists become strings)."""
@@ -70,11 +79,62 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def numeric_leaves(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested dict as flat MLflow metric names (``{"a": {"b": 1}} -> {"a.b": 1.0}``).
+
+    Booleans, strings, lists and ``None`` are left out: they are not metrics.
+    """
+    return {
+        k: float(v) for k, v in flatten(d, prefix).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+def directory_mb(path: Path) -> float:
+    """Size of every file under ``path`` in MiB."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def log_model_dir(tracker: Tracker, model_dir: Path, artifact_path: str = "pruned_model", max_mb: float | None = None):
+    """Log a saved transformers model directory and its size.
+
+    The whole directory when it is at most ``max_mb`` MiB (``SHAPPRUNE_MLFLOW_MODEL_MAX_MB``, default 200);
+    otherwise everything but the weights, plus ``weights.json`` naming the weight files, their sizes and
+    where they live (the DVC-tracked output), so a sweep of runs does not copy a model per run.
+    Returns ``(size in MiB, whether the weights were logged)``.
+    """
+    model_dir = Path(model_dir)
+    if max_mb is None:
+        max_mb = float(os.environ.get("SHAPPRUNE_MLFLOW_MODEL_MAX_MB", MODEL_ARTIFACT_MAX_MB))
+    size = directory_mb(model_dir)
+    with_weights = size <= max_mb
+    tracker.log_metrics({"model_size_mb": size})
+    if with_weights:
+        tracker.log_artifact(model_dir, artifact_path)
+        return size, True
+    weights = {}
+    for f in sorted(model_dir.iterdir()):
+        if f.suffix in {".safetensors", ".bin", ".pt", ".gguf"}:
+            weights[f.name] = f.stat().st_size
+        elif f.is_file():
+            tracker.log_artifact(f, artifact_path)
+    note = {
+        "weights_not_logged": f"{size:.1f} MiB > {max_mb:g} MiB (SHAPPRUNE_MLFLOW_MODEL_MAX_MB)",
+        "location": str(model_dir.resolve()),
+        "files_bytes": weights,
+        "restore": "dvc checkout (the weights are a DVC output recorded in dvc.lock)",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.json"
+        path.write_text(json.dumps(note, indent=2) + "\n")
+        tracker.log_artifact(path, artifact_path)
+    return size, False
+
+
 def git_commit(root: Path) -> str:
     """Current git commit of ``root`` (``unknown`` outside a repository)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        return (out.returncode == 0 and out.stdout.strip()) or "unknown"  # a repo with no commit prints "HEAD"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -138,11 +198,17 @@ class MlflowTracker:
                 self.client.log_metric(self.parent_id, k, float(v))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._log_artifact(self.run_id, path, artifact_path)
+
+    def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._log_artifact(self.parent_id, path, artifact_path)
+
+    def _log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None) -> None:
         p = Path(path)
         if p.is_dir():
-            self.client.log_artifacts(self.run_id, str(p), artifact_path)
+            self.client.log_artifacts(run_id, str(p), artifact_path)
         elif p.exists():
-            self.client.log_artifact(self.run_id, str(p), artifact_path)
+            self.client.log_artifact(run_id, str(p), artifact_path)
 
     def log_figure(self, figure: Any, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
@@ -160,10 +226,13 @@ def tracking_uri(root: Path) -> str:
 def _experiment_id(client: Any, root: Path) -> str:
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
+        for key, value in EXPERIMENT_KIND.items():  # stores made before the kind was set
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     artifacts = (root / "mlartifacts").resolve().as_uri()
     try:
-        return client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        return client.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_KIND)
     except Exception:  # another process created it first
         return client.get_experiment_by_name(EXPERIMENT).experiment_id
 
