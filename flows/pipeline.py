@@ -5,6 +5,8 @@ With overrides:          ``python -m flows.pipeline -S prune.ratio=0.3 -S base.s
 Some stages only:        ``python -m flows.pipeline fit_surrogate``  (that stage and what it depends on)
 Serve on a schedule:     ``python -m flows.pipeline --serve --cron "0 3 * * *"``; then trigger runs, with
                          overrides typed into the run form, from the Prefect UI.
+A failed run is retried ``--retries`` times (default 1, after ``--retry-delay`` s): ``dvc repro`` keeps the
+stages that finished and ``score_masks`` resumes from its last checkpointed chunk.
 
 Every stage of one pipeline run logs into the same MLflow parent run (``SHAPPRUNE_PIPELINE_ID``).
 """
@@ -106,10 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("targets", nargs="*", help="stages to run, with what they depend on (default: all)")
     parser.add_argument("--serve", action="store_true", help="serve as a deployment (Ctrl-C to stop)")
     parser.add_argument("--cron", default="0 3 * * *", help="schedule when serving (default: daily 03:00)")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="rerun a failed pipeline this many times (finished stages stay cached)"
+    )
+    parser.add_argument("--retry-delay", type=int, default=60, help="seconds between retries")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set)
+    flow_ = pipeline.with_options(retries=args.retries, retry_delay_seconds=args.retry_delay)
     if args.serve:
-        pipeline.serve(
+        flow_.serve(
             name="shapprune-pipeline",
             cron=args.cron,
             parameters={
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     try:
-        pipeline(overrides=overrides or None, force=args.force, root=args.root, targets=args.targets or None)
+        flow_(overrides=overrides or None, force=args.force, root=args.root, targets=args.targets or None)
     except RuntimeError as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(1) from None
