@@ -119,11 +119,9 @@ class FitSurrogate(_Section):
 class EstimateShapley(_Section):
     """Which contribution estimator runs on the scored masks, and its options (see ``shapprune.estimators``)."""
 
-    estimator: Literal["surrogate_cv", "paper", "surrogate_shapley", "svarm", "permutation", "stratified"] = (
-        "surrogate_cv"
-    )
+    estimator: Literal["paper", "surrogate_cv", "surrogate_shapley", "svarm", "permutation", "stratified"] = "paper"
     surrogate: Literal["auto", "ridge", "mlp", "gbr", "quadratic", "gp"] = "auto"
-    folds: int = Field(10, ge=2, description="cross-fitting folds (surrogate_cv) / jackknife folds (paper)")
+    folds: int = Field(5, ge=2, description="cross-fitting folds (surrogate_cv) / jackknife folds (paper)")
     paired: bool = True
     allocation: Literal["neyman", "uniform"] = "neyman"
     n_samples: int = Field(20000, ge=2, description="surrogate evaluations per readout")

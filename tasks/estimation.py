@@ -32,9 +32,13 @@ def estimator_call(params: Params, n_layers: int) -> EstimatorCall:
     """Translate the ``estimate_shapley`` and ``sample_masks`` sections into an estimator call."""
     cfg, sm = params.estimate_shapley, params.sample_masks
     surrogate = cfg.resolved_surrogate()
+    # an MLP inside an estimator is trained with fit_surrogate's recipe (Adam by default: the paper's SGD
+    # recipe does not learn on a few hundred masks)
+    mlp = params.fit_surrogate.model_dump(exclude={"val_fraction", "nonfinite"}) if surrogate == "mlp" else None
     if cfg.estimator in ("surrogate_cv", "surrogate_shapley"):
         options = {
             "surrogate": surrogate,
+            "surrogate_options": mlp,
             "folds": cfg.folds,
             "paired": cfg.paired,
             "allocation": cfg.allocation,
@@ -44,6 +48,7 @@ def estimator_call(params: Params, n_layers: int) -> EstimatorCall:
         options = {
             "strata": sm.resolve_strata(n_layers),
             "surrogate": surrogate,
+            "surrogate_options": mlp,
             "folds": cfg.folds,
             "readout_samples": cfg.n_samples,
         }

@@ -50,8 +50,8 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     assert len(windows) == 4 and all(len(x) == 32 for x in windows["input_ids"])
     scores = pd.read_parquet(data / "scores.parquet")
     masks = pd.read_parquet(data / "masks.parquet")
-    assert 10 <= len(scores) == len(masks) <= 18 and scores["bits"].tolist() == masks["bits"].tolist()
-    assert set(scores["n_kept"]) == set(range(6))  # surrogate_cv: every coalition size, the empty one included
+    assert len(scores) == len(masks) == 18 and scores["bits"].tolist() == masks["bits"].tolist()
+    assert scores["n_kept"].value_counts().to_dict() == {5: 6, 4: 6, 3: 6}  # the paper's design: equal strata
     assert {"bits", "nll_sum", "n_tokens", "utility", "finite"} <= set(scores.columns)
     assert (scores["n_tokens"] == 4 * 31).all()
     assert (data / "surrogate" / "surrogate.safetensors").is_file()
@@ -60,7 +60,7 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     assert len(shapley) == 6 and expected <= set(shapley.columns)
     assert (shapley["ci_low"] < shapley["shapley"]).all() and (shapley["shapley"] < shapley["ci_high"]).all()
     estimate = json.loads((data / "shapley" / "shapley.json").read_text())
-    assert estimate["estimator"] == "surrogate_cv" and estimate["n_evaluations"] == len(scores)
+    assert estimate["estimator"] == "paper" and estimate["n_evaluations"] == len(scores)
     assert estimate["boundary"]["n_drop"] == 2 and len(estimate["boundary"]["dropped"]) == 2
     selection = json.loads((data / "select" / "select.json").read_text())
     assert selection["n_drops"] == [2] and 0 < selection["n_evaluations"] <= 16
@@ -117,3 +117,13 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert select(root=root) == {"method": "sleb"}
     assert json.loads((data / "select" / "select.json").read_text())["method"] == "sleb"
+
+    # another estimator draws its own design, scores it and replays on it
+    params["estimate_shapley"]["estimator"] = "surrogate_cv"
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in (sample_masks, score_masks, fit_surrogate, estimate_shapley):
+        stage(root=root)
+    scores = pd.read_parquet(data / "scores.parquet")
+    assert 10 <= len(scores) <= 18 and set(scores["n_kept"]) == set(range(6))  # every size, the empty one too
+    estimate = json.loads((data / "shapley" / "shapley.json").read_text())
+    assert estimate["estimator"] == "surrogate_cv" and estimate["n_evaluations"] == len(scores)
