@@ -356,13 +356,13 @@ def markdown(result: dict, command: str) -> str:
 
 
 def targets(agg: pd.DataFrame, title: str, over: str) -> list[str]:
-    """The issue's targets for the default estimator ``surrogate_cv[ridge]``, met or not."""
+    """The issue's targets for the benchmark's best estimator ``surrogate_cv[ridge]``, met or not."""
     cv = agg[agg.estimator == "surrogate_cv[ridge]"].set_index("budget")
     perm = agg[agg.estimator == "permutation"].set_index("budget")["mse"]
     papers = agg[agg.estimator.str.startswith("paper")]
     if not len(cv) or not len(perm) or not len(papers):
         return []
-    lines = ["", f"**{title}** (default estimator `surrogate_cv[ridge]`; {over}):", ""]
+    lines = ["", f"**{title}** (the benchmark's best estimator `surrogate_cv[ridge]`; {over}):", ""]
     sp128 = cv.loc[128, "spearman"] if 128 in cv.index else np.nan
     lines.append(f"- Spearman at 128 evaluations: {sp128:.3f} (target >= 0.95: {'met' if sp128 >= 0.95 else 'missed'})")
     ratios = {b: perm.get(b, np.nan) / cv.loc[b, "mse"] for b in cv.index}
