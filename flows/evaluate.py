@@ -24,6 +24,7 @@ from tasks.artifacts import read_windows
 from tasks.guards import fault_point
 from tasks.model import load_stage_model
 from tasks.plots import accuracy_bars, close
+from tasks.progress import StepProgress
 from tasks.runtime import Stage, stage_main, write_json
 
 WHICH = ("full", "pruned")
@@ -78,6 +79,8 @@ def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore
             f"{len(parts) - len(results)} to go"
         )
     n_new = 0
+    progress = StepProgress(f"evaluate-{stage.name.partition('@')[2] or 'model'}-progress",
+                            "held-out corpora and zero-shot tasks evaluated", len(parts), len(results))  # fmt: skip
     for name in parts:
         if name in results:
             continue
@@ -88,6 +91,7 @@ def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore
             results[name] = zero_shot(model, tokenizer, stage, what, device)
         store.put(name, results[name])
         n_new += 1
+        progress.step(len(results), name)
         fault_point("evaluate:part", len(store.names()))  # crash tests: SHAPPRUNE_FAULT=evaluate:part:N
     return {r: results[f"ppl-{r}"] for r in corpora}, {t: results[f"task-{t}"] for t in cfg.tasks}, n_new
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -33,3 +34,28 @@ class PrefectProgress:
             update_progress_artifact(self.id, self.percent, description=description)
         except Exception as err:
             log.debug("progress artifact %s not updated: %s", self.key, err)
+
+
+class StepProgress:
+    """``done/total`` steps printed with rate and ETA (mirrored in the flow run's log) and as a Prefect bar."""
+
+    def __init__(
+        self, key: str, description: str, total: int, already: int = 0, unit: str = "parts", clock=time.perf_counter
+    ) -> None:
+        self.total, self.already, self.unit, self.clock = max(1, total), already, unit, clock
+        self.start = clock()
+        self.bar = PrefectProgress(key, description, 100 * already / self.total)
+
+    def line(self, done: int, label: str = "") -> str:
+        """``evaluated 3/10 parts (task-piqa)  0.05 parts/s  ETA 140s``."""
+        elapsed = self.clock() - self.start
+        rate = (done - self.already) / elapsed if elapsed > 0 else float("nan")
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        where = f" ({label})" if label else ""
+        return f"{done}/{self.total} {self.unit}{where}  {rate:.3f} {self.unit}/s  ETA {eta:.0f}s"
+
+    def step(self, done: int, label: str = "") -> str:
+        text = self.line(done, label)
+        print(text, flush=True)
+        self.bar.update(100 * done / self.total, text)
+        return text
