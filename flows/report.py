@@ -88,7 +88,7 @@ def report(root: str = ".") -> dict:
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(
             [
-                {"corpus": k, "model": n, "ppl": m["ppl"][k]}
+                {"corpus": k, "model": n, "bar": f"{k} ({n})", "ppl": m["ppl"][k]}
                 for n, m in (("full", full), ("pruned", pruned))
                 for k in m["ppl"]
             ]
