@@ -6,7 +6,6 @@ Stages killed with SIGKILL run as real subprocesses (fault injection through ``S
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -15,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,8 +31,8 @@ from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from tests.conftest import SMOL_GGUF, smol_dir
 from tests.flows.conftest import tiny_params
+from tests.flows.stage_process import run_stage
 
-ROOT = Path(__file__).resolve().parents[2]
 IDS = torch.randint(0, 49152, (2, 24), generator=torch.Generator().manual_seed(3))  # [b, T]
 
 
@@ -62,25 +60,6 @@ def pipeline(tmp_path_factory, tiny_model_dir):
         flows.prune.prune(root=str(root))
         reference = evaluate(which="full", root=str(root))
     return root, captured, reference
-
-
-def run_stage(root: Path, stage: str, *args: str, **env: str) -> tuple[int, str]:
-    """``python -m flows.<stage>`` in its own process group, killed as a group afterwards (a SIGKILLed
-    stage orphans its temporary Prefect server, which would otherwise hold the log open)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "SHAPPRUNE_FAULT")}
-    full_env |= {"SHAPPRUNE_TRACKING": "off", **env}
-    log = root / f"{stage}.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"flows.{stage}", "--root", str(root), *args],
-            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            code = proc.wait(timeout=600)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    return code, log.read_text()
 
 
 def _without_timings(info: dict) -> dict:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,8 +16,7 @@ from flows.prepare_model import prepare_model
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from tasks.guards import stage_lock
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.flows.stage_process import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -87,37 +81,18 @@ def test_skip_prefix_and_dask_give_the_same_table(prepared):
     pd.testing.assert_frame_equal(pd.read_parquet(prepared / "data" / "scores.parquet"), plain, check_exact=True)
 
 
-def _stage(workspace, stage: str, **env) -> tuple[int, str]:
-    """Run a stage in its own process group; kill the group afterwards (a SIGKILLed stage orphans its
-    temporary Prefect server, which would otherwise hold the output pipes open)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "SHAPPRUNE_FAULT")}
-    full_env |= {"SHAPPRUNE_TRACKING": "off", **env}
-    log = workspace / f"{stage}.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"flows.{stage}", "--root", str(workspace)],
-            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            code = proc.wait(timeout=600)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    return code, log.read_text()
-
-
 def test_sigkill_mid_stage_then_rerun_redoes_nothing_completed(prepared):
     reference = score_masks(root=str(prepared))
     expected = pd.read_parquet(prepared / "data" / "scores.parquet")
     (prepared / "data" / "scores.parquet").unlink()
 
-    code, _ = _stage(prepared, "score_masks", SHAPPRUNE_FAULT="score_masks:chunk:2")
+    code, _ = run_stage(prepared, "score_masks", SHAPPRUNE_FAULT="score_masks:chunk:2")
     assert code == -signal.SIGKILL
     work = prepared / "data" / ".score_masks_work"
     assert len(list(work.glob("*/chunk_*.parquet"))) == 2
     assert not (prepared / "data" / "scores.parquet").exists()
 
-    code, log = _stage(prepared, "score_masks")
+    code, log = run_stage(prepared, "score_masks")
     assert code == 0, log[-2000:]
     metrics = json.loads((prepared / "data" / "metrics" / "score_masks.json").read_text())
     assert metrics["n_scored_this_run"] == reference["n_scored_this_run"] - 8
@@ -126,6 +101,6 @@ def test_sigkill_mid_stage_then_rerun_redoes_nothing_completed(prepared):
 
 def test_a_second_concurrent_run_of_a_stage_stops_with_a_clear_message(prepared):
     with stage_lock(prepared.resolve(), "score_masks"):
-        code, log = _stage(prepared, "score_masks")
+        code, log = run_stage(prepared, "score_masks")
     assert code == 2
     assert "stage score_masks is already running" in log.strip().splitlines()[-1]
