@@ -24,7 +24,8 @@ from shapprune.estimators.uncertainty import BoundaryWarning, check_boundary, co
 from shapprune.scoring import NLL, utility_from_nll
 from shapprune.shapley import ShapleyResult, stratified_shapley, stratum_semivalue
 from shapprune.surrogate import MLPSurrogate
-from tasks.artifacts import bits_to_masks, check_width, read_table
+from tasks.artifacts import load_surrogate as load_checked_surrogate
+from tasks.artifacts import read_masks
 from tasks.estimation import EstimatorCall, estimator_call
 from tasks.model import saved_layer_count
 from tasks.plots import close, contribution_bars
@@ -33,22 +34,14 @@ from tasks.runtime import Stage, read_json, stage_main, write_json
 
 @task(name="load-surrogate", cache_policy=NO_CACHE)
 def load_surrogate(stage: Stage) -> MLPSurrogate:
-    meta = read_json(stage.paths.surrogate / "surrogate.json")
-    if meta.get("model") != stage.params.base.model:
-        raise ConfigError(
-            f"{stage.paths.surrogate}: surrogate was trained for {meta.get('model')}, not {stage.params.base.model}; "
-            "rerun `dvc repro fit_surrogate`"
-        )
-    return MLPSurrogate.load(stage.paths.surrogate)
+    return load_checked_surrogate(stage.paths.surrogate, stage.params.base.model)
 
 
 @task(name="scored-game", cache_policy=NO_CACHE)
 def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
     """The scored masks as a game; non-finite PPL ratios (an infinite perplexity) count as 0."""
     paths, utility = stage.paths, stage.params.score_masks.utility
-    scores = read_table(paths.scores)
-    masks = bits_to_masks(scores["bits"])
-    check_width(masks, n_layers, paths.scores)
+    scores, masks = read_masks(paths.scores, n_layers)
     values = scores["utility"].to_numpy(float)
     bad = ~np.isfinite(values)
     if bad.any() and utility != "ppl_ratio":
@@ -157,7 +150,7 @@ def estimate_shapley(root: str = ".") -> dict:
         tracker.log_figure(fig, "contributions.png")
         close(fig)
         tracker.log_artifact(paths.shapley_csv)
-        tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None})
+        tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
         print(
             f"{call.name} on {result.n_evaluations} scored masks; lowest-contribution layers: "
             f"{result.ranking()[: max(1, n_layers // 3)].tolist()} (boundary z {check['z']})"

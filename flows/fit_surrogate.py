@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from shapprune.splits import handle_nonfinite, stratified_split
 from shapprune.surrogate import SurrogateSpec, TrainSpec, fidelity, fit_mlp
-from tasks.artifacts import bits_to_masks, check_width, read_table
+from tasks.artifacts import read_masks
 from tasks.guards import fault_point
 from tasks.model import saved_layer_count
 from tasks.plots import close, fit_scatter
@@ -27,9 +27,7 @@ def fit_surrogate(root: str = ".") -> dict:
     stage = Stage.open("fit_surrogate", root)
     cfg, paths = stage.params.fit_surrogate, stage.paths
     with stage.tracking() as tracker:
-        scores = read_table(paths.scores)
-        masks = bits_to_masks(scores["bits"])
-        check_width(masks, saved_layer_count(paths.model), paths.scores)
+        scores, masks = read_masks(paths.scores, saved_layer_count(paths.model))
         keep, utilities = handle_nonfinite(scores["utility"].to_numpy(float), cfg.nonfinite)
         masks, utilities, groups = masks[keep], utilities[keep], scores["n_kept"].to_numpy()[keep]
         is_val = stratified_split(groups, cfg.val_fraction, np.random.default_rng([stage.params.base.seed, 2]))

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shapprune.config import ConfigError
+from shapprune.surrogate import MLPSurrogate
 from shapprune.types import Mask, TokenWindows
+from tasks.runtime import read_json
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -83,3 +85,13 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
 def read_table(path: Path) -> pd.DataFrame:
     """Any parquet table, with a clear error when missing or corrupt."""
     return _read_parquet(path)
+
+
+def load_surrogate(directory: Path, model: str) -> MLPSurrogate:
+    """The surrogate saved by ``fit_surrogate``; refuses one that was trained for another model."""
+    meta = read_json(directory / "surrogate.json")
+    if meta.get("model") != model:
+        raise ConfigError(
+            f"{directory}: surrogate was trained for {meta.get('model')}, not {model}; rerun `dvc repro fit_surrogate`"
+        )
+    return MLPSurrogate.load(directory)

@@ -18,9 +18,8 @@ from shapprune.game import LayerGame
 from shapprune.prune import PruningChoice
 from shapprune.scoring import utility_from_nll
 from shapprune.select import SearchConfig, Selection, select_subsets, surrogate_fit
-from shapprune.surrogate import MLPSurrogate
 from shapprune.types import Mask, Utility
-from tasks.artifacts import bits_to_masks, check_width, read_table, read_windows, write_table
+from tasks.artifacts import load_surrogate, read_masks, read_windows, write_table
 from tasks.model import load_stage_model
 from tasks.paths import Paths
 from tasks.runtime import Stage, read_json, write_json
@@ -51,9 +50,7 @@ def _clean(obj: object) -> object:
 def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
     """Scored masks (``data/scores.parquet``), contributions (``data/shapley``), the surrogate (``data/surrogate``)."""
     paths = stage.paths
-    scores = read_table(paths.scores)
-    masks = bits_to_masks(scores["bits"])
-    check_width(masks, n_layers, paths.scores)
+    scores, masks = read_masks(paths.scores, n_layers)
     utilities = scores["utility"].to_numpy(float)
     finite = np.isfinite(utilities)
     table = read_json(paths.shapley_json)
@@ -63,13 +60,8 @@ def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
             f"{paths.shapley_json}: {len(contributions)} layers but the model has {n_layers}; "
             "rerun `dvc repro estimate_shapley`"
         )
-    meta = read_json(paths.surrogate / "surrogate.json")
-    if meta.get("model") != stage.params.base.model:
-        raise ConfigError(
-            f"{paths.surrogate}: surrogate was trained for {meta.get('model')}, not {stage.params.base.model}; "
-            "rerun `dvc repro fit_surrogate`"
-        )
-    return SearchInputs(masks[finite], utilities[finite], contributions, MLPSurrogate.load(paths.surrogate).predict)
+    surrogate = load_surrogate(paths.surrogate, stage.params.base.model)
+    return SearchInputs(masks[finite], utilities[finite], contributions, surrogate.predict)
 
 
 @task(name="search-subsets", cache_policy=NO_CACHE)
