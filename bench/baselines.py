@@ -272,12 +272,7 @@ def _score_all(methods: list[str], model, cal: TokenWindows, n_drops: list[int],
                     cal,
                     n_drops=n_drops,
                     rng=np.random.default_rng([seed, 4]),  # as the score_layers stage draws it
-                    batch_size=opts.batch_size,
-                    cache_mib=opts.cache_mib,
-                    max_subsets=opts.oracle_max_subsets,
-                    reduce=opts.taylor_reduce,
-                    protect_first=opts.taylor_protect_first,
-                    protect_last=opts.taylor_protect_last,
+                    **opts.criterion_options(),
                 )
         except ValueError as err:
             notes.append(f"- {method}: not run ({err}).")

@@ -35,15 +35,7 @@ def score(stage: Stage, method: str) -> tuple[LayerScores, float]:
         windows,
         n_drops=cfg.n_drops(num_layers(model)),
         rng=np.random.default_rng([stage.params.base.seed, 4]),
-        batch_size=cfg.batch_size,
-        cache_mib=cfg.cache_mib,
-        max_subsets=cfg.oracle_max_subsets,
-        reduce=cfg.taylor_reduce,
-        protect_first=cfg.taylor_protect_first,
-        protect_last=cfg.taylor_protect_last,
-        estimator=cfg.iterative_estimator,
-        budget_per_round=cfg.iterative_budget,
-        step=cfg.iterative_step,
+        **cfg.criterion_options(),
     )
     return result, time.perf_counter() - start
 

@@ -150,6 +150,20 @@ class ScoreLayers(_Section):
     iterative_budget: int = Field(128, ge=8, description="LLM evaluations per round of iterative_shapley")
     iterative_step: int = Field(1, ge=1, description="layers removed per round of iterative_shapley")
 
+    def criterion_options(self) -> dict:
+        """Keyword options for ``shapprune.baselines.layer_scores`` (each criterion takes the ones it knows)."""
+        return {
+            "batch_size": self.batch_size,
+            "cache_mib": self.cache_mib,
+            "max_subsets": self.oracle_max_subsets,
+            "reduce": self.taylor_reduce,
+            "protect_first": self.taylor_protect_first,
+            "protect_last": self.taylor_protect_last,
+            "estimator": self.iterative_estimator,
+            "budget_per_round": self.iterative_budget,
+            "step": self.iterative_step,
+        }
+
     def n_drops(self, n_layers: int) -> list[int]:
         """Numbers of removed layers for which every criterion records its set."""
         return list(range(1, max(1, min(n_layers - 1, int(round(self.max_drop_ratio * n_layers)))) + 1))
