@@ -70,6 +70,10 @@ def report(root: str = ".") -> dict:
     selection = read_json(paths.select_json) if paths.select_json.is_file() else {}
     baseline = read_json(paths.layer_scores_json) if paths.layer_scores_json.is_file() else None
     select_text, select_metrics = report_section(selection, baseline)  # empty unless prune.method is select
+    compared = read_json(paths.compare_dir / "compare.json") if (paths.compare_dir / "compare.json").is_file() else {}
+    if compared.get("rows"):  # the methods table of the compare stage, as a section of the summary
+        lines = paths.compare_report.read_text().splitlines()
+        select_text += "\n" + "\n".join("#" + line if line.startswith("#") else line for line in lines) + "\n"
     with stage.tracking() as tracker:
         metrics = {
             "n_dropped": pruning["n_dropped"],

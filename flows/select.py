@@ -1,12 +1,12 @@
 """Stage ``select``: choose the layers to drop by searching subsets, not by ranking contributions.
 
-For every ``k`` in ``select.n_drops`` (null: prune's k) candidates come from the contribution ranking,
-beam search and greedy removal on the surrogate, contiguous blocks, and the best masks already scored;
-the most promising are verified on the LLM (calibration and validation windows, ``select.budget``
+For every ``k`` in ``select.n_drops`` (null: prune's k and those ``compare`` reports) candidates come from
+the contribution ranking, beam search and greedy removal on the surrogate, contiguous blocks, and the best
+masks already scored; the most promising are verified on the LLM (calibration and validation windows, ``select.budget``
 evaluations), the surrogate is refitted on what was verified, and the search repeats for
 ``select.rounds`` rounds. The verified mask with the best validation utility is chosen. Writes
-``data/select/select.json`` (the choice per k) and ``candidates.parquet`` (every candidate). With another
-``prune.method`` it writes a placeholder and loads nothing.
+``data/select/select.json`` (the choice per k) and ``candidates.parquet`` (every candidate). When neither
+``prune.method`` nor ``compare.methods`` asks for select it writes a placeholder and loads nothing.
 """
 
 from __future__ import annotations
@@ -32,15 +32,18 @@ def select(root: str = ".") -> dict:
         tracker.log_params({"prune.method": method})
         out = paths.plots / "select"
         out.mkdir(parents=True, exist_ok=True)
-        if method != "select":
+        if method != "select" and "select" not in params.compare.methods:
             write_placeholder(paths, method)
             pd.DataFrame({"n_drop": [], "bits": [], "predicted": [], "calibration": []}).to_csv(
                 out / "candidates.csv", index=False
             )
-            print(f"prune.method is {method}: no subset search (set prune.method: select to run it)")
+            print(
+                f"prune.method is {method}: no subset search (set prune.method: select or list it in compare.methods)"
+            )
             return {"method": method}
         n_layers = saved_layer_count(paths.model)
-        n_drops = params.select.resolve_n_drops(n_layers, params.prune.resolve_n_drop(n_layers))
+        compare_ks = params.compare.resolve_n_drops(n_layers) if "select" in params.compare.methods else []
+        n_drops = params.select.resolve_n_drops(n_layers, params.prune.resolve_n_drop(n_layers), compare_ks)
         inputs = load_inputs(stage, n_layers)
         start = time.perf_counter()
         selection, info = search(stage, inputs, n_drops)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -172,7 +173,9 @@ class ScoreLayers(_Section):
 class Select(_Section):
     """Subset search (``prune.method: select``): which ``k`` to search, how widely, and the LLM budget to verify."""
 
-    n_drops: list[int] | None = Field(None, description="numbers of layers dropped to search; null = prune's k")
+    n_drops: list[int] | None = Field(
+        None, description="numbers of layers dropped to search; null = prune's k and compare's"
+    )
     budget: int = Field(128, ge=1, description="LLM evaluations (calibration + validation) for verification")
     per_k_candidates: int = Field(8, ge=1, description="proposals per search source, k and round")
     beam_width: int = Field(32, ge=1)
@@ -187,9 +190,12 @@ class Select(_Section):
             raise ValueError("list numbers of dropped layers >= 1, or null for prune's n_drop / ratio")
         return v
 
-    def resolve_n_drops(self, n_layers: int, prune_k: int) -> list[int]:
-        """The ``k`` to search on a model with ``n_layers`` layers (``prune_k``: what ``prune`` will drop)."""
-        ks = sorted(set(self.n_drops)) if self.n_drops is not None else [prune_k]
+    def resolve_n_drops(self, n_layers: int, prune_k: int, compare_ks: Sequence[int] = ()) -> list[int]:
+        """The ``k`` to search on a model with ``n_layers`` layers.
+
+        ``prune_k``: what ``prune`` will drop; ``compare_ks``: what ``compare`` reports (searched too when null).
+        """
+        ks = sorted(set(self.n_drops)) if self.n_drops is not None else sorted({prune_k, *compare_ks})
         if max(ks) >= n_layers:
             raise ConfigError(
                 f"select.n_drops: {max(ks)} layers cannot be dropped from a {n_layers}-layer model; "
@@ -241,6 +247,36 @@ class Evaluate(_Section):
         return v
 
 
+class Compare(_Section):
+    """Every method at several pruning ratios on held-out text: the table, plots and one MLflow run per cell."""
+
+    methods: list[str] = ["select", "shapley", "block_influence", "angular", "sleb", "ppl", "taylor", "random"]
+    ratios: list[float] = Field([0.1, 0.2, 0.3], description="fractions of layers removed; k = round(ratio * L)")
+    eval_windows: int | None = Field(None, ge=1, description="held-out windows per corpus; null = all of them")
+    n_items: int | None = Field(20, ge=1, description="zero-shot items per task (evaluate.tasks); null = all")
+    batch_size: int = Field(16, ge=1)
+    cache_mib: float = Field(1024.0, ge=0, description="prefix-reuse cache for the held-out perplexities")
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (or [] to skip)")
+        return list(dict.fromkeys(v))
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or not all(0 < r < 1 for r in v):
+            raise ValueError("list fractions of layers to remove, each in (0, 1)")
+        return v
+
+    def resolve_n_drops(self, n_layers: int) -> list[int]:
+        """Distinct numbers of removed layers, each in [1, L - 1]."""
+        return sorted({min(n_layers - 1, max(1, int(round(r * n_layers)))) for r in self.ratios})
+
+
 class Report(_Section):
     pass
 
@@ -257,6 +293,7 @@ class Params(_Section):
     score_layers: ScoreLayers = ScoreLayers()
     prune: Prune = Prune()
     evaluate: Evaluate = Evaluate()
+    compare: Compare = Compare()
     report: Report = Report()
 
     @model_validator(mode="after")

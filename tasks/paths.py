@@ -94,5 +94,13 @@ class Paths:
     def report(self) -> Path:
         return self.root / "reports" / "summary.md"
 
+    @property
+    def compare_dir(self) -> Path:
+        return self.root / "data" / "compare"
+
+    @property
+    def compare_report(self) -> Path:
+        return self.root / "reports" / "compare.md"
+
     def metrics_file(self, stage: str) -> Path:
         return self.root / "data" / "metrics" / f"{stage}.json"

@@ -1,4 +1,7 @@
-"""Progress bars in the Prefect UI (a flow run's Artifacts tab), best effort: they never fail the work."""
+"""Progress bars in the Prefect UI (a flow run's Artifacts tab), best effort: they never fail the work.
+
+Without Prefect installed (a benchmark on a bare GPU machine) the bars only print.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ import logging
 import time
 from uuid import UUID
 
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+try:
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+except ImportError:  # printed progress only
+    create_progress_artifact = update_progress_artifact = None
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +27,8 @@ class PrefectProgress:
     def __init__(self, key: str, description: str, percent: float = 0.0) -> None:
         self.key, self.percent = key, float(percent)
         self.id: UUID | None = None
+        if create_progress_artifact is None:
+            return
         try:
             self.id = create_progress_artifact(self.percent, key=key, description=description)
         except Exception as err:  # no flow run context, no API: the bar is a convenience

@@ -34,6 +34,7 @@ class Tracker(Protocol):
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_parent_metrics(self, metrics: Mapping[str, float]) -> None: ...
     def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def log_child_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None: ...
 
 
 class NullTracker:
@@ -44,6 +45,7 @@ class NullTracker:
         self.metrics: dict[str, float] = {}
         self.artifacts: list[str] = []
         self.tags: dict[str, str] = {}
+        self.children: dict[str, tuple[dict[str, Any], dict[str, float]]] = {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.params.update(params)
@@ -65,6 +67,9 @@ class NullTracker:
 
     def log_parent_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.artifacts.append(f"parent/{path}")
+
+    def log_child_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        self.children[name] = (dict(params), dict(metrics))
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -212,6 +217,23 @@ class MlflowTracker:
 
     def log_figure(self, figure: Any, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
+
+    def log_child_run(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """A finished run nested under this stage's run (one cell of a sweep: its params and metrics)."""
+        from mlflow.entities import Metric, Param
+
+        run = self.client.get_run(self.run_id)
+        inherited = {k: v for k, v in run.data.tags.items() if k in ("dvc_stage", "git_commit", "model")}
+        child = self.client.create_run(
+            run.info.experiment_id, run_name=name, tags=inherited | {"mlflow.parentRunId": self.run_id}
+        )
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            child.info.run_id,
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        )
+        self.client.set_terminated(child.info.run_id, "FINISHED")
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():

@@ -23,6 +23,8 @@ def tiny_params(model_dir: Path) -> dict:
     params["select"].update(budget=16, rounds=2)
     params["prune"].update(n_drop=2, ratio=None)
     params["evaluate"].update(tasks=["piqa", "winogrande"], n_items=4, batch_size=8)
+    methods = ["select", "shapley", "block_influence", "sleb", "random"]
+    params["compare"].update(methods=methods, ratios=[0.34], n_items=4)
     return params
 
 

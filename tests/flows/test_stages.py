@@ -11,6 +11,7 @@ import yaml
 from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoModelForCausalLM
 
+from flows.compare import compare
 from flows.estimate_shapley import estimate_shapley
 from flows.evaluate import evaluate
 from flows.fit_surrogate import fit_surrogate
@@ -43,6 +44,7 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     pruning = prune(root=root)
     evaluate(which="full", root=root)
     evaluate(which="pruned", root=root)
+    compared = compare(root=root)
     metrics = report(root=root)
 
     data = workspace / "data"
@@ -78,6 +80,27 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     assert json.loads((workspace / "metrics.json").read_text())["pruned"]["ppl"].keys() == {"wiki", "news", "web"}
     summary = (workspace / "reports" / "summary.md").read_text()
     assert "Dropped layers" in summary and "## Subset search (select)" in summary
+
+    # compare: every method at k = round(0.34 * 6) = 2, the same held-out windows as evaluate
+    table = pd.read_csv(data / "compare" / "compare.csv")
+    assert compared["rows"] == len(table) == 1 + 5
+    assert table.method.tolist() == ["full", "select", "shapley", "block_influence", "sleb", "random"]
+    row = table.set_index("method")
+    assert row.loc["select", "dropped"] == " ".join(map(str, chosen["chosen"][2]))
+    assert row.loc["shapley", "dropped"] == " ".join(map(str, sorted(lowest)))
+    full_eval = json.loads((data / "metrics" / "eval_full.json").read_text())
+    for corpus, ppl in full_eval["ppl"].items():  # the full model's row matches the evaluate stage
+        assert row.loc["full", f"ppl_{corpus}"] == pytest.approx(ppl, rel=1e-5)
+    pruned_eval = json.loads((data / "metrics" / "eval_pruned.json").read_text())
+    for corpus, ppl in pruned_eval["ppl"].items():  # select's variant is the pruned model saved by prune
+        assert row.loc["select", f"ppl_{corpus}"] == pytest.approx(ppl, rel=1e-4)
+    assert (table.params_kept < 1).sum() == 5 and table.mean_acc.between(0, 1).all()
+    assert "| select | 2 |" in (workspace / "reports" / "compare.md").read_text()
+    assert "Layer-pruning methods compared" in summary
+    long = pd.read_csv(workspace / "plots" / "compare" / "ppl.csv")
+    assert len(long) == 5 * 3 * 2  # method x corpus x (0, 2 removed)
+    ranks = pd.read_csv(workspace / "plots" / "compare" / "ranks.csv")
+    assert set(ranks.method) == {"shapley", "block_influence", "sleb", "random"} and len(ranks) == 4 * 6
     assert json.loads((workspace / "metrics.json").read_text())["select"]["select_k2_calibration"] > 0
 
     from mlflow.tracking import MlflowClient
@@ -85,8 +108,8 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert {r.data.tags["dvc_stage"] for r in children} == {
         "prepare_model",
         "prepare_data",
@@ -98,9 +121,17 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
         "prune",
         "evaluate@full",
         "evaluate@pruned",
+        "compare",
         "report",
     }
-    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    compare_run = next(r for r in children if r.data.tags["dvc_stage"] == "compare").info.run_id
+    cells = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == compare_run]  # one run per (method, k)
+    assert len(children) + len(cells) + 1 == len(runs)
+    assert sorted(r.data.params["method"] for r in cells) == sorted(table.method[1:])
+    sleb_cell = next(r for r in cells if r.data.params["method"] == "sleb")
+    assert sleb_cell.data.params["n_drop"] == "2"
+    assert sleb_cell.data.params["dropped_layers"] == row.loc["sleb", "dropped"]
+    assert sleb_cell.data.metrics["ppl_wiki"] == pytest.approx(row.loc["sleb", "ppl_wiki"])
     assert np.isfinite(parents[0].data.metrics["pruned_ppl_wiki"])
 
     # select searches several k when asked; prune refuses a k it did not search; other methods skip the search
@@ -114,6 +145,7 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     with pytest.raises(Exception, match=r"select searched k in \[1, 2\] but prune asks for 3; set select.n_drops"):
         prune(root=root)
     params["prune"]["method"] = "sleb"
+    params["compare"]["methods"] = ["sleb", "random"]
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert select(root=root) == {"method": "sleb"}
     assert json.loads((data / "select" / "select.json").read_text())["method"] == "sleb"

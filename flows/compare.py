@@ -1,0 +1,152 @@
+"""Stage ``compare``: every pruning method at several ratios, measured on the same held-out text and tasks.
+
+For each method in ``compare.methods`` and each ``k = round(ratio * L)`` of ``compare.ratios``: the layers it
+drops (``select`` and ``shapley`` from their stages, the baselines scored here on the calibration windows
+with ``score_layers``' options), then held-out perplexity per corpus, mean zero-shot accuracy (``n_items``
+per task of ``evaluate.tasks``), kept parameters and tokens/s of that variant. Writes
+``data/compare/compare.{csv,json}``, ``reports/compare.md``, ``plots/compare/*`` and one nested MLflow run
+per (method, k). Every scored method and evaluated set is checkpointed under ``data/.compare_work/``: a
+killed run resumes, methods that drop the same layers share one evaluation, and adding a method or a ratio
+evaluates only the new sets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from shapprune.baselines import layer_scores
+from shapprune.checkpoint import PartStore, fingerprint
+from shapprune.evaluation import variants
+from shapprune.evaluation.zero_shot import load_task
+from shapprune.models import parameter_count
+from shapprune.prefix import score_with_prefix_reuse
+from shapprune.surgery import decoder_layers, num_layers
+from tasks import compare as cmp
+from tasks.artifacts import read_windows
+from tasks.model import load_stage_model
+from tasks.plots import close
+from tasks.runtime import Stage, stage_main, write_json
+
+WORK = ("data", ".compare_work")
+# the code that computes the numbers (not this file's orchestration): a change there invalidates the parts
+CODE = (
+    Path(inspect.getfile(variants)),
+    Path(inspect.getfile(load_task)),
+    Path(inspect.getfile(score_with_prefix_reuse)),
+    *sorted(Path(inspect.getfile(layer_scores)).parent.glob("*.py")),
+)
+
+
+def work_store(stage: Stage, model) -> PartStore:
+    """Checkpoint folder keyed by everything that changes the numbers (model, windows, options, code)."""
+    p, paths = stage.params, stage.paths
+    windows = [paths.calibration, *(paths.eval_windows(r) for r in p.prepare_data.eval_corpora)]
+    weight = next(model.parameters())
+    key = fingerprint(
+        [*sorted(paths.model.glob("*.safetensors")), *sorted(paths.model.glob("*.json")), *windows, *CODE,
+         str(weight.dtype), str(weight.device), p.compare.model_dump_json(exclude={"methods", "ratios"}),
+         str(p.evaluate.tasks), p.score_layers.model_dump_json(), str(p.base.seed)]
+    )  # fmt: skip
+    return PartStore(paths.root.joinpath(*WORK, key))
+
+
+method_sets = task(name="score-method", cache_policy=NO_CACHE)(cmp.method_sets)
+evaluate_sets = task(name="evaluate-variants", cache_policy=NO_CACHE)(cmp.evaluate_sets)
+
+
+def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSets], corpora: list[str], n_layers: int):
+    """CSV/JSON table, markdown report, plot data and figures; returns the two figures."""
+    paths, cfg = stage.paths, stage.params.compare
+    paths.compare_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(paths.compare_dir / "compare.csv", index=False)
+    n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
+    goal = cmp.goal_lines(table, corpora)
+    notes = [f"- {n}" for m in methods for n in m.notes]
+    text = cmp.markdown(table, corpora, stage.params.base.model.rsplit("/", 1)[-1], cfg.n_items, n_windows)
+    text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
+    text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
+    paths.compare_report.parent.mkdir(parents=True, exist_ok=True)
+    paths.compare_report.write_text(text)
+    write_json(
+        paths.compare_dir / "compare.json",
+        {"corpora": corpora, "n_layers": n_layers, "n_windows": n_windows, "n_items": cfg.n_items,
+         "goal": goal, "notes": notes, "rows": table.replace({np.nan: None}).to_dict("records")},
+    )  # fmt: skip
+    out = paths.plots / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    long = cmp.ppl_long(table, corpora)
+    long.to_csv(out / "ppl.csv", index=False)
+    ranks = cmp.layer_ranks(methods)
+    ranks.to_csv(out / "ranks.csv", index=False)
+    fig_ppl = cmp.ppl_figure(long, corpora, out / "ppl.png")
+    return fig_ppl, cmp.rank_figure(ranks, table, n_layers, out / "ranks.png"), text
+
+
+def write_empty(stage: Stage) -> None:
+    """``compare.methods: []``: empty outputs, nothing loaded."""
+    paths, out = stage.paths, stage.paths.plots / "compare"
+    for d in (paths.compare_dir, out, paths.compare_report.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(columns=["method", "n_drop", "dropped"]).to_csv(paths.compare_dir / "compare.csv", index=False)
+    write_json(paths.compare_dir / "compare.json", {"rows": [], "note": "compare.methods is empty"})
+    pd.DataFrame(columns=["method", "n_drop", "corpus", "ppl"]).to_csv(out / "ppl.csv", index=False)
+    pd.DataFrame(columns=["method", "layer", "rank"]).to_csv(out / "ranks.csv", index=False)
+    paths.compare_report.write_text("# Layer-pruning methods compared\n\nNothing compared: compare.methods is empty.\n")
+    for name in ("ppl.png", "ranks.png"):
+        (out / name).unlink(missing_ok=True)
+
+
+@flow(name="compare", log_prints=True)
+def compare(root: str = ".") -> dict:
+    stage = Stage.open("compare", root)
+    cfg, paths = stage.params.compare, stage.paths
+    with stage.tracking() as tracker:
+        if not cfg.methods:
+            write_empty(stage)
+            print("compare.methods is empty: nothing compared")
+            return {"rows": 0}
+        model, tokenizer, _ = load_stage_model(paths.model, stage.params)
+        n_layers = num_layers(model)
+        ks = cfg.resolve_n_drops(n_layers)
+        store = work_store(stage, model)
+        start = time.perf_counter()
+        params = stage.params
+        methods = [method_sets(params, paths, m, model, ks, store) for m in cfg.methods]
+        sets = [[], *{cmp.set_key(s): s for m in methods for s in m.sets.values()}.values()]
+        print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
+        items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
+        n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
+        layer_params = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
+        table = cmp.rows(methods, store, layer_params, parameter_count(model), n_layers)
+        corpora = list(stage.params.prepare_data.eval_corpora)
+        fig_ppl, fig_ranks, text = write_outputs(stage, table, methods, corpora, n_layers)
+        for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
+            tracker.log_figure(fig, name)
+            close(fig)
+        tracker.log_parent_artifact(paths.compare_report)
+        tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
+        for row in table[table.n_drop > 0].to_dict("records"):  # one run per cell: the MLflow table compares them
+            metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
+            params = {"method": row["method"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
+            metrics = {k: v for k, v in metrics.items() if k not in params}
+            tracker.log_child_run(
+                f"{row['method']} -{row['n_drop']}", params | {"dropped_layers": row["dropped"]}, metrics
+            )
+        tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
+        for stale in store.directory.parent.glob("*"):  # parts of other models, windows or options
+            if stale != store.directory:
+                shutil.rmtree(stale, ignore_errors=True)
+        print(text)
+        return {"rows": len(table), "evaluated": n_new}
+
+
+if __name__ == "__main__":
+    stage_main(compare)

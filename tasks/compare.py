@@ -1,0 +1,354 @@
+"""The ``compare`` stage's pieces: each method's dropped sets, their evaluation, the table, markdown and plots.
+
+No Prefect here: ``flows/compare.py`` wraps :func:`method_sets` and :func:`evaluate_sets` as tasks, and
+``bench/gpu.py`` calls them directly on a machine without the orchestration stack.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shapprune.baselines import LayerScores, from_values, layer_scores
+from shapprune.checkpoint import PartStore
+from shapprune.config import Params
+from shapprune.evaluation import variants
+from shapprune.evaluation.zero_shot import MCItem
+from shapprune.surgery import num_layers
+from tasks.artifacts import read_windows
+from tasks.paths import Paths
+from tasks.progress import StepProgress
+from tasks.runtime import read_json
+
+
+@dataclass
+class MethodSets:
+    """What one method drops at each ``k``, its per-layer ranking (None for select) and what scoring it cost."""
+
+    method: str
+    sets: dict[int, list[int]]
+    rank: np.ndarray | None  # int[L]; 1 = removed first
+    seconds: float | None  # wall-clock time to score the layers (None: unknown)
+    llm_evaluations: int | None  # forward passes of a (masked) model on the calibration windows
+    notes: list[str] = field(default_factory=list)
+
+
+def ranks_of(result: LayerScores) -> np.ndarray:
+    """``int[L]`` removal rank per layer (1 = removed first)."""
+    return np.argsort(result.ranking()) + 1
+
+
+def scoring_evaluations(method: str, n_layers: int, max_k: int, info: dict) -> int | None:
+    """Forward passes a baseline spends on the calibration windows to choose sets up to ``max_k`` removed layers."""
+    if method == "sleb":  # greedy: every remaining layer tried at every step
+        return sum(n_layers - step for step in range(max_k))
+    if method == "ppl":  # one model per single removed layer
+        return n_layers
+    if method in ("block_influence", "angular", "taylor"):  # hidden states (and gradients) of the full model
+        return 1
+    if method == "random":
+        return 0
+    if method == "oracle":
+        return int(sum(math.comb(n_layers, int(k)) for k in info.get("best_ppl", {})))
+    if method == "iterative_shapley":
+        return info.get("n_evaluations")
+    return None
+
+
+def result_record(result: LayerScores, seconds: float) -> dict:
+    """A JSON record of a criterion's result (to resume without rescoring)."""
+    return {
+        "scores": [float(x) if math.isfinite(x) else None for x in result.scores],
+        "order": result.order,
+        "chosen": {str(k): v for k, v in result.chosen.items()},
+        "set_valued": result.set_valued,
+        "info": result.info,
+        "seconds": seconds,
+    }
+
+
+def result_from_record(method: str, rec: dict) -> tuple[LayerScores, float]:
+    scores = np.array([np.inf if x is None else x for x in rec["scores"]], dtype=np.float64)
+    chosen = {int(k): list(v) for k, v in rec["chosen"].items()}
+    result = LayerScores(method, scores, rec["order"], chosen, rec["set_valued"], rec["info"])
+    return result, rec["seconds"]
+
+
+def baseline_sets(method: str, result: LayerScores, seconds: float, ks: list[int]) -> MethodSets:
+    """A baseline's sets at every ``k`` it recorded (an oracle over its cap records none)."""
+    sets, notes = {}, []
+    for k in ks:
+        try:
+            sets[k] = result.drop(k)
+        except ValueError as err:
+            notes.append(f"{method}, k={k}: {err}")
+    evals = scoring_evaluations(method, result.n_layers, max(ks), result.info)
+    return MethodSets(method, sets, ranks_of(result), seconds, evals, notes)
+
+
+def shapley_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
+    """Drop the ``k`` lowest values of ``estimate_shapley``'s table; its cost is the scored masks."""
+    table = read_json(paths.shapley_json)
+    values = np.array([row["shapley"] for row in table["layers"]])
+    if len(values) != n_layers:
+        raise ValueError(f"{paths.shapley_json}: {len(values)} layers, model has {n_layers}; rerun `dvc repro`")
+    result = from_values("shapley", values)
+    scoring = read_json(paths.metrics_file("score_masks"))
+    return MethodSets(
+        "shapley", {k: result.drop(k) for k in ks}, ranks_of(result), scoring.get("seconds"), scoring.get("n_masks")
+    )
+
+
+def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
+    """The sets ``select`` chose and verified; its cost is the scored masks plus its verification evaluations."""
+    table = read_json(paths.select_json)
+    if table.get("method") != "select" or int(table.get("n_layers", -1)) != n_layers:
+        raise ValueError(f"{paths.select_json}: no subset search for this model; rerun `dvc repro select`")
+    chosen = {int(k): sorted(v["dropped"]) for k, v in table["chosen"].items()}
+    missing = [k for k in ks if k not in chosen]
+    notes = [f"select, k={k}: not searched (select.n_drops is {table['n_drops']}); rerun select" for k in missing]
+    scoring = read_json(paths.metrics_file("score_masks"))
+    seconds = (scoring.get("seconds") or 0.0) + (table.get("seconds") or 0.0)
+    evals = int(scoring.get("n_masks", 0)) + int(table.get("n_evaluations", 0))
+    return MethodSets("select", {k: chosen[k] for k in ks if k in chosen}, None, seconds, evals, notes)
+
+
+def method_sets(params: Params, paths: Paths, method: str, model, ks: list[int], store: PartStore) -> MethodSets:
+    """The layers ``method`` drops at each ``k`` (baselines scored on the calibration windows once, then read back)."""
+    n_layers = num_layers(model)
+    if method == "select":
+        return select_sets(paths, n_layers, ks)
+    if method == "shapley":
+        return shapley_sets(paths, n_layers, ks)
+    record = store.get(f"score-{method}")
+    if record is None or record["ks"] != ks:
+        start = time.perf_counter()
+        result = layer_scores(
+            method,
+            model,
+            read_windows(paths.calibration),
+            n_drops=ks,
+            rng=np.random.default_rng([params.base.seed, 4]),  # as score_layers draws it
+            **params.score_layers.criterion_options(),
+        )
+        record = result_record(result, time.perf_counter() - start) | {"ks": ks}
+        store.put(f"score-{method}", record)
+    result, seconds = result_from_record(method, record)
+    print(f"{method}: removes first {result.ranking()[: max(ks)].tolist()} ({seconds:.1f} s)")
+    return baseline_sets(method, result, seconds, ks)
+
+
+def evaluate_sets(
+    params: Params,
+    paths: Paths,
+    model,
+    tokenizer,
+    sets: Sequence[list[int]],
+    items: Mapping[str, Sequence[MCItem]],
+    store: PartStore,
+) -> int:
+    """Held-out PPL (all sets in one prefix-reuse pass), tokens/s and zero-shot accuracy of every dropped set.
+
+    Results go to ``store`` (``ppl-<key>``, ``zs-<key>``); sets already there are skipped. Returns how many
+    parts were computed.
+    """
+    cfg, n_layers = params.compare, num_layers(model)
+    corpora = {r: read_windows(paths.eval_windows(r))[: cfg.eval_windows] for r in params.prepare_data.eval_corpora}
+    todo = [s for s in sets if store.get(f"ppl-{set_key(s)}") is None]
+    if todo:
+        masks = np.stack([variants.keep_mask(n_layers, s) for s in todo])  # [n, L]
+        bar = StepProgress("compare-ppl", "perplexity of every variant", len(todo) * len(corpora), 0, "masks")
+        offset = {name: i * len(todo) for i, name in enumerate(corpora)}
+
+        def step(name: str, done: int) -> None:
+            if done % 4 == 0 or done == len(todo):
+                bar.step(offset[name] + done, name)
+
+        ppls = variants.variant_perplexities(model, corpora, masks, cfg.batch_size, cfg.cache_mib, step)
+        speed_windows = next(iter(corpora.values()))[:8]
+        for s, mask, ppl in zip(todo, masks, ppls):
+            speed = variants.tokens_per_second(model, speed_windows, mask)
+            store.put(f"ppl-{set_key(s)}", ppl | {"tokens_per_s": speed})
+    missing = [s for s in sets if store.get(f"zs-{set_key(s)}") is None]
+    done = len(sets) - len(missing)
+    bar = StepProgress("compare-zero-shot", "zero-shot accuracy of every variant", len(sets), done, "variants")
+    for i, s in enumerate(missing, start=done + 1):
+        keep = variants.keep_mask(n_layers, s)
+        store.put(f"zs-{set_key(s)}", variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size))
+        bar.step(i, set_key(s))
+    return len(todo) + len(missing)
+
+
+def set_key(dropped: list[int]) -> str:
+    """Part name of a dropped set: ``"13-14-17"``; ``"full"`` for the unpruned model."""
+    return "-".join(map(str, dropped)) or "full"
+
+
+def rows(
+    methods: list[MethodSets], store: PartStore, layer_params: list[int], total_params: int, n_layers: int
+) -> pd.DataFrame:
+    """One row per (method, k) plus the full model: dropped layers, every metric in the store, and costs."""
+    out = [{"method": "full", "n_drop": 0, "ratio": 0.0, "dropped": "-", "params_kept": 1.0} | _metrics(store, [])]
+    for m in methods:
+        for k, dropped in sorted(m.sets.items()):
+            kept = 1.0 - sum(layer_params[i] for i in dropped) / total_params
+            out.append(
+                {"method": m.method, "n_drop": k, "ratio": round(k / n_layers, 4)}
+                | {"dropped": " ".join(map(str, dropped)), "params_kept": kept}
+                | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations}
+                | _metrics(store, dropped)
+            )
+    return pd.DataFrame(out)
+
+
+def _metrics(store: PartStore, dropped: list[int]) -> dict:
+    key = set_key(dropped)
+    return (store.get(f"ppl-{key}") or {}) | (store.get(f"zs-{key}") or {})
+
+
+def _fmt(x: object, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
+
+
+def markdown(table: pd.DataFrame, corpora: list[str], model: str, n_items: int | None, n_windows: dict) -> str:
+    """The comparison table: best non-oracle PPL per corpus and ``k`` in bold, then how it was measured."""
+    lines = [
+        f"# Layer-pruning methods compared on {model}",
+        "",
+        "| method | removed | dropped layers | "
+        + " | ".join(f"PPL {c}" for c in corpora)
+        + " | mean acc ± s.e. | params kept | tokens/s | LLM evals | scoring s |",
+        "|---|---|---|" + "---|" * (len(corpora) + 5),
+    ]
+    for k, group in table.groupby("n_drop", sort=True):
+        rivals = group[group.method != "oracle"]
+        best = {c: rivals[f"ppl_{c}"].min() for c in corpora}
+        for r in group.to_dict("records"):
+            cells = [
+                f"**{_fmt(r[f'ppl_{c}'])}**" if k > 0 and r["method"] != "oracle" and r[f"ppl_{c}"] == best[c]
+                else _fmt(r[f"ppl_{c}"])
+                for c in corpora
+            ]  # fmt: skip
+            evals = r.get("llm_evaluations")
+            lines.append(
+                f"| {r['method']} | {k} | {r['dropped']} | " + " | ".join(cells)
+                + f" | {_fmt(r.get('mean_acc'), 3)} ± {_fmt(r.get('mean_acc_se'), 3)} | {100 * r['params_kept']:.1f} % "
+                f"| {_fmt(r.get('tokens_per_s'), 0)} | {_fmt(None if pd.isna(evals) else int(evals))} "
+                f"| {_fmt(r.get('scoring_s'), 1)} |"
+            )  # fmt: skip
+    lines += [
+        "",
+        f"Held-out windows per corpus: {', '.join(f'{c} {n}' for c, n in n_windows.items())}; zero-shot: "
+        f"{n_items or 'all'} items per task, the same items for every model (a difference under about two standard "
+        "errors is noise). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
+        "LLM evals: forward passes on calibration text spent choosing the layers (select and shapley: the masks "
+        "scored by score_masks, plus select's verification). tokens/s: one forward pass, best of two, indicative.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def goal_lines(table: pd.DataFrame, corpora: list[str], me: str = "select", rival: str = "sleb") -> list[str]:
+    """Per ``k``: does ``me`` have the lowest PPL of all non-oracle methods on each corpus, and acc >= ``rival``?"""
+    out = []
+    for k, group in table[table.n_drop > 0].groupby("n_drop"):
+        mine = group[group.method == me]
+        others = group[~group.method.isin([me, "oracle"])]
+        if mine.empty or others.empty:
+            continue
+        m = mine.iloc[0]
+        for c in corpora:
+            b = others.loc[others[f"ppl_{c}"].idxmin()]
+            mine_c, best_c = m[f"ppl_{c}"], b[f"ppl_{c}"]
+            verdict = "win" if mine_c < best_c else "tie" if mine_c == best_c else "LOSS"
+            out.append(f"- k={k}, {c}: {me} {mine_c:.2f} vs best other ({b.method}) {best_c:.2f}: {verdict}")
+        r = group[group.method == rival]
+        if not r.empty and "mean_acc" in group:
+            diff = m.mean_acc - r.iloc[0].mean_acc
+            out.append(
+                f"- k={k}, mean acc: {me} {m.mean_acc:.3f} vs {rival} {r.iloc[0].mean_acc:.3f} "
+                f"({diff:+.3f}; s.e. of each mean about {m.mean_acc_se:.3f})"
+            )
+    return out
+
+
+def ppl_long(table: pd.DataFrame, corpora: list[str]) -> pd.DataFrame:
+    """``method, n_drop, corpus, ppl`` (every method starts from the full model at 0) for ``dvc plots``."""
+    full = table[table.method == "full"].iloc[0]
+    out = []
+    for method in [m for m in table.method.unique() if m != "full"]:
+        for c in corpora:
+            out.append({"method": method, "n_drop": 0, "corpus": c, "ppl": full[f"ppl_{c}"]})
+            for r in table[table.method == method].to_dict("records"):
+                out.append({"method": method, "n_drop": r["n_drop"], "corpus": c, "ppl": r[f"ppl_{c}"]})
+    return pd.DataFrame(out)
+
+
+def layer_ranks(methods: list[MethodSets]) -> pd.DataFrame:
+    """``method, layer, rank`` for the methods that rank every layer (the heatmap's data)."""
+    return pd.DataFrame(
+        [
+            {"method": m.method, "layer": layer, "rank": int(r)}
+            for m in methods
+            if m.rank is not None
+            for layer, r in enumerate(m.rank)
+        ],
+        columns=["method", "layer", "rank"],
+    )
+
+
+def ppl_figure(long: pd.DataFrame, corpora: list[str], path: Path, highlight: str = "select"):
+    """PPL vs layers removed, one panel per corpus and a line per method (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(corpora), figsize=(4.6 * len(corpora), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], corpora):
+        for method, g in long[long.corpus == c].groupby("method", sort=False):
+            style = {"lw": 2.6, "color": "k", "zorder": 3} if method == highlight else {"lw": 1.2}
+            ax.plot(g.n_drop, g.ppl, marker="o", ms=3.5, label=method, **style)
+        ax.set(xlabel="layers removed", ylabel="perplexity", title=c, yscale="log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def rank_figure(ranks: pd.DataFrame, table: pd.DataFrame, n_layers: int, path: Path):
+    """Left: removal rank per layer and method. Right: the layers each (method, k) drops."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pruned = table[table.n_drop > 0]
+    grid = np.zeros((len(pruned), n_layers))
+    for i, dropped in enumerate(pruned.dropped):
+        grid[i, [int(x) for x in dropped.split()]] = 1
+    labels = [f"{m} -{k}" for m, k in zip(pruned.method, pruned.n_drop)]
+    methods = list(dict.fromkeys(ranks.method))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(14, 0.28 * max(len(labels), 2 * len(methods)) + 1.6), gridspec_kw={"width_ratios": [1, 1]}
+    )
+    if methods:
+        heat = ranks.pivot(index="method", columns="layer", values="rank").reindex(methods)
+        im = left.imshow(heat.to_numpy(), cmap="viridis_r", aspect="auto")
+        left.set_yticks(range(len(methods)), methods)
+        fig.colorbar(im, ax=left, label="removal rank (1 = first)")
+    left.set(xlabel="layer", title="removal rank per layer (bright = removed early)")
+    right.imshow(grid, cmap="Greys", aspect="auto", vmin=0, vmax=1)
+    right.set_yticks(range(len(labels)), labels, fontsize=7)
+    right.set(xlabel="layer", title="dropped layers (black) per method and number removed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
