@@ -71,4 +71,4 @@ def mean_cosines(model: nn.Module, windows: TokenWindows, batch_size: int = 16) 
         tokens += states.shape[1]
     if cos_sum is None or ang_sum is None:
         raise ValueError("no calibration windows; pass at least one window")
-    return (cos_sum / tokens).numpy(), (ang_sum / tokens).numpy()
+    return (cos_sum / tokens).cpu().numpy(), (ang_sum / tokens).cpu().numpy()
