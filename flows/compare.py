@@ -36,26 +36,27 @@ from tasks.plots import close
 from tasks.runtime import Stage, stage_main, write_json
 
 WORK = ("data", ".compare_work")
-# the code that computes the numbers (not this file's orchestration): a change there invalidates the parts
-CODE = (
+# the code that computes the numbers (not this file's orchestration): a change there invalidates those parts
+SCORE_CODE = tuple(sorted(Path(inspect.getfile(layer_scores)).parent.glob("*.py")))  # the baselines
+EVAL_CODE = (
     Path(inspect.getfile(variants)),
     Path(inspect.getfile(load_task)),
     Path(inspect.getfile(score_with_prefix_reuse)),
-    *sorted(Path(inspect.getfile(layer_scores)).parent.glob("*.py")),
 )
 
 
-def work_store(stage: Stage, model) -> PartStore:
-    """Checkpoint folder keyed by everything that changes the numbers (model, windows, options, code)."""
+def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
+    """Checkpoint folders of the baselines' scores and of the evaluations, each keyed by what changes it."""
     p, paths = stage.params, stage.paths
-    windows = [paths.calibration, *(paths.eval_windows(r) for r in p.prepare_data.eval_corpora)]
     weight = next(model.parameters())
-    key = fingerprint(
-        [*sorted(paths.model.glob("*.safetensors")), *sorted(paths.model.glob("*.json")), *windows, *CODE,
-         str(weight.dtype), str(weight.device), p.compare.model_dump_json(exclude={"methods", "ratios"}),
-         str(p.evaluate.tasks), p.score_layers.model_dump_json(), str(p.base.seed)]
+    common = [*sorted(paths.model.glob("*.safetensors")), *sorted(paths.model.glob("*.json")),
+              str(weight.dtype), str(weight.device), str(p.base.seed)]  # fmt: skip
+    scores = fingerprint([*common, paths.calibration, *SCORE_CODE, p.score_layers.model_dump_json()])
+    evals = fingerprint(
+        [*common, *(paths.eval_windows(r) for r in p.prepare_data.eval_corpora), *EVAL_CODE,
+         p.compare.model_dump_json(exclude={"methods", "ratios"}), str(p.evaluate.tasks)]
     )  # fmt: skip
-    return PartStore(paths.root.joinpath(*WORK, key))
+    return PartStore(paths.root.joinpath(*WORK, f"scores-{scores}")), PartStore(paths.root.joinpath(*WORK, evals))
 
 
 method_sets = task(name="score-method", cache_policy=NO_CACHE)(cmp.method_sets)
@@ -116,10 +117,10 @@ def compare(root: str = ".") -> dict:
         model, tokenizer, _ = load_stage_model(paths.model, stage.params)
         n_layers = num_layers(model)
         ks = cfg.resolve_n_drops(n_layers)
-        store = work_store(stage, model)
+        score_store, store = work_stores(stage, model)
         start = time.perf_counter()
         params = stage.params
-        methods = [method_sets(params, paths, m, model, ks, store) for m in cfg.methods]
+        methods = [method_sets(params, paths, m, model, ks, score_store) for m in cfg.methods]
         sets = [[], *{cmp.set_key(s): s for m in methods for s in m.sets.values()}.values()]
         print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
         items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
@@ -141,8 +142,8 @@ def compare(root: str = ".") -> dict:
                 f"{row['method']} -{row['n_drop']}", params | {"dropped_layers": row["dropped"]}, metrics
             )
         tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
-        for stale in store.directory.parent.glob("*"):  # parts of other models, windows or options
-            if stale != store.directory:
+        for stale in store.directory.parent.glob("*"):  # parts of other models, windows, options or code
+            if stale not in (store.directory, score_store.directory):
                 shutil.rmtree(stale, ignore_errors=True)
         print(text)
         return {"rows": len(table), "evaluated": n_new}

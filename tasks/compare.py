@@ -34,8 +34,8 @@ class MethodSets:
     method: str
     sets: dict[int, list[int]]
     rank: np.ndarray | None  # int[L]; 1 = removed first
-    seconds: float | None  # wall-clock time to score the layers (None: unknown)
-    llm_evaluations: int | None  # forward passes of a (masked) model on the calibration windows
+    seconds: float | None  # wall-clock time to score the layers for every k together (None: unknown)
+    llm_evaluations: dict[int, int | None]  # per k: forward passes of (masked) models on calibration text
     notes: list[str] = field(default_factory=list)
 
 
@@ -44,10 +44,10 @@ def ranks_of(result: LayerScores) -> np.ndarray:
     return np.argsort(result.ranking()) + 1
 
 
-def scoring_evaluations(method: str, n_layers: int, max_k: int, info: dict) -> int | None:
-    """Forward passes a baseline spends on the calibration windows to choose sets up to ``max_k`` removed layers."""
+def scoring_evaluations(method: str, n_layers: int, k: int, info: dict) -> int | None:
+    """Forward passes a baseline spends on the calibration windows to choose its set of ``k`` removed layers."""
     if method == "sleb":  # greedy: every remaining layer tried at every step
-        return sum(n_layers - step for step in range(max_k))
+        return sum(n_layers - step for step in range(k))
     if method == "ppl":  # one model per single removed layer
         return n_layers
     if method in ("block_influence", "angular", "taylor"):  # hidden states (and gradients) of the full model
@@ -55,7 +55,7 @@ def scoring_evaluations(method: str, n_layers: int, max_k: int, info: dict) -> i
     if method == "random":
         return 0
     if method == "oracle":
-        return int(sum(math.comb(n_layers, int(k)) for k in info.get("best_ppl", {})))
+        return math.comb(n_layers, k)
     if method == "iterative_shapley":
         return info.get("n_evaluations")
     return None
@@ -88,7 +88,7 @@ def baseline_sets(method: str, result: LayerScores, seconds: float, ks: list[int
             sets[k] = result.drop(k)
         except ValueError as err:
             notes.append(f"{method}, k={k}: {err}")
-    evals = scoring_evaluations(method, result.n_layers, max(ks), result.info)
+    evals = {k: scoring_evaluations(method, result.n_layers, k, result.info) for k in sets}
     return MethodSets(method, sets, ranks_of(result), seconds, evals, notes)
 
 
@@ -100,9 +100,8 @@ def shapley_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
         raise ValueError(f"{paths.shapley_json}: {len(values)} layers, model has {n_layers}; rerun `dvc repro`")
     result = from_values("shapley", values)
     scoring = read_json(paths.metrics_file("score_masks"))
-    return MethodSets(
-        "shapley", {k: result.drop(k) for k in ks}, ranks_of(result), scoring.get("seconds"), scoring.get("n_masks")
-    )
+    evals = {k: scoring.get("n_masks") for k in ks}  # one set of scored masks serves every k
+    return MethodSets("shapley", {k: result.drop(k) for k in ks}, ranks_of(result), scoring.get("seconds"), evals)
 
 
 def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
@@ -115,8 +114,9 @@ def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     notes = [f"select, k={k}: not searched (select.n_drops is {table['n_drops']}); rerun select" for k in missing]
     scoring = read_json(paths.metrics_file("score_masks"))
     seconds = (scoring.get("seconds") or 0.0) + (table.get("seconds") or 0.0)
-    evals = int(scoring.get("n_masks", 0)) + int(table.get("n_evaluations", 0))
-    return MethodSets("select", {k: chosen[k] for k in ks if k in chosen}, None, seconds, evals, notes)
+    total = int(scoring.get("n_masks", 0)) + int(table.get("n_evaluations", 0))  # shared by every k searched
+    sets = {k: chosen[k] for k in ks if k in chosen}
+    return MethodSets("select", sets, None, seconds, dict.fromkeys(sets, total), notes)
 
 
 def method_sets(params: Params, paths: Paths, method: str, model, ks: list[int], store: PartStore) -> MethodSets:
@@ -201,7 +201,7 @@ def rows(
             out.append(
                 {"method": m.method, "n_drop": k, "ratio": round(k / n_layers, 4)}
                 | {"dropped": " ".join(map(str, dropped)), "params_kept": kept}
-                | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations}
+                | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations.get(k)}
                 | _metrics(store, dropped)
             )
     return pd.DataFrame(out)
@@ -249,8 +249,10 @@ def markdown(table: pd.DataFrame, corpora: list[str], model: str, n_items: int |
         f"Held-out windows per corpus: {', '.join(f'{c} {n}' for c, n in n_windows.items())}; zero-shot: "
         f"{n_items or 'all'} items per task, the same items for every model (a difference under about two standard "
         "errors is noise). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
-        "LLM evals: forward passes on calibration text spent choosing the layers (select and shapley: the masks "
-        "scored by score_masks, plus select's verification). tokens/s: one forward pass, best of two, indicative.",
+        "LLM evals: forward passes of a (masked) model on calibration text spent choosing that set (select and "
+        "shapley: the masks scored by score_masks, plus select's verification, shared by every k; sleb: its "
+        "greedy steps up to k). scoring s: time to choose the sets of every k together. tokens/s: one forward "
+        "pass, best of two, indicative.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -29,6 +29,7 @@ ALL_STAGES = {
     "prune",
     "evaluate@full",
     "evaluate@pruned",
+    "compare",
     "report",
 }
 
@@ -73,14 +74,16 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, api_url):
     runs = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["shapprune.pipeline_id"].startswith("prefect-")
-    assert len(runs) == 1 + len(ALL_STAGES)
+    compared = len(yaml.safe_load((project / "params.yaml").read_text())["compare"]["methods"])  # one k
+    assert len(runs) == 1 + len(ALL_STAGES) + compared  # the parent, a run per stage, a run per compared cell
 
     assert _ran(_run(["dvc", "repro"], project, api_url)) == set()
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["prune"]["n_drop"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # estimate_shapley checks prune's boundary and select searches prune's k (select.n_drops: null): both rerun
-    rerun = {"estimate_shapley", "select", "prune", "evaluate@pruned", "report"}
+    # estimate_shapley checks prune's boundary and select searches prune's k (select.n_drops: null): both rerun,
+    # and compare reads select's sets
+    rerun = {"estimate_shapley", "select", "prune", "evaluate@pruned", "compare", "report"}
     assert _ran(_run(["dvc", "repro"], project, api_url)) == rerun
     assert yaml.safe_load((project / "metrics.json").read_text())["n_dropped"] == 1

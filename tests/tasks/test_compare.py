@@ -25,9 +25,10 @@ def table() -> pd.DataFrame:
 
 def test_scoring_evaluations() -> None:
     assert cmp.scoring_evaluations("sleb", 30, 9, {}) == 234  # 30 + 29 + ... + 22
+    assert cmp.scoring_evaluations("sleb", 30, 3, {}) == 87
     assert cmp.scoring_evaluations("ppl", 30, 9, {}) == 30
     assert cmp.scoring_evaluations("random", 30, 9, {}) == 0
-    assert cmp.scoring_evaluations("oracle", 6, 2, {"best_ppl": {"1": 2.0, "2": 3.0}}) == 6 + 15
+    assert cmp.scoring_evaluations("oracle", 6, 2, {}) == 15
 
 
 def test_goal_lines_give_win_tie_and_loss() -> None:
@@ -58,7 +59,7 @@ def test_baseline_sets_and_records_round_trip() -> None:
     assert seconds == 1.5 and np.array_equal(back.scores, result.scores) and back.chosen == {1: [2]}
     sets = cmp.baseline_sets("angular", back, seconds, [1, 2])
     assert sets.sets == {1: [2]} and len(sets.notes) == 1 and "n_drop=2" in sets.notes[0]
-    assert sets.rank.tolist() == [3, 4, 1, 2] and sets.llm_evaluations == 1
+    assert sets.rank.tolist() == [3, 4, 1, 2] and sets.llm_evaluations == {1: 1}
 
 
 def test_rows_take_metrics_from_the_store(tmp_path) -> None:
@@ -66,10 +67,11 @@ def test_rows_take_metrics_from_the_store(tmp_path) -> None:
     store.put("ppl-full", {"ppl_wiki": 10.0})
     store.put("ppl-0-2", {"ppl_wiki": 13.0})
     store.put("zs-0-2", {"mean_acc": 0.4})
-    m = cmp.MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, 4)
+    m = cmp.MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
     df = cmp.rows([m], store, layer_params=[10, 10, 10, 10], total_params=100, n_layers=4)
     assert df.method.tolist() == ["full", "ppl"] and df.ppl_wiki.tolist() == [10.0, 13.0]
     assert df.params_kept.tolist() == [1.0, pytest.approx(0.8)] and df.dropped.tolist() == ["-", "0 2"]
     assert df.mean_acc.iloc[1] == 0.4 and df.ratio.iloc[1] == 0.5
-    ranks = cmp.layer_ranks([m, cmp.MethodSets("select", {2: [1, 2]}, None, None, None)])
+    assert df.llm_evaluations.iloc[1] == 4
+    ranks = cmp.layer_ranks([m, cmp.MethodSets("select", {2: [1, 2]}, None, None, {2: 9})])
     assert set(ranks.method) == {"ppl"} and ranks["rank"].tolist() == [1, 3, 2, 4]
