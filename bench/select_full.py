@@ -3,8 +3,9 @@
 Runs after the pipeline (`make repro`): it reuses the pipeline's scored masks, surrogate and contribution
 table, runs the ``select`` search for k = 3, 6, 9 (``select.budget`` verification evaluations per k), and
 measures the held-out perplexity (the evaluate stage's 3 x 64 windows) of the sets chosen by select, by
-dropping the k lowest contributions (the ranking) and by SLEB (greedy removal on the LLM, the sets
-recorded in ``bench/results/baselines_layers.csv`` by ``python -m bench.baselines``, or computed here).
+dropping the k lowest contributions (the ranking) and by SLEB (greedy removal on the LLM, computed here,
+with the LLM evaluations it needs for each k). The pipeline's ``compare`` stage reports the same sets among
+all methods.
 
     python -m bench.select_full          # writes bench/results/select_full.{md,csv}
 """
