@@ -240,9 +240,19 @@ class MlflowTracker:
             self.client.set_tag(self.run_id, k, str(v))
 
 
+def project_root(root: Path) -> Path:
+    """The repository a run belongs to: DVC runs queued and ``--temp`` experiments in a copy under
+    ``<repo>/.dvc/tmp/exps/``, and their runs belong in the repository's store, next to the others."""
+    parts = root.resolve().parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root.resolve()
+
+
 def tracking_uri(root: Path) -> str:
     """``MLFLOW_TRACKING_URI`` or a sqlite database at the project root (absolute path)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root(root) / 'mlflow.db'}"
 
 
 def _experiment_id(client: Any, root: Path) -> str:
@@ -252,7 +262,7 @@ def _experiment_id(client: Any, root: Path) -> str:
             if exp.tags.get(key) != value:
                 client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
-    artifacts = (root / "mlartifacts").resolve().as_uri()
+    artifacts = (project_root(root) / "mlartifacts").as_uri()
     try:
         return client.create_experiment(EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_KIND)
     except Exception:  # another process created it first

@@ -122,3 +122,14 @@ def test_progress_bar_never_fails_the_work(monkeypatch):
     bar.update(150, "done")
     assert bar.id == "id-1" and bar.percent == 100
     assert calls == [(("id-1", 100.0), {"description": "done"})]
+
+
+def test_dvc_experiment_copies_track_into_the_repository(tmp_path, monkeypatch):
+    from tasks.tracking import project_root, tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    temp = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12cd"  # where `dvc exp run --temp` runs
+    temp.mkdir(parents=True)
+    assert project_root(temp) == tmp_path / "repo"
+    assert tracking_uri(temp) == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
+    assert project_root(tmp_path / "repo") == tmp_path / "repo"
