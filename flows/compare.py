@@ -136,11 +136,10 @@ def compare(root: str = ".") -> dict:
         tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
         for row in table[table.n_drop > 0].to_dict("records"):  # one run per cell: the MLflow table compares them
             metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
-            params = {"method": row["method"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
-            metrics = {k: v for k, v in metrics.items() if k not in params}
-            tracker.log_child_run(
-                f"{row['method']} -{row['n_drop']}", params | {"dropped_layers": row["dropped"]}, metrics
-            )
+            cell = {"method": row["method"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
+            metrics = {k: v for k, v in metrics.items() if k not in cell}
+            name = f"{row['method']} -{row['n_drop']}"
+            tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
         tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
         for stale in store.directory.parent.glob("*"):  # parts of other models, windows, options or code
             if stale not in (store.directory, score_store.directory):

@@ -129,14 +129,18 @@ def method_sets(params: Params, paths: Paths, method: str, model, ks: list[int],
     record = store.get(f"score-{method}")
     if record is None or record["ks"] != ks:
         start = time.perf_counter()
-        result = layer_scores(
-            method,
-            model,
-            read_windows(paths.calibration),
-            n_drops=ks,
-            rng=np.random.default_rng([params.base.seed, 4]),  # as score_layers draws it
-            **params.score_layers.criterion_options(),
-        )
+        try:
+            result = layer_scores(
+                method,
+                model,
+                read_windows(paths.calibration),
+                n_drops=ks,
+                rng=np.random.default_rng([params.base.seed, 4]),  # as score_layers draws it
+                **params.score_layers.criterion_options(),
+            )
+        except ValueError as err:  # e.g. Taylor+'s protected layers leave too few: the other methods go on
+            print(f"{method}: not compared ({err})")
+            return MethodSets(method, {}, None, None, {}, [f"{method}: not compared ({err})"])
         record = result_record(result, time.perf_counter() - start) | {"ks": ks}
         store.put(f"score-{method}", record)
     result, seconds = result_from_record(method, record)
