@@ -29,10 +29,10 @@ from scipy import stats
 from shapprune.checkpoint import PartStore
 from shapprune.config import load_params
 from shapprune.evaluation.zero_shot import MCItem, load_task
-from shapprune.models import load_model, parameter_count
+from shapprune.models import load_model
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.scoring import utility_from_nll, window_nll
-from shapprune.surgery import decoder_layers, num_layers
+from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks.artifacts import read_masks, read_windows
 from tasks.paths import Paths
@@ -100,16 +100,15 @@ def comparison_section(spec: str, paths: Paths, params, args) -> tuple[pd.DataFr
     update |= {"eval_windows": args.eval_windows} if args.eval_windows else {}
     params = params.model_copy(update={"compare": params.compare.model_copy(update=update)})
     model, tokenizer = load_model(spec, dtype=torch.bfloat16, device=args.device)
-    n_layers, ks = num_layers(model), params.compare.resolve_n_drops(num_layers(model))
+    ks = params.compare.resolve_n_drops(num_layers(model))
     items = items_for(params.evaluate.tasks, args.items, params.base.seed, args.items_json)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = PartStore(Path(tmp))
         methods = [cmp.method_sets(params, paths, m, model, ks, store) for m in params.compare.methods]
-        sets = [[], *{cmp.set_key(s): s for m in methods for s in m.sets.values()}.values()]
+        sets = cmp.distinct_sets(methods)
         cmp.evaluate_sets(params, paths, model, tokenizer, sets, items, store)
-        layer_params = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
-        table = cmp.rows(methods, store, layer_params, parameter_count(model), n_layers)
+        table = cmp.rows(methods, store, model)
     corpora = list(params.prepare_data.eval_corpora)
     cpu_csv = paths.compare_dir / "compare.csv"
     if cpu_csv.is_file():  # does CUDA pick the layers the CPU pipeline picked?

@@ -26,9 +26,8 @@ from shapprune.baselines import layer_scores
 from shapprune.checkpoint import PartStore, fingerprint
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import load_task
-from shapprune.models import parameter_count
 from shapprune.prefix import score_with_prefix_reuse
-from shapprune.surgery import decoder_layers, num_layers
+from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks.artifacts import read_windows
 from tasks.model import load_stage_model
@@ -121,12 +120,11 @@ def compare(root: str = ".") -> dict:
         start = time.perf_counter()
         params = stage.params
         methods = [method_sets(params, paths, m, model, ks, score_store) for m in cfg.methods]
-        sets = [[], *{cmp.set_key(s): s for m in methods for s in m.sets.values()}.values()]
+        sets = cmp.distinct_sets(methods)
         print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
         items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
         n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
-        layer_params = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
-        table = cmp.rows(methods, store, layer_params, parameter_count(model), n_layers)
+        table = cmp.rows(methods, store, model)
         corpora = list(stage.params.prepare_data.eval_corpora)
         fig_ppl, fig_ranks, text = write_outputs(stage, table, methods, corpora, n_layers)
         for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):

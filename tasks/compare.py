@@ -20,7 +20,8 @@ from shapprune.checkpoint import PartStore
 from shapprune.config import Params
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import MCItem
-from shapprune.surgery import num_layers
+from shapprune.models import parameter_count
+from shapprune.surgery import decoder_layers, num_layers
 from tasks.artifacts import read_windows
 from tasks.paths import Paths
 from tasks.progress import StepProgress
@@ -194,10 +195,15 @@ def set_key(dropped: list[int]) -> str:
     return "-".join(map(str, dropped)) or "full"
 
 
-def rows(
-    methods: list[MethodSets], store: PartStore, layer_params: list[int], total_params: int, n_layers: int
-) -> pd.DataFrame:
+def distinct_sets(methods: list[MethodSets]) -> list[list[int]]:
+    """The full model (``[]``) and every dropped set of every method, each once (methods often agree)."""
+    return [[], *{set_key(s): s for m in methods for s in m.sets.values()}.values()]
+
+
+def rows(methods: list[MethodSets], store: PartStore, model) -> pd.DataFrame:
     """One row per (method, k) plus the full model: dropped layers, every metric in the store, and costs."""
+    layer_params = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
+    total_params, n_layers = parameter_count(model), len(layer_params)
     out = [{"method": "full", "n_drop": 0, "ratio": 0.0, "dropped": "-", "params_kept": 1.0} | _metrics(store, [])]
     for m in methods:
         for k, dropped in sorted(m.sets.items()):

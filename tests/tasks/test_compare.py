@@ -9,6 +9,7 @@ import pytest
 from shapprune.baselines import LayerScores
 from shapprune.checkpoint import PartStore
 from tasks import compare as cmp
+from tests.conftest import tiny_llama
 
 
 def table() -> pd.DataFrame:
@@ -67,11 +68,16 @@ def test_rows_take_metrics_from_the_store(tmp_path) -> None:
     store.put("ppl-full", {"ppl_wiki": 10.0})
     store.put("ppl-0-2", {"ppl_wiki": 13.0})
     store.put("zs-0-2", {"mean_acc": 0.4})
+    model = tiny_llama(n_layers=4)
+    per_layer = sum(p.numel() for p in model.model.layers[0].parameters())
+    total = sum(p.numel() for p in model.parameters())
     m = cmp.MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
-    df = cmp.rows([m], store, layer_params=[10, 10, 10, 10], total_params=100, n_layers=4)
+    other = cmp.MethodSets("sleb", {2: [0, 2], 1: [3]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
+    assert cmp.distinct_sets([m, other]) == [[], [0, 2], [3]]
+    df = cmp.rows([m], store, model)
     assert df.method.tolist() == ["full", "ppl"] and df.ppl_wiki.tolist() == [10.0, 13.0]
-    assert df.params_kept.tolist() == [1.0, pytest.approx(0.8)] and df.dropped.tolist() == ["-", "0 2"]
-    assert df.mean_acc.iloc[1] == 0.4 and df.ratio.iloc[1] == 0.5
+    assert df.params_kept.tolist() == [1.0, pytest.approx(1 - 2 * per_layer / total)]
+    assert df.dropped.tolist() == ["-", "0 2"] and df.mean_acc.iloc[1] == 0.4 and df.ratio.iloc[1] == 0.5
     assert df.llm_evaluations.iloc[1] == 4
     ranks = cmp.layer_ranks([m, cmp.MethodSets("select", {2: [1, 2]}, None, None, {2: 9})])
     assert set(ranks.method) == {"ppl"} and ranks["rank"].tolist() == [1, 3, 2, 4]
