@@ -34,6 +34,7 @@ from shapprune.prefix import score_with_prefix_reuse
 from shapprune.scoring import utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
+from tasks import compare_report as rpt
 from tasks.artifacts import read_masks, read_windows
 from tasks.paths import Paths
 
@@ -117,11 +118,11 @@ def comparison_section(spec: str, paths: Paths, params, args) -> tuple[pd.DataFr
             cpu_sets.get((m, k)) == d for m, k, d in zip(table.method, table.n_drop, table.dropped)
         ]
     windows = {c: len(read_windows(paths.eval_windows(c))[: params.compare.eval_windows]) for c in corpora}
-    text = cmp.markdown(table, corpora, spec.rsplit("/", 1)[-1], args.items, windows)
-    goal = cmp.goal_lines(table, corpora)
+    text = rpt.markdown(table, corpora, spec.rsplit("/", 1)[-1], args.items, windows)
+    goal = rpt.goal_lines(table, corpora)
     text += ("\n" + "\n".join(goal) + "\n") if goal else ""
     text += f"\nWall clock of the comparison on CUDA: {time.perf_counter() - start:.0f} s.\n"
-    cmp.ppl_figure(cmp.ppl_long(table, corpora), corpora, args.out / "gpu_compare_ppl.png")
+    rpt.ppl_figure(rpt.ppl_long(table, corpora), corpora, args.out / "gpu_compare_ppl.png")
     return table, goal, text
 
 

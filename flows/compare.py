@@ -29,6 +29,7 @@ from shapprune.evaluation.zero_shot import load_task
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
+from tasks import compare_report as rpt
 from tasks.artifacts import read_windows
 from tasks.model import load_stage_model
 from tasks.plots import close
@@ -68,9 +69,9 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSet
     paths.compare_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.compare_dir / "compare.csv", index=False)
     n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
-    goal = cmp.goal_lines(table, corpora)
+    goal = rpt.goal_lines(table, corpora)
     notes = [f"- {n}" for m in methods for n in m.notes]
-    text = cmp.markdown(table, corpora, stage.params.base.model.rsplit("/", 1)[-1], cfg.n_items, n_windows)
+    text = rpt.markdown(table, corpora, stage.params.base.model.rsplit("/", 1)[-1], cfg.n_items, n_windows)
     text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
     text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
     paths.compare_report.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +83,12 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSet
     )  # fmt: skip
     out = paths.plots / "compare"
     out.mkdir(parents=True, exist_ok=True)
-    long = cmp.ppl_long(table, corpora)
+    long = rpt.ppl_long(table, corpora)
     long.to_csv(out / "ppl.csv", index=False)
-    ranks = cmp.layer_ranks(methods)
+    ranks = rpt.layer_ranks(methods)
     ranks.to_csv(out / "ranks.csv", index=False)
-    fig_ppl = cmp.ppl_figure(long, corpora, out / "ppl.png")
-    return fig_ppl, cmp.rank_figure(ranks, table, n_layers, out / "ranks.png"), text
+    fig_ppl = rpt.ppl_figure(long, corpora, out / "ppl.png")
+    return fig_ppl, rpt.rank_figure(ranks, table, n_layers, out / "ranks.png"), text
 
 
 def write_empty(stage: Stage) -> None:

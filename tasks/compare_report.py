@@ -1,0 +1,155 @@
+"""What the ``compare`` stage shows: the markdown table, the verdict against the rivals, plot data and figures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.compare import MethodSets
+
+
+def _fmt(x: object, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
+
+
+def markdown(table: pd.DataFrame, corpora: list[str], model: str, n_items: int | None, n_windows: dict) -> str:
+    """The comparison table: best non-oracle PPL per corpus and ``k`` in bold, then how it was measured."""
+    lines = [
+        f"# Layer-pruning methods compared on {model}",
+        "",
+        "| method | removed | dropped layers | "
+        + " | ".join(f"PPL {c}" for c in corpora)
+        + " | mean acc ± s.e. | params kept | tokens/s | LLM evals | scoring s |",
+        "|---|---|---|" + "---|" * (len(corpora) + 5),
+    ]
+    for k, group in table.groupby("n_drop", sort=True):
+        rivals = group[group.method != "oracle"]
+        best = {c: rivals[f"ppl_{c}"].min() for c in corpora}
+        for r in group.to_dict("records"):
+            cells = [
+                f"**{_fmt(r[f'ppl_{c}'])}**" if k > 0 and r["method"] != "oracle" and r[f"ppl_{c}"] == best[c]
+                else _fmt(r[f"ppl_{c}"])
+                for c in corpora
+            ]  # fmt: skip
+            evals = r.get("llm_evaluations")
+            lines.append(
+                f"| {r['method']} | {k} | {r['dropped']} | " + " | ".join(cells)
+                + f" | {_fmt(r.get('mean_acc'), 3)} ± {_fmt(r.get('mean_acc_se'), 3)} | {100 * r['params_kept']:.1f} % "
+                f"| {_fmt(r.get('tokens_per_s'), 0)} | {_fmt(None if pd.isna(evals) else int(evals))} "
+                f"| {_fmt(r.get('scoring_s'), 1)} |"
+            )  # fmt: skip
+    lines += [
+        "",
+        f"Held-out windows per corpus: {', '.join(f'{c} {n}' for c, n in n_windows.items())}; zero-shot: "
+        f"{n_items or 'all'} items per task, the same items for every model (a difference under about two standard "
+        "errors is noise). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
+        "LLM evals: forward passes of a (masked) model on calibration text spent choosing that set (select and "
+        "shapley: the masks scored by score_masks, plus select's verification, shared by every k; sleb: its "
+        "greedy steps up to k). scoring s: time to choose the sets of every k together. tokens/s: one forward "
+        "pass, best of two, indicative.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def goal_lines(table: pd.DataFrame, corpora: list[str], me: str = "select", rival: str = "sleb") -> list[str]:
+    """Per ``k``: does ``me`` have the lowest PPL of all non-oracle methods on each corpus, and acc >= ``rival``?"""
+    out = []
+    for k, group in table[table.n_drop > 0].groupby("n_drop"):
+        mine = group[group.method == me]
+        others = group[~group.method.isin([me, "oracle"])]
+        if mine.empty or others.empty:
+            continue
+        m = mine.iloc[0]
+        for c in corpora:
+            b = others.loc[others[f"ppl_{c}"].idxmin()]
+            mine_c, best_c = m[f"ppl_{c}"], b[f"ppl_{c}"]
+            verdict = "win" if mine_c < best_c else "tie" if mine_c == best_c else "LOSS"
+            out.append(f"- k={k}, {c}: {me} {mine_c:.2f} vs best other ({b.method}) {best_c:.2f}: {verdict}")
+        r = group[group.method == rival]
+        if not r.empty and "mean_acc" in group:
+            diff = m.mean_acc - r.iloc[0].mean_acc
+            out.append(
+                f"- k={k}, mean acc: {me} {m.mean_acc:.3f} vs {rival} {r.iloc[0].mean_acc:.3f} "
+                f"({diff:+.3f}; s.e. of each mean about {m.mean_acc_se:.3f})"
+            )
+    return out
+
+
+def ppl_long(table: pd.DataFrame, corpora: list[str]) -> pd.DataFrame:
+    """``method, n_drop, corpus, ppl`` (every method starts from the full model at 0) for ``dvc plots``."""
+    full = table[table.method == "full"].iloc[0]
+    out = []
+    for method in [m for m in table.method.unique() if m != "full"]:
+        for c in corpora:
+            out.append({"method": method, "n_drop": 0, "corpus": c, "ppl": full[f"ppl_{c}"]})
+            for r in table[table.method == method].to_dict("records"):
+                out.append({"method": method, "n_drop": r["n_drop"], "corpus": c, "ppl": r[f"ppl_{c}"]})
+    return pd.DataFrame(out)
+
+
+def layer_ranks(methods: list[MethodSets]) -> pd.DataFrame:
+    """``method, layer, rank`` for the methods that rank every layer (the heatmap's data)."""
+    return pd.DataFrame(
+        [
+            {"method": m.method, "layer": layer, "rank": int(r)}
+            for m in methods
+            if m.rank is not None
+            for layer, r in enumerate(m.rank)
+        ],
+        columns=["method", "layer", "rank"],
+    )
+
+
+def ppl_figure(long: pd.DataFrame, corpora: list[str], path: Path, highlight: str = "select"):
+    """PPL vs layers removed, one panel per corpus and a line per method (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(corpora), figsize=(4.6 * len(corpora), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], corpora):
+        for method, g in long[long.corpus == c].groupby("method", sort=False):
+            style = {"lw": 2.6, "color": "k", "zorder": 3} if method == highlight else {"lw": 1.2}
+            ax.plot(g.n_drop, g.ppl, marker="o", ms=3.5, label=method, **style)
+        ax.set(xlabel="layers removed", ylabel="perplexity", title=c, yscale="log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
+
+
+def rank_figure(ranks: pd.DataFrame, table: pd.DataFrame, n_layers: int, path: Path):
+    """Left: removal rank per layer and method. Right: the layers each (method, k) drops."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pruned = table[table.n_drop > 0]
+    grid = np.zeros((len(pruned), n_layers))
+    for i, dropped in enumerate(pruned.dropped):
+        grid[i, [int(x) for x in dropped.split()]] = 1
+    labels = [f"{m} -{k}" for m, k in zip(pruned.method, pruned.n_drop)]
+    methods = list(dict.fromkeys(ranks.method))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(14, 0.28 * max(len(labels), 2 * len(methods)) + 1.6), gridspec_kw={"width_ratios": [1, 1]}
+    )
+    if methods:
+        heat = ranks.pivot(index="method", columns="layer", values="rank").reindex(methods)
+        im = left.imshow(heat.to_numpy(), cmap="viridis_r", aspect="auto")
+        left.set_yticks(range(len(methods)), methods)
+        fig.colorbar(im, ax=left, label="removal rank (1 = first)")
+    left.set(xlabel="layer", title="removal rank per layer (bright = removed early)")
+    right.imshow(grid, cmap="Greys", aspect="auto", vmin=0, vmax=1)
+    right.set_yticks(range(len(labels)), labels, fontsize=7)
+    right.set(xlabel="layer", title="dropped layers (black) per method and number removed")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return fig
