@@ -16,7 +16,7 @@ PREFECT_ENV := PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=$(PREFECT_API) PR
 MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
   --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup repro test lint mlflow-ui prefect-ui ui serve trigger plots browser screenshots
+.PHONY: setup repro test test-fast lint mlflow-ui prefect-ui ui serve trigger plots browser screenshots
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,9 @@ repro: setup  ## run the whole DVC pipeline on the default model
 
 test: setup  ## the test suite (includes a short end-to-end run on the real default model)
 	$(VENV) python -m pytest $(ARGS)
+
+test-fast: setup  ## the fast tier for everyday work (no stage runs, browser or real model; under 2 minutes)
+	$(VENV) python -m pytest -m "not slow" $(ARGS)
 
 lint: setup
 	$(VENV) ruff check . && ruff format --check .

@@ -5,7 +5,7 @@ calibration windows) is scored once for all 1,024 masks by :mod:`bench.subgame_t
 ``data/bench/``); every estimator x budget x seed then runs on that cached table, so a "LLM evaluation"
 is a table lookup, counted and capped by the estimator's budget.
 
-    python -m bench.estimators            # writes bench/results/estimators.{md,csv,png} and the README section
+    python -m bench.estimators   # writes bench/results/estimators.{md,csv,png} and its section of docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from shapprune.shapley import all_masks
 from shapprune.table_game import TableGame
 
 RESULTS = Path("bench/results")
-README = Path("README.md")
+README = Path("docs/benchmarks.md")  # the benchmarks page holds the section between its markers
 BUDGETS = (32, 64, 128, 256, 512)
 SEEDS = 5
 TARGET_SEEDS = 30
@@ -473,7 +473,7 @@ def readme_summary(result: dict, command: str) -> str:
         "always kept; 4 x 128 calibration tokens; 1,024 masks), every estimator x budget x 5 seeds run on the "
         "cached table. Cells: Spearman with the exact Shapley values / MSE (mean over seeds). Full tables "
         "(Kendall, top-k, coverage, held-out perplexity, surrogate fidelity, boundary warnings): "
-        "[bench/results/estimators.md](bench/results/estimators.md).",
+        "[bench/results/estimators.md](../bench/results/estimators.md).",
         "",
         "| estimator (LLM evaluations ->) | " + " | ".join(str(b) for b in budgets) + " |",
         "|---|" + "---:|" * len(budgets),
@@ -520,7 +520,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--target-seeds", type=int, default=TARGET_SEEDS, help="re-check the targets (0: skip)")
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--no-readme", action="store_true", help="leave docs/benchmarks.md alone")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the saved CSVs")
     args = parser.parse_args()
     command = "python -m bench.estimators" + (f" --seeds {args.seeds}" if args.seeds != SEEDS else "")
@@ -547,7 +547,7 @@ def main() -> None:
         result["examples"]["surrogate_cv[ridge]"], n_drop=4, layers=result["meta"]["spec"]["players"]
     ).to_csv(RESULTS / "estimators_example_table.csv", index=False)
     if not args.no_readme:
-        write_readme(readme_summary(result, command), str(RESULTS / "estimators.png"))
+        write_readme(readme_summary(result, command), f"../{RESULTS / 'estimators.png'}")
     print(text)
     print(f"benchmark: {time.perf_counter() - start:.0f} s")
 

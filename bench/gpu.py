@@ -35,8 +35,8 @@ from shapprune.scoring import utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
-from tasks.artifacts import read_masks, read_windows
-from tasks.paths import Paths
+from tasks.shared.artifacts import read_masks, read_windows
+from tasks.shared.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"

@@ -74,8 +74,8 @@ def _run_method(method: str, model_dir: str, windows: np.ndarray, masks: np.ndar
 def _run_dask(model_dir: str, windows_path: str, masks: np.ndarray, batch: int) -> tuple[float, list[float], float]:
     from dask.distributed import Client, LocalCluster
 
-    from tasks.artifacts import mask_bits
-    from tasks.scoring import FULL_ID, ScoringSetup, plan_chunks, score_chunk
+    from tasks.score_masks import FULL_ID, ScoringSetup, plan_chunks, score_chunk
+    from tasks.shared.artifacts import mask_bits
 
     setup = ScoringSetup(model_dir, windows_path, "bfloat16", "cpu", batch, True, 512.0, threads=1)
     all_masks = np.concatenate([np.ones((1, masks.shape[1]), bool), masks])
@@ -134,7 +134,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     docs = split_documents(load_documents("wiki_extracts"), {"calib": 0.5}, rng)["calib"]
     windows = make_windows(tokenizer, docs, 128, 10, rng, "auto")
-    from tasks.artifacts import write_windows
+    from tasks.shared.artifacts import write_windows
 
     windows_path = write_windows(windows, work / "calibration.parquet", "wiki_extracts")
     if args.design == "paper":

@@ -24,10 +24,11 @@ from shapprune.baselines.sleb import greedy_order
 from shapprune.prune import drop_lowest
 from shapprune.scoring import window_nll
 from shapprune.surgery import kept_layers
-from tasks.artifacts import read_windows
-from tasks.model import load_stage_model
-from tasks.runtime import Stage, read_json
 from tasks.select import load_inputs, search
+from tasks.shared.artifacts import read_windows
+from tasks.shared.contracts import read_json
+from tasks.shared.model import load_stage_model
+from tasks.shared.runtime import Stage
 
 RESULTS = Path("bench/results")
 DROPS = (3, 6, 9)

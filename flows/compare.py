@@ -30,10 +30,11 @@ from shapprune.prefix import score_with_prefix_reuse
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
-from tasks.artifacts import read_windows
-from tasks.model import load_stage_model
-from tasks.plots import close
-from tasks.runtime import Stage, stage_main, write_json
+from tasks.shared.artifacts import read_windows
+from tasks.shared.contracts import write_json
+from tasks.shared.model import load_stage_model
+from tasks.shared.plots import close
+from tasks.shared.runtime import Stage, stage_main
 
 WORK = ("data", ".compare_work")
 # the code that computes the numbers (not this file's orchestration): a change there invalidates those parts

@@ -24,12 +24,13 @@ from shapprune.estimators.uncertainty import BoundaryWarning, check_boundary, co
 from shapprune.scoring import NLL, utility_from_nll
 from shapprune.shapley import ShapleyResult, stratified_shapley, stratum_semivalue
 from shapprune.surrogate import MLPSurrogate
-from tasks.artifacts import load_surrogate as load_checked_surrogate
-from tasks.artifacts import read_masks
-from tasks.estimation import EstimatorCall, estimator_call
-from tasks.model import saved_layer_count
-from tasks.plots import close, contribution_bars
-from tasks.runtime import Stage, read_json, stage_main, write_json
+from tasks.shared.artifacts import load_surrogate as load_checked_surrogate
+from tasks.shared.artifacts import read_masks
+from tasks.shared.contracts import read_json, write_json
+from tasks.shared.estimator import EstimatorCall, estimator_call
+from tasks.shared.model import saved_layer_count
+from tasks.shared.plots import close, contribution_bars
+from tasks.shared.runtime import Stage, stage_main
 
 
 @task(name="load-surrogate", cache_policy=NO_CACHE)

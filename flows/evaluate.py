@@ -20,14 +20,15 @@ from shapprune.evaluation.zero_shot import evaluate_tasks
 from shapprune.models import parameter_count
 from shapprune.scoring import window_nll
 from shapprune.surgery import num_layers
-from tasks.artifacts import read_windows
-from tasks.guards import fault_point
-from tasks.model import load_stage_model
-from tasks.plots import accuracy_bars, close
-from tasks.progress import StepProgress
-from tasks.runtime import Stage, stage_main, write_json
+from tasks.shared.artifacts import read_windows
+from tasks.shared.contracts import write_json
+from tasks.shared.guards import fault_point
+from tasks.shared.model import load_stage_model
+from tasks.shared.plots import accuracy_bars, close
+from tasks.shared.progress import StepProgress
+from tasks.shared.runtime import Stage, stage_main
 
-WHICH = ("full", "pruned")
+WHICH = ("full", "pruned", "repaired")  # data/model, data/pruned, data/repaired
 
 
 WORK = ("data", ".evaluate_work")  # checkpoints of finished parts: data/.evaluate_work/<which>-<fingerprint>/
@@ -99,7 +100,7 @@ def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore
 @flow(name="evaluate", log_prints=True)
 def evaluate(which: str = "pruned", root: str = ".") -> dict:
     stage = Stage.open(f"evaluate@{which}", root)
-    model_dir = stage.paths.model if which == "full" else stage.paths.pruned
+    model_dir = {"full": stage.paths.model, "pruned": stage.paths.pruned, "repaired": stage.paths.repaired}[which]
     with stage.tracking() as tracker:
         model, tokenizer, device = load_stage_model(model_dir, stage.params)
         store = work_store(stage, which, model_dir, model)

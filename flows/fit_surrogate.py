@@ -8,12 +8,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.splits import handle_nonfinite, stratified_split
-from shapprune.surrogate import SurrogateSpec, TrainSpec, fidelity, fit_mlp
-from tasks.artifacts import read_masks
-from tasks.guards import fault_point
-from tasks.model import saved_layer_count
-from tasks.plots import close, fit_scatter
-from tasks.runtime import Stage, stage_main, write_json
+from shapprune.surrogate import SurrogateSpec, TrainSpec, fidelity, fit_mlp, mlp_specs
+from tasks.shared.artifacts import read_masks
+from tasks.shared.contracts import write_json
+from tasks.shared.guards import fault_point
+from tasks.shared.model import saved_layer_count
+from tasks.shared.plots import close, fit_scatter
+from tasks.shared.runtime import Stage, stage_main
 
 
 @task(name="fit-mlp", cache_policy=NO_CACHE)
@@ -31,10 +32,7 @@ def fit_surrogate(root: str = ".") -> dict:
         keep, utilities = handle_nonfinite(scores["utility"].to_numpy(float), cfg.nonfinite)
         masks, utilities, groups = masks[keep], utilities[keep], scores["n_kept"].to_numpy()[keep]
         is_val = stratified_split(groups, cfg.val_fraction, np.random.default_rng([stage.params.base.seed, 2]))
-        spec = SurrogateSpec(masks.shape[1], cfg.hidden_mult, cfg.depth, cfg.output)
-        train = TrainSpec(
-            cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.epochs, cfg.batch_size, cfg.step_size, cfg.gamma
-        )
+        spec, train = mlp_specs(masks.shape[1], cfg.mlp_options())
         model, history = fit_task(masks[~is_val], utilities[~is_val], spec, train, stage.params.base.seed)
         pred = model.predict(masks)
         fid_train = fidelity(pred[~is_val], utilities[~is_val])

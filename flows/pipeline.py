@@ -25,8 +25,8 @@ import yaml
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.progress import PrefectProgress
-from tasks.runtime import OFFLINE_ENV
+from tasks.shared.progress import PrefectProgress
+from tasks.shared.runtime import OFFLINE_ENV
 
 _STAGE_LINE = re.compile(r"^(?:Running stage '([^']+)':|Stage '([^']+)' didn't change, skipping)")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from transformers import AutoTokenizer
 
-from tasks.artifacts import write_windows
-from tasks.data import build_windows
-from tasks.runtime import Stage, stage_main, write_json
+from tasks.prepare_data import build_windows
+from tasks.shared.artifacts import write_windows
+from tasks.shared.contracts import write_json
+from tasks.shared.runtime import Stage, stage_main
 
 
 @flow(name="prepare_data", log_prints=True)
@@ -18,8 +19,9 @@ def prepare_data(root: str = ".") -> dict:
         tokenizer = AutoTokenizer.from_pretrained(stage.paths.model)
         calib, evals, counts = build_windows(cfg, tokenizer, stage.params.base.seed)
         write_windows(calib["calibration"], stage.paths.calibration, cfg.calibration_source)
-        if "validation" in calib:
-            write_windows(calib["validation"], stage.paths.validation, cfg.calibration_source)
+        for split in ("validation", "repair"):
+            if split in calib:
+                write_windows(calib[split], stage.paths.windows_dir / f"{split}.parquet", cfg.calibration_source)
         for role, windows in evals.items():
             write_windows(windows, stage.paths.eval_windows(role), cfg.eval_corpora[role])
         info = counts | {f"windows_{k}": len(v) for k, v in (calib | evals).items()}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.model import materialise_model
-from tasks.runtime import Stage, stage_main, write_json
+from tasks.prepare_model import materialise_model
+from tasks.shared.contracts import write_json
+from tasks.shared.runtime import Stage, stage_main
 
 
 @flow(name="prepare_model", log_prints=True)

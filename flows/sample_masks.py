@@ -10,17 +10,18 @@ import numpy as np
 from prefect import flow
 
 from shapprune.estimators.replay import design
-from tasks.artifacts import write_masks
-from tasks.estimation import estimator_call
-from tasks.model import saved_layer_count
-from tasks.runtime import Stage, stage_main, write_json
+from tasks.shared.artifacts import write_masks
+from tasks.shared.contracts import write_json
+from tasks.shared.estimator import estimator_call
+from tasks.shared.model import saved_layer_count
+from tasks.shared.runtime import Stage, stage_main
 
 
 @flow(name="sample_masks", log_prints=True)
 def sample_masks(root: str = ".") -> dict:
     stage = Stage.open("sample_masks", root)
     n_layers = saved_layer_count(stage.paths.model)
-    call = estimator_call(stage.params, n_layers)
+    call = estimator_call(stage.params, n_layers, design=True)
     with stage.tracking() as tracker:
         masks = design(call.name, n_layers, call.budget, call.rng(), **call.options)  # bool[m, L]
         write_masks(masks, stage.paths.masks)

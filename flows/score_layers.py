@@ -15,11 +15,11 @@ from prefect.cache_policies import NO_CACHE
 
 from shapprune.baselines import LayerScores, layer_scores
 from shapprune.surgery import num_layers
-from tasks.artifacts import read_windows
-from tasks.layer_tables import write_layer_table, write_placeholder
-from tasks.model import load_stage_model
-from tasks.plots import close, contribution_bars
-from tasks.runtime import Stage, stage_main
+from tasks.score_layers import write_layer_table, write_placeholder
+from tasks.shared.artifacts import read_windows
+from tasks.shared.model import load_stage_model
+from tasks.shared.plots import close, contribution_bars
+from tasks.shared.runtime import Stage, stage_main
 
 
 @task(name="score-layers", cache_policy=NO_CACHE)

@@ -18,10 +18,7 @@ from prefect.futures import as_completed
 
 from shapprune.checkpoint import ChunkStore, fingerprint
 from shapprune.models import resolve_device, resolve_dtype
-from tasks.artifacts import read_masks, write_table
-from tasks.model import saved_layer_count
-from tasks.runtime import Stage, stage_main, write_json
-from tasks.scoring import (
+from tasks.score_masks import (
     FULL_ID,
     ScoringSetup,
     assemble,
@@ -30,6 +27,10 @@ from tasks.scoring import (
     score_chunk,
     score_in_process,
 )
+from tasks.shared.artifacts import read_masks, write_table
+from tasks.shared.contracts import write_json
+from tasks.shared.model import saved_layer_count
+from tasks.shared.runtime import Stage, stage_main
 
 
 def _dask_runner(workers: int, scheduler: str | None):

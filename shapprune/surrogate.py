@@ -104,6 +104,13 @@ class MLPSurrogate(nn.Module):
         return model.eval()
 
 
+def mlp_specs(n_layers: int, options: dict) -> tuple[SurrogateSpec, TrainSpec]:
+    """Split MLP options (``FitSurrogate.mlp_options()``) into the architecture and the training recipe."""
+    arch = {k: options[k] for k in ("hidden_mult", "depth", "output") if k in options}
+    train = {k: v for k, v in options.items() if k not in arch}
+    return SurrogateSpec(n_layers, **arch), TrainSpec(**train)
+
+
 def fit_mlp(
     masks: Mask,
     utilities: Utility,

@@ -22,10 +22,10 @@ from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import MCItem
 from shapprune.models import parameter_count
 from shapprune.surgery import decoder_layers, num_layers
-from tasks.artifacts import read_windows
-from tasks.paths import Paths
-from tasks.progress import StepProgress
-from tasks.runtime import read_json
+from tasks.shared.artifacts import read_windows
+from tasks.shared.contracts import read_json
+from tasks.shared.paths import Paths
+from tasks.shared.progress import StepProgress
 
 
 @dataclass

@@ -61,3 +61,26 @@ def tiny_model() -> LlamaForCausalLM:
 def ids() -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     return torch.randint(0, 49152, (3, 16), generator=gen)  # [b, T]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_params(overrides: dict | None = None):
+    """The project's params.yaml (the one source of defaults), with ``{section: {key: value}}`` overrides."""
+    import yaml
+
+    from shapprune.config import parse_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in (overrides or {}).items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return parse_params(raw)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers say what a test costs: whatever runs stages (tests/flows), a browser or the real model is slow."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT).parts
+        if parts[:2] in {("tests", "flows"), ("tests", "browser")}:
+            item.add_marker(pytest.mark.slow)

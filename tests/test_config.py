@@ -89,6 +89,7 @@ def test_unknown_model_sources():
         resolve_source("./no/such/dir")
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_stage_exits_2_with_one_line_and_touches_nothing(tmp_path):
     raw = _with("prune", ratio=1.5)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -101,3 +102,30 @@ def test_stage_exits_2_with_one_line_and_touches_nothing(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: params.yaml: prune.ratio: Input should be less than 1 (got 1.5)"]
     assert sentinel.read_bytes() == b"already computed"
+
+
+def test_params_yaml_is_the_one_source_of_defaults():
+    from pydantic import BaseModel
+
+    from shapprune.config import Params
+
+    def fields(model: type[BaseModel], prefix: str = ""):
+        for name, info in model.model_fields.items():
+            yield prefix + name, info
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                yield from fields(info.annotation, f"{prefix}{name}.")
+
+    with_default = [key for key, info in fields(Params) if not info.is_required()]
+    assert with_default == [], f"schema defaults that could disagree with params.yaml: {with_default}"
+
+
+def test_a_missing_key_names_the_fix():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["select"]["budget"]
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert str(err.value) == (
+        "params.yaml: select.budget: missing; add it (the project's params.yaml lists every key with its default "
+        "value) (got {'n_drops': None, 'per_k_candidates': 8, 'beam_width': 32, 'n_blocks': 4, 'rounds': 3, "
+        "'surrogate': 'mlp'})"
+    )

@@ -19,6 +19,7 @@ def _docs(*texts: str) -> list[Document]:
 # ---------------------------------------------------------------------------------------------- loading
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 @pytest.mark.parametrize("source", data.OFFLINE_SOURCES)
 def test_offline_sources_load_known_number_of_documents(source: str) -> None:
     raw, deduped = data.load_documents(source, dedupe=False), data.load_documents(source)
@@ -206,6 +207,7 @@ def test_document_split_gives_disjoint_windows(smol_tokenizer) -> None:
         data.assert_disjoint(cal, np.concatenate([test, cal[:1]]))
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_wiki_extracts_need_title_exclusion_to_be_disjoint_from_the_dump(smol_tokenizer) -> None:
     dump_ids = data.document_ids("enwiki_dump")
     wiki = data.load_documents("wiki_extracts")

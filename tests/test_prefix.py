@@ -16,6 +16,7 @@ def test_lexicographic_order_walks_the_trie_kept_first():
     assert m[lexicographic_order(m)].astype(int).tolist() == [[1, 1, 0], [1, 0, 1], [1, 0, 0], [0, 1, 1]]
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 @pytest.mark.parametrize("cache_mib", [512.0, 0.0, 0.00005], ids=["cache", "no-cache", "tiny-cache"])
 def test_prefix_reuse_is_bit_identical_to_skipping(tiny_model, ids, masks, cache_mib):
     windows = ids.numpy()

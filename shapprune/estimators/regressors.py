@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shapprune.surrogate import SurrogateSpec, TrainSpec, fit_mlp
+from shapprune.surrogate import fit_mlp, mlp_specs
 from shapprune.types import Mask, Utility
 
 Predictor = Callable[[Mask], Utility]
@@ -26,15 +26,14 @@ def _seed(rng: np.random.Generator) -> int:
 
 
 def _mlp(masks: Mask, y: Utility, rng: np.random.Generator, **options: Any) -> Predictor:
-    arch = {k: options.pop(k) for k in ("hidden_mult", "depth", "output") if k in options}
-    output = arch.get("output", "auto")
+    output = options.get("output", "auto")
     if output == "auto":
         output = "sigmoid" if y.min() >= 0.0 and y.max() <= 1.0 else "linear"
-    arch["output"] = output
-    train = TrainSpec(**{"optimizer": "adam", "lr": 0.01, "batch_size": 64, "gamma": 0.5, **options})
+    defaults = {"optimizer": "adam", "lr": 0.01, "batch_size": 64, "gamma": 0.5}
+    spec, train = mlp_specs(masks.shape[1], defaults | options | {"output": output})
     # a linear head learns standardised targets; a sigmoid head learns the utilities themselves
     shift, scale = (float(y.mean()), float(y.std()) or 1.0) if output == "linear" else (0.0, 1.0)
-    model, _ = fit_mlp(masks, (y - shift) / scale, SurrogateSpec(masks.shape[1], **arch), train, _seed(rng))
+    model, _ = fit_mlp(masks, (y - shift) / scale, spec, train, _seed(rng))
     return lambda m: model.predict(np.asarray(m, dtype=bool)) * scale + shift
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from shapprune.baselines import layer_scores
 from tests.baselines.conftest import make_identity, own_text
 from tests.conftest import tiny_llama
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_identity_layers_are_removed_first_within_budget():
     model = make_identity(tiny_llama(seed=0), [1, 4])
     text = own_text(model)

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from shapprune.baselines import BASELINES, METHODS, SET_VALUED, from_values, layer_scores
-from shapprune.config import ConfigError, parse_params
+from shapprune.config import ConfigError
+from tests.conftest import project_params
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_every_method_gives_the_common_result(method, tiny_model, windows):
     opts = {"batch_size": 3, "protect_first": 1, "protect_last": 1, "max_subsets": 100}
@@ -24,9 +26,9 @@ def test_every_method_gives_the_common_result(method, tiny_model, windows):
 def test_unknown_method_and_params():
     with pytest.raises(ValueError, match="unknown pruning method 'shortgpt'"):
         layer_scores("shortgpt", None, None)
-    assert parse_params({"prune": {"method": "sleb"}}).prune.method == "sleb"
+    assert project_params({"prune": {"method": "sleb"}}).prune.method == "sleb"
     with pytest.raises(ConfigError, match="prune.method: unknown method 'shortgpt'; choose from shapley, select, "):
-        parse_params({"prune": {"method": "shortgpt"}})
+        project_params({"prune": {"method": "shortgpt"}})
     assert set(METHODS) == {"shapley", "select", *BASELINES}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from shapprune.baselines import layer_scores
 from shapprune.baselines.ppl import drop_one_nll
@@ -25,6 +26,7 @@ def test_each_step_is_the_brute_force_argmin(tiny_model, windows):
     assert order[0] == int(np.argmin(drop_one_nll(tiny_model, windows, batch_size=2)))  # step 1 = ppl criterion
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_sets_are_nested_scores_follow_the_order_and_runs_repeat(tiny_model, windows):
     a = layer_scores("sleb", tiny_model, windows, [1, 2, 3], batch_size=2)
     b = layer_scores("sleb", tiny_model, windows, [1, 2, 3], batch_size=2)
@@ -33,6 +35,7 @@ def test_sets_are_nested_scores_follow_the_order_and_runs_repeat(tiny_model, win
     np.testing.assert_array_equal(np.argsort(a.scores), a.order)
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_identity_layer_is_removed_first(identity_model, identity_text):
     order, _, _ = greedy_order(identity_model, identity_text, 2)
     assert order[0] == 2 and select(identity_model, identity_text, 1) == [2]

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from shapprune.estimators import stratified
 from shapprune.game import AdditiveGame
@@ -12,6 +13,7 @@ def test_exact_on_additive_games():
     assert res.n_evaluations <= 50
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_unbiased_when_every_size_is_drawn_and_when_not():
     game = pairwise(5, 4)
     for budget in (16, 64):  # 16: fewer draws than sizes per player; 64: every stratum drawn

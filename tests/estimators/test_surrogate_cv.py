@@ -15,6 +15,7 @@ def _over_seeds(game, budget, seeds, **options):
     return values, stderr
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 @pytest.mark.parametrize("adaptive", [False, True], ids=["fixed", "adaptive"])
 def test_unbiased_over_seeds_with_a_biased_surrogate(adaptive):
     truth = MAJORITY.shapley()

@@ -34,6 +34,7 @@ def test_keep_mask() -> None:
     assert variants.keep_mask(3, []).all()
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_perplexities_equal_those_of_the_pruned_models(model, windows) -> None:
     sets = [[], [0], [2, 3], [1, 2, 4]]
     masks = np.stack([variants.keep_mask(5, s) for s in sets])
@@ -49,6 +50,7 @@ def test_perplexities_equal_those_of_the_pruned_models(model, windows) -> None:
     assert seen[-1] == ("b", 4) and len(seen) == 8
 
 
+@pytest.mark.slow  # several seconds: the full tier runs it
 def test_zero_shot_equals_the_pruned_model(model, smol_tokenizer) -> None:
     items = {
         "t1": [MCItem("The sky is", (" blue", " green"), 0), MCItem("One plus one is", (" two", " three"), 0)],

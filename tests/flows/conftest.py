@@ -17,6 +17,8 @@ def tiny_params(model_dir: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"].update(model=str(model_dir), dtype="float32", device="cpu", threads=1)
     params["prepare_data"].update(seq_len=32, calibration_windows=4, validation_windows=2, eval_windows=3)
+    params["prepare_data"].update(repair_windows=8)
+    params["repair"].update(method="linear+lora", lora_steps=4, lora_batch_size=2, checkpoint_every=2)
     params["sample_masks"].update(strata=[5, 4, 3], n_masks=18)
     params["fit_surrogate"].update(epochs=20, batch_size=8)
     params["estimate_shapley"].update(n_samples=600)
@@ -40,3 +42,13 @@ def tiny_model_dir(tmp_path_factory, smol_tokenizer) -> Path:
 def workspace(tmp_path, tiny_model_dir) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model_dir), sort_keys=False))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """One temporary Prefect server for every stage test of the run; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

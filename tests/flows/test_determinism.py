@@ -7,7 +7,6 @@ import json
 import shutil
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.estimate_shapley import estimate_shapley
 from flows.fit_surrogate import fit_surrogate
@@ -33,15 +32,14 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_two_runs_give_identical_artifacts(workspace, tmp_path, monkeypatch):
+def test_two_runs_give_identical_artifacts(workspace, tmp_path, monkeypatch, prefect_api):
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     second = tmp_path / "second"
     second.mkdir()
     shutil.copy(workspace / "params.yaml", second / "params.yaml")
-    with prefect_test_harness(server_startup_timeout=120):
-        for root in (workspace, second):
-            for stage in STAGES:
-                stage(root=str(root))
+    for root in (workspace, second):
+        for stage in STAGES:
+            stage(root=str(root))
     for rel in HASHED:
         assert _sha(workspace / rel) == _sha(second / rel), rel
     a, b = (json.loads((r / "data/pruned/pruning.json").read_text()) for r in (workspace, second))
@@ -50,7 +48,7 @@ def test_two_runs_give_identical_artifacts(workspace, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("seed", [7])
-def test_another_seed_gives_other_masks(workspace, tmp_path, monkeypatch, seed):
+def test_another_seed_gives_other_masks(workspace, tmp_path, monkeypatch, seed, prefect_api):
     import yaml
 
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
@@ -59,8 +57,7 @@ def test_another_seed_gives_other_masks(workspace, tmp_path, monkeypatch, seed):
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["base"]["seed"] = seed
     (other / "params.yaml").write_text(yaml.safe_dump(params))
-    with prefect_test_harness(server_startup_timeout=120):
-        for root in (workspace, other):
-            for stage in (prepare_model, sample_masks):
-                stage(root=str(root))
+    for root in (workspace, other):
+        for stage in (prepare_model, sample_masks):
+            stage(root=str(root))
     assert _sha(workspace / "data/masks.parquet") != _sha(other / "data/masks.parquet")

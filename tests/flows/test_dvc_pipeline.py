@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_STAGES = {
@@ -27,8 +25,10 @@ ALL_STAGES = {
     "select",
     "score_layers",
     "prune",
+    "repair",
     "evaluate@full",
     "evaluate@pruned",
+    "evaluate@repaired",
     "compare",
     "report",
 }
@@ -48,14 +48,9 @@ def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
 
 
-@pytest.fixture(scope="module")
-def api_url():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
-
-
 @pytest.mark.slow
-def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, api_url):
+def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, prefect_api):
+    api_url = prefect_api
     project = tmp_path / "project"
     project.mkdir()
     for name in ("flows", "tasks", "shapprune"):  # the project's code, as a fresh checkout would have it
@@ -84,6 +79,7 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, api_url):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # estimate_shapley checks prune's boundary and select searches prune's k (select.n_drops: null): both rerun,
     # and compare reads select's sets
-    rerun = {"estimate_shapley", "select", "prune", "evaluate@pruned", "compare", "report"}
+    rerun = {"estimate_shapley", "select", "prune", "repair", "evaluate@pruned", "evaluate@repaired", "compare"}
+    rerun.add("report")
     assert _ran(_run(["dvc", "repro"], project, api_url)) == rerun
     assert yaml.safe_load((project / "metrics.json").read_text())["n_dropped"] == 1

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 import flows.prune
+import tasks.prune
 from flows.estimate_shapley import estimate_shapley
 from flows.evaluate import evaluate
 from flows.fit_surrogate import fit_surrogate
@@ -37,14 +37,14 @@ IDS = torch.randint(0, 49152, (2, 24), generator=torch.Generator().manual_seed(3
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, tiny_model_dir):
+def pipeline(tmp_path_factory, tiny_model_dir, prefect_api):
     """A tiny workspace run in-process up to ``prune``; keeps the logits of the in-memory pruned model."""
     root = tmp_path_factory.mktemp("reliability")
     params = tiny_params(tiny_model_dir)
     params["prune"]["method"] = "shapley"  # the stages run here: estimate_shapley feeds prune
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     captured = {}
-    real_save = flows.prune.save_model
+    real_save = tasks.prune.save_model
 
     def save_and_capture(model, tokenizer, out_dir):
         with torch.inference_mode():
@@ -52,9 +52,9 @@ def pipeline(tmp_path_factory, tiny_model_dir):
         captured["n_layers"] = model.config.num_hidden_layers
         return real_save(model, tokenizer, out_dir)
 
-    with pytest.MonkeyPatch.context() as mp, prefect_test_harness(server_startup_timeout=120):
+    with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHAPPRUNE_TRACKING", "off")
-        mp.setattr(flows.prune, "save_model", save_and_capture)
+        mp.setattr(tasks.prune, "save_model", save_and_capture)
         for stage in (prepare_model, prepare_data, sample_masks, score_masks, fit_surrogate, estimate_shapley):
             stage(root=str(root))
         flows.prune.prune(root=str(root))
@@ -184,7 +184,7 @@ def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(pipelin
 def test_a_surrogate_fitted_for_another_model_is_refused(pipeline, tmp_path):
     from flows.estimate_shapley import load_surrogate
     from shapprune.config import ConfigError
-    from tasks.runtime import Stage
+    from tasks.shared.runtime import Stage
 
     root, _, _ = pipeline
     other = shutil.copytree(yaml.safe_load((root / "params.yaml").read_text())["base"]["model"], tmp_path / "other")

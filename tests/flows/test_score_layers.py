@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoModelForCausalLM
 
 from flows.prepare_data import prepare_data
@@ -16,19 +15,13 @@ from flows.prune import prune
 from flows.score_layers import score_layers
 
 
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def _set(workspace, section: str, **kw) -> None:
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params.setdefault(section, {}).update(kw)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def test_baseline_tables_feed_prune(workspace, harness, monkeypatch):
+def test_baseline_tables_feed_prune(workspace, prefect_api, monkeypatch):
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     root = str(workspace)
     prepare_model(root=root)

@@ -8,25 +8,18 @@ import signal
 import pandas as pd
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 import shapprune.checkpoint
 from flows.prepare_data import prepare_data
 from flows.prepare_model import prepare_model
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
-from tasks.guards import stage_lock
+from tasks.shared.guards import stage_lock
 from tests.flows.stage_process import run_stage
 
 
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
-def prepared(workspace, harness, monkeypatch):
+def prepared(workspace, prefect_api, monkeypatch):
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["score_masks"]["chunk_size"] = 4

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoModelForCausalLM
 
 from flows.compare import compare
@@ -18,19 +17,14 @@ from flows.fit_surrogate import fit_surrogate
 from flows.prepare_data import prepare_data
 from flows.prepare_model import prepare_model
 from flows.prune import prune
+from flows.repair import repair
 from flows.report import report
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from flows.select import select
 
 
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
+def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
     monkeypatch.setenv("SHAPPRUNE_PIPELINE_ID", "test-pipeline")
     root = str(workspace)
@@ -42,12 +36,21 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
     estimate_shapley(root=root)
     chosen = select(root=root)
     pruning = prune(root=root)
+    repaired = repair(root=root)
     evaluate(which="full", root=root)
     evaluate(which="pruned", root=root)
+    evaluate(which="repaired", root=root)
     compared = compare(root=root)
     metrics = report(root=root)
 
     data = workspace / "data"
+    # repair: the pruned layers, linearly repaired then LoRA-healed, with exactly the pruned model's parameters
+    assert repaired["method"] == "linear+lora" and repaired["n_layers"] == 4 and repaired["parameters_added"] == 0
+    assert repaired["parameters"] == pruning["parameters_after"] and repaired["lora"]["steps"] == 4
+    assert len(pd.read_parquet(data / "windows" / "repair.parquet")) == 8
+    reloaded = AutoModelForCausalLM.from_pretrained(data / "repaired")
+    assert len(reloaded.model.layers) == 4 and not any("lora" in n for n, _ in reloaded.named_parameters())
+    assert json.loads((data / "metrics" / "eval_repaired.json").read_text())["n_layers"] == 4
     windows = pd.read_parquet(data / "windows" / "calibration.parquet")
     assert len(windows) == 4 and all(len(x) == 32 for x in windows["input_ids"])
     scores = pd.read_parquet(data / "scores.parquet")
@@ -119,8 +122,10 @@ def test_all_stages_produce_their_artifacts(workspace, harness, monkeypatch):
         "estimate_shapley",
         "select",
         "prune",
+        "repair",
         "evaluate@full",
         "evaluate@pruned",
+        "evaluate@repaired",
         "compare",
         "report",
     }

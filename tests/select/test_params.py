@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shapprune.config import ConfigError, parse_params
+from tests.conftest import project_params
 
 
 def test_default_searches_prunes_k_and_select_is_the_default_method():
@@ -16,9 +17,9 @@ def test_default_searches_prunes_k_and_select_is_the_default_method():
 
 
 def test_explicit_n_drops_are_sorted_and_checked():
-    params = parse_params({"select": {"n_drops": [9, 3, 6, 3]}})
+    params = project_params({"select": {"n_drops": [9, 3, 6, 3]}})
     assert params.select.resolve_n_drops(30, 6) == [3, 6, 9]
-    too_many = parse_params({"select": {"n_drops": [30]}}).select
+    too_many = project_params({"select": {"n_drops": [30]}}).select
     with pytest.raises(ConfigError, match="select.n_drops: 30 layers cannot be dropped from a 30-layer model"):
         too_many.resolve_n_drops(30, 6)
 
@@ -29,6 +30,6 @@ def test_explicit_n_drops_are_sorted_and_checked():
 )
 def test_bad_values_name_the_key(values, key):
     with pytest.raises(ConfigError) as err:
-        parse_params({"select": values})
+        project_params({"select": values})
     lines = str(err.value).splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"params.yaml: {key}")

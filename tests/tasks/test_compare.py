@@ -47,18 +47,18 @@ def test_rows_take_metrics_from_the_store(tmp_path) -> None:
 
 
 def test_a_baseline_that_cannot_run_is_a_note_not_a_crash(tmp_path, tiny_model) -> None:
-    from shapprune.config import Params
-    from tasks.artifacts import write_windows
-    from tasks.paths import Paths
+    from tasks.shared.artifacts import write_windows
+    from tasks.shared.paths import Paths
+    from tests.conftest import project_params
 
     paths = Paths(tmp_path)
     windows = np.random.default_rng(0).integers(3, 49152, size=(2, 16), dtype=np.int64)
     write_windows(windows, paths.calibration, "test")
     store = PartStore(tmp_path / "store")
     # Taylor+ protects the first 4 and last 2 of the tiny model's 6 layers: nothing is left to remove
-    taylor = cmp.method_sets(Params(), paths, "taylor", tiny_model, [1], store)
+    taylor = cmp.method_sets(project_params(), paths, "taylor", tiny_model, [1], store)
     assert taylor.sets == {} and "not compared" in taylor.notes[0] and "taylor_protect" in taylor.notes[0]
-    sleb = cmp.method_sets(Params(), paths, "sleb", tiny_model, [1, 2], store)
+    sleb = cmp.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], store)
     assert len(sleb.sets[1]) == 1 and len(sleb.sets[2]) == 2 and store.get("score-sleb")["ks"] == [1, 2]
-    again = cmp.method_sets(Params(), paths, "sleb", tiny_model, [1, 2], PartStore(tmp_path / "store"))
+    again = cmp.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], PartStore(tmp_path / "store"))
     assert again.sets == sleb.sets  # read back, not rescored

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -15,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from shapprune.config import ConfigError, Params, load_params
+from shapprune.config import STAGE_PARAMS, ConfigError, Params, ParamsView, StageInputs, declared, load_params
 from shapprune.integrity import CorruptModelError
-from tasks.guards import stage_lock
-from tasks.paths import Paths
-from tasks.tracking import NullTracker, Tracker, mlflow_stage
+from tasks.shared.guards import stage_lock
+from tasks.shared.paths import Paths
+from tasks.shared.tracking import NullTracker, Tracker, mlflow_stage
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -61,10 +60,10 @@ def log_stage_outputs(tracker: Tracker, root: Path, stage: str) -> list[Path]:
 
 @dataclass
 class Stage:
-    """What a stage flow needs: its name, validated params, artifact paths and a tracker."""
+    """What a stage flow needs: its name, the params it declares (``STAGE_PARAMS``), artifact paths, a tracker."""
 
     name: str
-    params: Params
+    all_params: Params
     paths: Paths
 
     @classmethod
@@ -77,11 +76,24 @@ class Stage:
             torch.set_num_threads(params.base.threads)
         return cls(name, params, paths)
 
+    @property
+    def inputs(self) -> StageInputs:
+        """The params this stage reads, from ``shapprune.config.STAGE_PARAMS``."""
+        return STAGE_PARAMS[self.name.split("@")[0]]
+
+    @property
+    def params(self) -> Params:
+        """The validated params, restricted to what this stage declares (an undeclared read raises)."""
+        inputs = self.inputs
+        return ParamsView(self.all_params, inputs.tracked + inputs.runtime, self.name.split("@")[0])  # type: ignore[return-value]
+
     def section(self) -> dict[str, Any]:
-        """This stage's params section plus ``base`` (what the stage's MLflow run records)."""
-        key = self.name.split("@")[0]
-        dumped = self.params.model_dump(mode="json")
-        return {"base": dumped["base"], key: dumped.get(key, {})}
+        """The tracked params this stage declares, flattened (exactly what ``dvc.yaml`` lists for it)."""
+        return declared(self.all_params, self.inputs.tracked)
+
+    def runtime_tags(self) -> dict[str, str]:
+        """The runtime params it declares, as ``runtime.<key>`` tags (they do not change its outputs)."""
+        return {f"runtime.{k}": str(v) for k, v in declared(self.all_params, self.inputs.runtime).items()}
 
     @contextmanager
     def tracking(self) -> Iterator[Tracker]:
@@ -90,29 +102,14 @@ class Stage:
             tracker = NullTracker()
             yield tracker
             return
-        with mlflow_stage(self.paths.root, self.name, self.params.model_dump(mode="json")) as tracker:
+        with mlflow_stage(self.paths.root, self.name, self.all_params.model_dump(mode="json")) as tracker:
             tracker.log_params(self.section())
+            tracker.set_tags(self.runtime_tags())
             yield tracker
             try:
                 log_stage_outputs(tracker, self.paths.root, self.name)
             except Exception as err:  # tracking must never fail a stage whose work is done
                 print(f"WARNING: could not log {self.name}'s outputs to MLflow: {err}", file=sys.stderr)
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write pretty JSON atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def read_json(path: Path) -> Any:
-    """Read JSON, with a clear error naming the stage to rerun when it is missing."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; run the stage that makes it first (`dvc repro`)")
-    return json.loads(path.read_text())
 
 
 def stage_main(
@@ -137,7 +134,7 @@ def stage_main(
         print(f"stage {name} finished in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
         if isinstance(err, CorruptModelError):  # a damaged model file: name the stage that rebuilds it
-            from tasks.model import explain_corrupt
+            from tasks.shared.model import explain_corrupt
 
             err = explain_corrupt(err)
         print(f"error: {err}", file=sys.stderr)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.artifacts import read_masks, read_table, read_windows, write_masks, write_windows
+from tasks.shared.artifacts import read_masks, read_table, read_windows, write_masks, write_windows
 
 
 def test_masks_roundtrip_and_width_check(tmp_path):

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from shapprune.baselines import LayerScores
-from shapprune.config import ConfigError
-from shapprune.prune import PruningChoice, drop_lowest
-from tasks.paths import Paths
-from tasks.runtime import read_json, write_json
-from tasks.select import choose_from_selection
+from tasks.shared.contracts import write_json
 
 
 def _json_float(x: float) -> float | None:
@@ -60,34 +55,3 @@ def write_placeholder(csv_path: Path, json_path: Path, method: str = "shapley") 
     pd.DataFrame({"layer": [], "rank": []}).to_csv(csv_path, index=False)
     where = "data/shapley" if method == "shapley" else "data/select"
     write_json(json_path, {"method": method, "note": f"prune.method is {method}; its choice is in {where}"})
-
-
-def choose_from_tables(paths: Paths, method: str, n_drop_of: Callable[[int], int]) -> tuple[str, int, PruningChoice]:
-    """The layers ``prune`` drops: select's choice, the Shapley table (boundary check) or a baseline's recorded set.
-
-    ``n_drop_of(n_layers)`` resolves ``prune.n_drop`` / ``prune.ratio``. Returns (table method, L, choice);
-    a baseline's choice has ``boundary_z`` nan (no standard errors).
-    """
-    if method == "select":
-        return choose_from_selection(paths, n_drop_of)
-    if method == "shapley":
-        table = read_json(paths.shapley_json)
-        values = np.array([row["shapley"] for row in table["layers"]])
-        stderr = np.array([row["shapley_se"] for row in table["layers"]])
-        return table["estimator"], len(values), drop_lowest(values, stderr, n_drop_of(len(values)))
-    table = read_json(paths.layer_scores_json)
-    if table.get("method") != method:
-        raise ConfigError(
-            f"{paths.layer_scores_json}: holds '{table.get('method')}' scores but prune.method is '{method}'; "
-            "rerun `dvc repro score_layers`"
-        )
-    n_layers = len(table["layers"])
-    k = n_drop_of(n_layers)
-    if str(k) not in table["chosen"]:
-        raise ConfigError(
-            f"prune: {method} recorded layer sets for k in {sorted(map(int, table['chosen']))} but prune asks for "
-            f"{k}; raise score_layers.max_drop_ratio (or oracle_max_subsets for oracle) and rerun score_layers"
-        )
-    dropped = sorted(int(i) for i in table["chosen"][str(k)])
-    kept = [i for i in range(n_layers) if i not in dropped]
-    return method, n_layers, PruningChoice(dropped, kept, math.nan)

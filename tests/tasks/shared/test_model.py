@@ -6,10 +6,11 @@ import shutil
 
 import pytest
 
-from shapprune.config import ConfigError, Params
+from shapprune.config import ConfigError
 from shapprune.integrity import CorruptModelError
-from tasks.model import _retry_unless_bad_input, explain_corrupt, load_stage_model, saved_layer_count
-from tests.conftest import tiny_llama
+from tasks.prepare_model import _retry_unless_bad_input
+from tasks.shared.model import explain_corrupt, load_stage_model, saved_layer_count
+from tests.conftest import project_params, tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_truncated_weights_in_data_name_the_stage_to_rerun(saved, tmp_path, monk
     weights = model_dir / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(ConfigError) as err:
-        load_stage_model.fn(model_dir, Params())
+        load_stage_model.fn(model_dir, project_params())
     message = str(err.value)
     assert message.startswith(f"data/{folder}/model.safetensors is corrupt (")
     assert message.endswith(f"; rerun `dvc repro -f {stage}`") and len(message.splitlines()) == 1

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.progress
-from tasks.progress import PrefectProgress
-from tasks.runtime import log_stage_outputs, stage_outputs
-from tasks.tracking import EXPERIMENT, NullTracker, log_model_dir, mlflow_stage, numeric_leaves
+import tasks.shared.progress
+from tasks.shared.progress import PrefectProgress
+from tasks.shared.runtime import log_stage_outputs, stage_outputs
+from tasks.shared.tracking import EXPERIMENT, NullTracker, log_model_dir, mlflow_stage, numeric_leaves
 
 
 def test_numeric_leaves_keeps_numbers_only():
@@ -110,14 +110,16 @@ def test_progress_bar_never_fails_the_work(monkeypatch):
     def down(*args, **kwargs):
         raise RuntimeError("no API")
 
-    monkeypatch.setattr(tasks.progress, "create_progress_artifact", down)
+    monkeypatch.setattr(tasks.shared.progress, "create_progress_artifact", down)
     bar = PrefectProgress("k", "d")
     bar.update(50)  # nothing to update, nothing raised
     assert bar.id is None and bar.percent == 50
 
     calls = []
-    monkeypatch.setattr(tasks.progress, "create_progress_artifact", lambda p, key, description: "id-1")
-    monkeypatch.setattr(tasks.progress, "update_progress_artifact", lambda *a, **k: calls.append((a, k)) or down())
+    monkeypatch.setattr(tasks.shared.progress, "create_progress_artifact", lambda p, key, description: "id-1")
+    monkeypatch.setattr(
+        tasks.shared.progress, "update_progress_artifact", lambda *a, **k: calls.append((a, k)) or down()
+    )
     bar = PrefectProgress("k", "d", percent=10)
     bar.update(150, "done")
     assert bar.id == "id-1" and bar.percent == 100
@@ -125,7 +127,7 @@ def test_progress_bar_never_fails_the_work(monkeypatch):
 
 
 def test_dvc_experiment_copies_track_into_the_repository(tmp_path, monkeypatch):
-    from tasks.tracking import project_root, tracking_uri
+    from tasks.shared.tracking import project_root, tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     temp = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12cd"  # where `dvc exp run --temp` runs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks import progress
+from tasks.shared import progress
 
 
 def test_rate_and_eta_count_only_this_runs_steps(capsys, monkeypatch):

@@ -24,7 +24,10 @@ def load_source(source: str) -> list[Document]:
 def build_windows(
     cfg: PrepareData, tokenizer: object, seed: int
 ) -> tuple[dict[str, TokenWindows], dict[str, TokenWindows], dict[str, int]]:
-    """Calibration/validation windows and one held-out window set per evaluation corpus, all disjoint."""
+    """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint.
+
+    Repair windows come from the calibration documents (never held-out text) by a stream of their own.
+    """
     rng = np.random.default_rng(seed)
     sources = {cfg.calibration_source, *cfg.eval_corpora.values()}
     docs = {s: load_source(s) for s in sorted(sources)}
@@ -53,6 +56,11 @@ def build_windows(
     for role, source in cfg.eval_corpora.items():
         pool = split["test"] if source == cfg.calibration_source else docs[source]
         evals[role] = make_windows(tokenizer, pool, cfg.seq_len, cfg.eval_windows, rng, cfg.add_bos)
+    if cfg.repair_windows:  # its own stream: its count moves no other window
+        repair_rng = np.random.default_rng([seed, 7])
+        calib["repair"] = make_windows(
+            tokenizer, split["calibration"], cfg.seq_len, cfg.repair_windows, repair_rng, cfg.add_bos
+        )
     for windows in evals.values():
         for cal in calib.values():
             assert_disjoint(cal, windows)

@@ -79,6 +79,14 @@ class Paths:
     def pruned(self) -> Path:
         return self.root / "data" / "pruned"
 
+    @property
+    def repair_windows(self) -> Path:
+        return self.root / "data" / "windows" / "repair.parquet"
+
+    @property
+    def repaired(self) -> Path:
+        return self.root / "data" / "repaired"
+
     def eval_metrics(self, which: str) -> Path:
         return self.root / "data" / "metrics" / f"eval_{which}.json"
 

@@ -28,13 +28,17 @@ class EstimatorCall:
         return np.random.default_rng([self.seed, 1])
 
 
-def estimator_call(params: Params, n_layers: int) -> EstimatorCall:
-    """Translate the ``estimate_shapley`` and ``sample_masks`` sections into an estimator call."""
+def estimator_call(params: Params, n_layers: int, design: bool = False) -> EstimatorCall:
+    """Translate the ``estimate_shapley`` and ``sample_masks`` sections into an estimator call.
+
+    ``design=True`` (``sample_masks``): the masks of a non-adaptive design do not depend on how its surrogate
+    is trained, so ``fit_surrogate`` is not read (and changing it does not redraw and rescore the masks).
+    """
     cfg, sm = params.estimate_shapley, params.sample_masks
     surrogate = cfg.resolved_surrogate()
     # an MLP inside an estimator is trained with fit_surrogate's recipe (Adam by default: the paper's SGD
     # recipe does not learn on a few hundred masks)
-    mlp = params.fit_surrogate.model_dump(exclude={"val_fraction", "nonfinite"}) if surrogate == "mlp" else None
+    mlp = params.fit_surrogate.mlp_options() if surrogate == "mlp" and not design else None
     if cfg.estimator in ("surrogate_cv", "surrogate_shapley"):
         options = {
             "surrogate": surrogate,

@@ -10,10 +10,10 @@ from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError, Params
 from shapprune.integrity import CorruptModelError
-from shapprune.models import load_model, parameter_count, resolve_device, resolve_dtype, save_model
-from shapprune.surgery import num_layers
+from shapprune.models import load_model, resolve_device, resolve_dtype
 
-REBUILT_BY = {"model": "prepare_model", "pruned": "prune"}  # data/<dir> -> the DVC stage that writes it
+# data/<dir> -> the DVC stage that writes it
+REBUILT_BY = {"model": "prepare_model", "pruned": "prune", "repaired": "repair"}
 
 
 def explain_corrupt(err: CorruptModelError) -> ConfigError:
@@ -26,31 +26,6 @@ def explain_corrupt(err: CorruptModelError) -> ConfigError:
     except ValueError:
         shown = err.path
     return ConfigError(f"{shown} is corrupt ({err.reason}); {fix}")
-
-
-def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """Retry a failed model download, but not bad input or a damaged file (retrying cannot fix those)."""
-    try:
-        state.result()
-    except (ConfigError, ValueError):
-        return False
-    except Exception:
-        return True
-    return True
-
-
-@task(
-    name="materialise-model",
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=_retry_unless_bad_input,
-)
-def materialise_model(spec: str, out_dir: Path) -> dict:
-    """Load ``base.model`` (hub id, directory or GGUF) in fp32 and save a clean safetensors copy."""
-    model, tokenizer = load_model(spec)
-    save_model(model, tokenizer, out_dir)
-    return {"n_layers": num_layers(model), "parameters": parameter_count(model), "model_type": model.config.model_type}
 
 
 @task(name="load-model", cache_policy=NO_CACHE)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from shapprune.config import ConfigError
 from shapprune.surrogate import MLPSurrogate
 from shapprune.types import Mask, TokenWindows
-from tasks.runtime import read_json
+from tasks.shared.contracts import read_json
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

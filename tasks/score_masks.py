@@ -19,9 +19,9 @@ from shapprune.models import DTYPES, load_model
 from shapprune.prefix import PrefixScorer, lexicographic_order
 from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.types import Mask, TokenWindows
-from tasks.artifacts import bits_to_masks, mask_bits, read_windows
-from tasks.guards import fault_point
-from tasks.progress import PrefectProgress
+from tasks.shared.artifacts import bits_to_masks, mask_bits, read_windows
+from tasks.shared.guards import fault_point
+from tasks.shared.progress import PrefectProgress
 
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
 _WORKER_MODEL: dict[tuple, torch.nn.Module] = {}

@@ -1,0 +1,86 @@
+"""The repaired layer game: the value of a mask is the model's quality after linearly repairing its cut.
+
+For each mask, every run of dropped layers gets its least-squares map (fitted on ``fit_windows`` on the
+full model, see :mod:`shapprune.repair.linear`); the maps are merged into the touched weights (copies of
+those alone are kept), the mask is scored on separate ``score_windows`` and the weights are put back, so the
+model is left exactly as it was. Maps depend only on the run, not on the rest of the mask, so each distinct run is
+fitted once (all runs new to a call in one pass over the fit windows) and cached. No prefix reuse:
+the merged maps change the states that a prefix cache would hold.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from shapprune.repair.linear import FittedMap, RunFit, SkippedRun, fit_maps
+from shapprune.repair.seams import dropped_runs, merge_map
+from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
+from shapprune.surgery import num_layers
+from shapprune.types import Mask, TokenWindows, Utility
+
+
+@contextmanager
+def merged(maps: list[FittedMap]):
+    """Temporarily merge ``maps`` into their modules; the touched weights (and biases) are restored after."""
+    saved = []
+    for fitted in maps:
+        module = fitted.seam.module
+        tensors = [t for t in (module.weight, getattr(module, "bias", None)) if t is not None]
+        saved.append([(t, t.detach().clone()) for t in tensors])
+    try:
+        for fitted in maps:
+            merge_map(fitted.seam.module, fitted.t)
+        yield
+    finally:
+        with torch.no_grad():
+            for pairs in saved:
+                for tensor, copy in pairs:
+                    tensor.copy_(copy)
+
+
+@dataclass
+class RepairedLayerGame:
+    """Players are decoder layers; ``value(masks bool[n, L]) -> float[n]`` after a linear repair per mask."""
+
+    model: nn.Module
+    fit_windows: TokenWindows
+    score_windows: TokenWindows
+    utility: str = "ppl_ratio"
+    ridge: float = 1e-4
+    batch_size: int = 16
+    calls: int = 0
+    full: NLL = field(init=False)
+    fits: dict[tuple[int, int], FittedMap | SkippedRun] = field(init=False, default_factory=dict)
+    reports: dict[tuple[int, int], RunFit] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.n_players = num_layers(self.model)
+        self.full = window_nll(self.model, self.score_windows, self.batch_size)
+
+    def _fit(self, runs: set[tuple[int, int]]) -> None:
+        new = sorted(runs - self.fits.keys())
+        if not new:
+            return
+        maps, fits, skipped = fit_maps(self.model, new, self.fit_windows, ridge=self.ridge, batch_size=self.batch_size)
+        self.fits.update({(m.seam.start, m.seam.stop): m for m in maps})
+        self.fits.update({(s.start, s.stop): s for s in skipped})
+        self.reports.update({(f.start, f.stop): f for f in fits})
+
+    def nll(self, mask: np.ndarray) -> NLL:
+        """NLL of one mask after repairing its runs (counts as one LLM evaluation)."""
+        self.calls += 1
+        runs = dropped_runs(mask)
+        self._fit(set(runs))
+        maps = [f for f in (self.fits[r] for r in runs) if isinstance(f, FittedMap)]
+        with merged(maps):
+            return masked_nll(self.model, self.score_windows, mask, self.batch_size)
+
+    def __call__(self, masks: Mask) -> Utility:
+        masks = np.asarray(masks, dtype=bool)  # [n, L]
+        self._fit({r for mask in masks for r in dropped_runs(mask)})  # every new run in one pass
+        return np.array([utility_from_nll(self.nll(m), self.full, self.utility) for m in masks])

@@ -1,0 +1,69 @@
+"""Prefect tasks of the ``repair`` stage: rebuild the pruned model from the full one, repair it, save it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from shapprune.config import ConfigError, Repair
+from shapprune.models import load_model, parameter_count, save_model
+from shapprune.repair.linear import linear_repair
+from shapprune.repair.lora import lora_heal
+from shapprune.surgery import keep_layers, num_layers
+from tasks.shared.artifacts import read_windows
+from tasks.shared.contracts import read_json
+from tasks.shared.paths import Paths
+from tasks.shared.progress import StepProgress
+
+WORK = ("data", ".repair_work")  # LoRA checkpoints: data/.repair_work/lora/
+
+
+def kept_mask(paths: Paths) -> np.ndarray:
+    """``bool[L]``: the layers ``prune`` kept (``data/pruned/pruning.json``)."""
+    pruning = read_json(paths.pruned / "pruning.json")
+    keep = np.zeros(int(pruning["n_layers_before"]), dtype=bool)  # bool[L]
+    keep[pruning["kept_layers"]] = True
+    return keep
+
+
+@task(name="repair-model", cache_policy=NO_CACHE)
+def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device: str) -> dict:
+    """The full model cut to ``keep``, linearly repaired and/or LoRA-healed per ``cfg``, saved to data/repaired."""
+    windows = read_windows(paths.repair_windows) if paths.repair_windows.is_file() else np.zeros((0, 0), np.int64)
+    if cfg.method != "none" and not len(windows):
+        raise ConfigError(
+            f"{paths.repair_windows}: no repair windows; set prepare_data.repair_windows > 0 and rerun "
+            "`dvc repro prepare_data`, or set repair.method: none"
+        )
+    model, tokenizer = load_model(str(paths.model), dtype=torch.float32, device=device)  # fp32 fit
+    info: dict = {"method": cfg.method, "windows": int(len(windows)), "parameters_pruned": None}
+    if cfg.linear:
+        fit = windows[: cfg.linear_windows]  # [n, T]
+        report = linear_repair(model, keep, fit, ridge=cfg.ridge, loss=cfg.loss, device=device)
+        info["linear"] = report.to_dict()
+    else:
+        keep_layers(model, keep)
+    info["parameters_pruned"] = parameter_count(model)
+    if cfg.lora:
+        bar = StepProgress("repair-lora-progress", "LoRA healing steps", cfg.lora_steps, unit="steps")
+        model, healed = lora_heal(
+            model,
+            windows,
+            steps=cfg.lora_steps,
+            rng=np.random.default_rng([seed, 9]),
+            batch_size=cfg.lora_batch_size,
+            r=cfg.lora_r,
+            alpha=cfg.lora_alpha,
+            lr=cfg.lora_lr,
+            checkpoint_dir=paths.root.joinpath(*WORK, "lora"),
+            checkpoint_every=cfg.checkpoint_every,
+            progress=lambda step, total, loss: bar.step(step, f"loss {loss:.3f}"),
+            device=device,
+        )
+        info["lora"] = healed.to_dict()
+    save_model(model, tokenizer, paths.repaired)
+    info |= {"parameters": parameter_count(model), "n_layers": num_layers(model)}
+    info["parameters_added"] = info["parameters"] - info["parameters_pruned"]
+    return info

@@ -1,0 +1,180 @@
+"""The ``report`` stage's content: the markdown summary, the select section, metrics.json and plot data."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tasks.shared.contracts import ScoringSummary
+
+
+def summary_markdown(
+    full: dict,
+    pruned: dict,
+    pruning: dict,
+    surrogate: dict,
+    scoring: ScoringSummary,
+    repaired: dict | None = None,
+    repair: dict | None = None,
+) -> str:
+    """The one-screen summary: what was dropped, what the repair did, and what it cost."""
+    lines = [
+        "# shapprune report",
+        "",
+        f"Dropped layers ({pruning['method']}): **{pruning['dropped_layers']}** "
+        f"({pruning['n_dropped']} of {pruning['n_layers_before']}); parameters "
+        f"{pruning['parameters_after']:,} / {pruning['parameters_before']:,} "
+        f"({pruning['parameters_after'] / pruning['parameters_before']:.1%}).",
+        (
+            f"Boundary separation: {pruning['boundary_z']:.2f} standard errors "
+            f"({'resolved' if pruning['boundary_separated'] else 'NOT resolved: more samples would help'})."
+            if pruning.get("boundary_z") is not None
+            else "Boundary separation: n/a (a deterministic criterion has no standard errors)."
+        ),
+        "",
+        f"Masks scored on the LLM: {scoring.n_masks} ({scoring.n_nonfinite} non-finite), "
+        f"{scoring.seconds_per_mask:.2f} s/mask on {scoring.device}; full-model calibration PPL "
+        f"{scoring.full_ppl:.3f}.",
+        f"Surrogate held-out fit: R² {surrogate['validation']['r2']:.3f}, Spearman "
+        f"{surrogate['validation']['spearman']:.3f} on {surrogate['n_validation']} masks.",
+        "",
+        "| model | layers | "
+        + " | ".join(f"PPL {k}" for k in full["ppl"])
+        + " | mean acc | mean acc_norm | tokens/s |",
+        "|---|---|" + "---|" * (len(full["ppl"]) + 3),
+    ]
+    models = [("full", full), ("pruned", pruned)] + ([(f"repaired ({repair['method']})", repaired)] if repaired else [])
+    for name, m in models:
+        lines.append(
+            f"| {name} | {m['n_layers']} | "
+            + " | ".join(f"{m['ppl'][k]:.2f}" for k in full["ppl"])
+            + f" | {m['mean_acc']:.3f} | {m['mean_acc_norm']:.3f} | {m['tokens_per_s']:.0f} |"
+        )
+    if repair:
+        lines[-len(models) - 2 : -len(models) - 2] = [repair_line(repair), ""]
+    lines += [
+        "",
+        "| task | full acc | pruned acc | full acc_norm | pruned acc_norm | items |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, f in full["zero_shot"].items():
+        p = pruned["zero_shot"].get(task, {})
+        lines.append(
+            f"| {task} | {f['acc']:.3f} ± {f['acc_stderr']:.3f} | {p.get('acc', float('nan')):.3f} ± "
+            f"{p.get('acc_stderr', float('nan')):.3f} | {f['acc_norm']:.3f} | {p.get('acc_norm', float('nan')):.3f} "
+            f"| {f['n']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def repair_line(repair: dict) -> str:
+    """One sentence: how the cut was repaired, on what, at what cost."""
+    parts = [f"Repair: **{repair['method']}** on {repair['windows']} calibration-source windows"]
+    linear, lora = repair.get("linear"), repair.get("lora")
+    if linear:
+        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"]) or "none"
+        parts.append(f"linear maps for the runs {runs} ({linear['seconds']:.0f} s)")
+        parts += [f"run {r['start']}-{r['stop'] - 1} left unrepaired: {r['reason']}" for r in linear["skipped"]]
+    if lora:
+        parts.append(f"LoRA {lora['steps']} steps, {lora['tokens']:,} tokens ({lora['seconds']:.0f} s)")
+    return "; ".join(parts) + f"; {repair['parameters_added']} parameters added."
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str, float]]:
+    """Markdown for the report and flat metrics: per k the chosen layers, predicted vs measured utility, and the
+    ranking's (and SLEB's, when ``data/layer_scores`` holds its table) choice next to it."""
+    if table.get("method") != "select":
+        return "", {}
+    full_ppl = table.get("calibration_full_ppl")
+    lines = [
+        "## Subset search (select)",
+        "",
+        f"{table['n_evaluations']} LLM evaluations of a budget of {table['budget']} ({table['rounds']} rounds; "
+        f"{table['n_calibration_evaluations']} calibration, {table['n_validation_evaluations']} validation). "
+        "Utilities: calibration / validation `PPL_full / PPL_masked` (higher is better); predicted: the "
+        "surrogate's prediction before the mask was measured.",
+        "",
+        "| k | choice | dropped layers | from | predicted | calibration | validation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    metrics: dict[str, float] = {"select_n_evaluations": float(table["n_evaluations"])}
+    for k, row in table["chosen"].items():
+        lines.append(
+            f"| {k} | searched | {row['dropped']} | {'+'.join(row['sources'])} (round {row['round']}) | "
+            f"{_fmt(row['predicted'])} | {_fmt(row['calibration'])} | {_fmt(row['validation'])} |"
+        )
+        measured = ("predicted", "calibration", "validation")
+        metrics |= {f"select_k{k}_{m}": row[m] for m in measured if row[m] is not None}
+        rank = row.get("ranking")
+        if rank is not None:
+            same = sorted(rank["dropped"]) == sorted(row["dropped"])
+            lines.append(
+                f"| {k} | ranking (drop lowest) | {rank['dropped']} | {'same set' if same else 'contributions'} | – | "
+                f"{_fmt(rank['calibration'])} | {_fmt(rank['validation'])} |"
+            )
+            metrics |= {f"ranking_k{k}_{m}": rank[m] for m in ("calibration", "validation") if rank[m] is not None}
+        if sleb is not None and sleb.get("method") == "sleb" and k in sleb.get("chosen", {}):
+            ppl = sleb.get("info", {}).get("ppl_after_step", [])
+            util = full_ppl / ppl[int(k) - 1] if full_ppl and len(ppl) >= int(k) else None
+            lines.append(f"| {k} | SLEB | {sleb['chosen'][k]} | data/layer_scores | – | {_fmt(util)} | – |")
+    return "\n".join(lines) + "\n", metrics
+
+
+def headline_metrics(
+    full: dict, pruned: dict, pruning: dict, surrogate: dict, scoring: ScoringSummary, repaired: dict | None = None
+) -> dict:
+    """``metrics.json``: what was dropped and the full vs pruned (and repaired) quality, for ``dvc metrics diff``."""
+    out = {
+        "n_dropped": pruning["n_dropped"],
+        "dropped_layers": pruning["dropped_layers"],
+        "full": {"ppl": full["ppl"], "mean_acc": full["mean_acc"], "mean_acc_norm": full["mean_acc_norm"]},
+        "pruned": {"ppl": pruned["ppl"], "mean_acc": pruned["mean_acc"], "mean_acc_norm": pruned["mean_acc_norm"]},
+        "ppl_ratio": {k: pruned["ppl"][k] / full["ppl"][k] for k in full["ppl"]},
+        "surrogate": {"val_r2": surrogate["validation"]["r2"], "val_spearman": surrogate["validation"]["spearman"]},
+        "scoring": {"n_masks": scoring.n_masks, "seconds_per_mask": scoring.seconds_per_mask},
+        "parameters_kept": pruning["parameters_after"] / pruning["parameters_before"],
+    }
+    if repaired:
+        out["repaired"] = {k: repaired[k] for k in ("ppl", "mean_acc", "mean_acc_norm")}
+        out["repaired_ppl_ratio"] = {k: repaired["ppl"][k] / full["ppl"][k] for k in full["ppl"]}
+    return out
+
+
+def flat_metrics(metrics: dict, full: dict, pruned: dict, repaired: dict | None = None) -> dict[str, float]:
+    """The stage run's MLflow metrics: per-corpus PPL, mean accuracy, the surrogate's fit and the cost."""
+    flat = {f"pruned_ppl_{k}": v for k, v in pruned["ppl"].items()} | {
+        f"full_ppl_{k}": v for k, v in full["ppl"].items()
+    }
+    if repaired:
+        flat |= {f"repaired_ppl_{k}": v for k, v in repaired["ppl"].items()} | {
+            "repaired_mean_acc": repaired["mean_acc"]
+        }
+    return flat | {
+        "pruned_mean_acc": pruned["mean_acc"],
+        "full_mean_acc": full["mean_acc"],
+        "surrogate_val_r2": metrics["surrogate"]["val_r2"],
+        "surrogate_val_spearman": metrics["surrogate"]["val_spearman"],
+        "n_dropped": metrics["n_dropped"],
+        "n_masks_scored": metrics["scoring"]["n_masks"],
+    }
+
+
+def plot_frames(full: dict, pruned: dict, repaired: dict | None = None) -> dict[str, pd.DataFrame]:
+    """``plots/report/{ppl,zero_shot}.csv``: full vs pruned (vs repaired) per corpus and per task."""
+    models = (("full", full), ("pruned", pruned)) + ((("repaired", repaired),) if repaired else ())
+    ppl = [{"corpus": k, "model": n, "bar": f"{k} ({n})", "ppl": m["ppl"][k]} for n, m in models for k in m["ppl"]]
+    zero_shot = [
+        {"task": t, "model": n, "acc": r["acc"], "acc_norm": r["acc_norm"]}
+        for n, m in models
+        for t, r in m["zero_shot"].items()
+    ]
+    return {"ppl": pd.DataFrame(ppl), "zero_shot": pd.DataFrame(zero_shot)}
+
+
+def compare_section(report_md: str) -> str:
+    """The compare stage's report as a section of the summary (its headings one level down)."""
+    lines = report_md.splitlines()
+    return "\n" + "\n".join("#" + line if line.startswith("#") else line for line in lines) + "\n"
