@@ -27,6 +27,7 @@ from shapprune.checkpoint import PartStore, fingerprint
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import load_task
 from shapprune.prefix import score_with_prefix_reuse
+from shapprune.repair.linear import fit_maps
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
@@ -44,10 +45,14 @@ EVAL_CODE = (
     Path(inspect.getfile(load_task)),
     Path(inspect.getfile(score_with_prefix_reuse)),
 )
+REPAIR_CODE = tuple(sorted(Path(inspect.getfile(fit_maps)).parent.glob("*.py")))
 
 
 def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
-    """Checkpoint folders of the baselines' scores and of the evaluations, each keyed by what changes it."""
+    """Checkpoint folders of the baselines' scores and of the evaluations, each keyed by what changes it.
+
+    A repaired set's parts (``*-linear-<key>``) also depend on the repair windows, options and code.
+    """
     p, paths = stage.params, stage.paths
     weight = next(model.parameters())
     common = [*sorted(paths.model.glob("*.safetensors")), *sorted(paths.model.glob("*.json")),
@@ -55,13 +60,16 @@ def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
     scores = fingerprint([*common, paths.calibration, *SCORE_CODE, p.score_layers.model_dump_json()])
     evals = fingerprint(
         [*common, *(paths.eval_windows(r) for r in p.prepare_data.eval_corpora), *EVAL_CODE,
-         p.compare.model_dump_json(exclude={"methods", "ratios"}), str(p.evaluate.tasks)]
+         p.compare.model_dump_json(exclude={"methods", "ratios", "repairs"}), str(p.evaluate.tasks),
+         *((paths.repair_windows, *REPAIR_CODE, p.repair.model_dump_json(include={"ridge", "loss", "linear_windows"}))
+           if "linear" in p.compare.repairs else ())]
     )  # fmt: skip
     return PartStore(paths.root.joinpath(*WORK, f"scores-{scores}")), PartStore(paths.root.joinpath(*WORK, evals))
 
 
 method_sets = task(name="score-method", cache_policy=NO_CACHE)(cmp.method_sets)
 evaluate_sets = task(name="evaluate-variants", cache_policy=NO_CACHE)(cmp.evaluate_sets)
+evaluate_repaired_sets = task(name="evaluate-repaired-variants", cache_policy=NO_CACHE)(cmp.evaluate_repaired_sets)
 
 
 def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSets], corpora: list[str], n_layers: int):
@@ -70,10 +78,26 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSet
     paths.compare_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.compare_dir / "compare.csv", index=False)
     n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
-    goal = rpt.goal_lines(table, corpora)
+    model_name = stage.params.base.model.rsplit("/", 1)[-1]
+    full, none = table[table.method == "full"], table[table.repair == "none"]
+    goal = rpt.goal_lines(none, corpora)
     notes = [f"- {n}" for m in methods for n in m.notes]
-    text = rpt.markdown(table, corpora, stage.params.base.model.rsplit("/", 1)[-1], cfg.n_items, n_windows)
+    text = rpt.markdown(none, corpora, model_name, cfg.n_items, n_windows)
     text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
+    for repair in [r for r in cfg.repairs if r != "none"]:
+        repaired = pd.concat([full, table[table.repair == repair]])
+        heading = f"## After the {repair} repair (the repair stage's maps, fitted for each set; no parameter added)"
+        text += "\n" + rpt.markdown(repaired, corpora, model_name, cfg.n_items, n_windows, heading)
+        lines = rpt.goal_lines(repaired, corpora)
+        text += (f"\n### select against the other methods, all {repair}-repaired\n\n" + "\n".join(lines) + "\n") * bool(
+            lines
+        )
+        text += (
+            f"\n### What the {repair} repair changes\n\n"
+            + "\n".join(rpt.repair_gain_lines(table, corpora, repair))
+            + "\n"
+        )
+        goal += [f"{repair}: {line.removeprefix('- ')}" for line in lines]
     text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
     paths.compare_report.parent.mkdir(parents=True, exist_ok=True)
     paths.compare_report.write_text(text)
@@ -89,7 +113,7 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSet
     ranks = rpt.layer_ranks(methods)
     ranks.to_csv(out / "ranks.csv", index=False)
     fig_ppl = rpt.ppl_figure(long, corpora, out / "ppl.png")
-    return fig_ppl, rpt.rank_figure(ranks, table, n_layers, out / "ranks.png"), text
+    return fig_ppl, rpt.rank_figure(ranks, none, n_layers, out / "ranks.png"), text
 
 
 def write_empty(stage: Stage) -> None:
@@ -126,7 +150,9 @@ def compare(root: str = ".") -> dict:
         print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
         items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
         n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
-        table = cmp.rows(methods, store, model)
+        if "linear" in cfg.repairs:
+            n_new += evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)
+        table = cmp.rows(methods, store, model, cfg.repairs)
         corpora = list(stage.params.prepare_data.eval_corpora)
         fig_ppl, fig_ranks, text = write_outputs(stage, table, methods, corpora, n_layers)
         for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
@@ -136,9 +162,9 @@ def compare(root: str = ".") -> dict:
         tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
         for row in table[table.n_drop > 0].to_dict("records"):  # one run per cell: the MLflow table compares them
             metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
-            cell = {"method": row["method"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
+            cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
             metrics = {k: v for k, v in metrics.items() if k not in cell}
-            name = f"{row['method']} -{row['n_drop']}"
+            name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
             tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
         tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
         for stale in store.directory.parent.glob("*"):  # parts of other models, windows, options or code

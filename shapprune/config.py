@@ -184,6 +184,9 @@ class Select(_Section):
     n_blocks: int = Field(ge=0, description="contiguous blocks of k layers proposed per k and round")
     rounds: int = Field(ge=1, description="verify, refit the surrogate on what was verified, search again")
     surrogate: Literal["mlp", "ridge", "gbr", "quadratic", "gp"]
+    repair: Literal["none", "linear"] = Field(
+        description="verify candidates as pruned (none) or after the linear repair of each (repair.ridge)"
+    )
 
     @field_validator("n_drops")
     @classmethod
@@ -281,6 +284,9 @@ class Compare(_Section):
     n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); null = all")
     batch_size: int = Field(ge=1)
     cache_mib: float = Field(ge=0, description="prefix-reuse cache for the held-out perplexities")
+    repairs: list[Literal["none", "linear"]] = Field(
+        min_length=1, description="every set is measured as pruned (none) and after each repair listed"
+    )
 
     @field_validator("methods")
     @classmethod
@@ -383,6 +389,8 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "prune.ratio",
             "compare.methods",
             "compare.ratios",
+            "repair.linear_windows",
+            "repair.ridge",
         ),
         ("base.threads", "score_masks.cache_mib"),
     ),
@@ -391,7 +399,17 @@ STAGE_PARAMS: dict[str, StageInputs] = {
     "repair": StageInputs(("base.seed", "base.device", "repair"), ("base.threads",)),
     "evaluate": StageInputs(("base.seed", *_MODEL, "prepare_data.eval_corpora", "evaluate"), ("base.threads",)),
     "compare": StageInputs(
-        ("base.seed", *_MODEL, "prepare_data.eval_corpora", "evaluate.tasks", "score_layers", "compare"),
+        (
+            "base.seed",
+            *_MODEL,
+            "prepare_data.eval_corpora",
+            "evaluate.tasks",
+            "score_layers",
+            "compare",
+            "repair.linear_windows",
+            "repair.ridge",
+            "repair.loss",
+        ),
         ("base.threads",),
     ),
     "report": StageInputs(()),

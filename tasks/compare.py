@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import torch
 
 from shapprune.baselines import LayerScores, from_values, layer_scores
 from shapprune.checkpoint import PartStore
 from shapprune.config import Params
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import MCItem
-from shapprune.models import parameter_count
+from shapprune.models import load_model, parameter_count
+from shapprune.repair.game import merged
+from shapprune.repair.linear import FittedMap, fit_maps
+from shapprune.repair.seams import Seam, dropped_runs
 from shapprune.surgery import decoder_layers, num_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import read_json
@@ -164,7 +168,7 @@ def evaluate_sets(
     parts were computed.
     """
     cfg, n_layers = params.compare, num_layers(model)
-    corpora = {r: read_windows(paths.eval_windows(r))[: cfg.eval_windows] for r in params.prepare_data.eval_corpora}
+    corpora = _corpora(params, paths)
     todo = [s for s in sets if store.get(f"ppl-{set_key(s)}") is None]
     if todo:
         masks = np.stack([variants.keep_mask(n_layers, s) for s in todo])  # [n, L]
@@ -190,6 +194,69 @@ def evaluate_sets(
     return len(todo) + len(missing)
 
 
+def _corpora(params: Params, paths: Paths) -> dict[str, np.ndarray]:
+    cut = params.compare.eval_windows
+    return {r: read_windows(paths.eval_windows(r))[:cut] for r in params.prepare_data.eval_corpora}
+
+
+def linear_maps(params: Params, paths: Paths, model, sets: Sequence[list[int]]) -> dict[tuple[int, int], FittedMap]:
+    """The repair stage's linear map of every run of dropped layers in ``sets``, ready to merge into ``model``.
+
+    Fitted as ``repair`` fits them (fp32 copy of the full model, ``repair.*`` options, the repair windows), so a
+    set's repaired row is the model ``repair`` would save for it; runs that cannot be repaired are left out.
+    """
+    n_layers, cfg = num_layers(model), params.repair
+    runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(n_layers, s))})
+    if not runs:
+        return {}
+    windows = read_windows(paths.repair_windows)[: cfg.linear_windows]  # [n, T]
+    device = next(model.parameters()).device
+    full32, _ = load_model(str(paths.model), dtype=torch.float32, device=str(device))
+    maps, _, skipped = fit_maps(full32, runs, windows, ridge=cfg.ridge, loss=cfg.loss)
+    for s in skipped:
+        print(f"compare: run {s.start}-{s.stop - 1} left unrepaired ({s.reason})")
+    out = {}
+    for m in maps:  # the same seam in the evaluated model
+        seam = Seam(m.seam.start, m.seam.stop, m.seam.target, model.get_submodule(m.seam.target))
+        out[(seam.start, seam.stop)] = FittedMap(seam, m.t)
+    return out
+
+
+def evaluate_repaired_sets(
+    params: Params,
+    paths: Paths,
+    model,
+    tokenizer,
+    sets: Sequence[list[int]],
+    items: Mapping[str, Sequence[MCItem]],
+    store: PartStore,
+) -> int:
+    """The same measurements as :func:`evaluate_sets` after the linear repair of each set (``*-linear-<key>``).
+
+    One set at a time: its maps are merged into the touched weights and taken out again afterwards (the
+    merged weights change the states a prefix cache would share between sets). Returns parts computed.
+    """
+    cfg, n_layers = params.compare, num_layers(model)
+    todo = [s for s in sets if s and store.get(f"zs-linear-{set_key(s)}") is None]
+    if not todo:
+        return 0
+    maps = linear_maps(params, paths, model, todo)
+    corpora = _corpora(params, paths)
+    speed_windows = next(iter(corpora.values()))[:8]
+    bar = StepProgress("compare-linear", "linearly repaired variants evaluated", len(todo), 0, "variants")
+    for i, s in enumerate(todo, start=1):
+        keep = variants.keep_mask(n_layers, s)
+        with merged([maps[r] for r in dropped_runs(keep) if r in maps]):
+            if store.get(f"ppl-linear-{set_key(s)}") is None:
+                ppl = variants.variant_perplexities(model, corpora, keep[None], cfg.batch_size, 0.0)[0]
+                speed = variants.tokens_per_second(model, speed_windows, keep)
+                store.put(f"ppl-linear-{set_key(s)}", ppl | {"tokens_per_s": speed})
+            zs = variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size)
+        store.put(f"zs-linear-{set_key(s)}", zs)
+        bar.step(i, set_key(s))
+    return len(todo)
+
+
 def set_key(dropped: list[int]) -> str:
     """Part name of a dropped set: ``"13-14-17"``; ``"full"`` for the unpruned model."""
     return "-".join(map(str, dropped)) or "full"
@@ -200,23 +267,25 @@ def distinct_sets(methods: list[MethodSets]) -> list[list[int]]:
     return [[], *{set_key(s): s for m in methods for s in m.sets.values()}.values()]
 
 
-def rows(methods: list[MethodSets], store: PartStore, model) -> pd.DataFrame:
-    """One row per (method, k) plus the full model: dropped layers, every metric in the store, and costs."""
+def rows(methods: list[MethodSets], store: PartStore, model, repairs: Sequence[str] = ("none",)) -> pd.DataFrame:
+    """One row per (method, k, repair) plus the full model: dropped layers, every metric in the store, and costs."""
     layer_params = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
     total_params, n_layers = parameter_count(model), len(layer_params)
-    out = [{"method": "full", "n_drop": 0, "ratio": 0.0, "dropped": "-", "params_kept": 1.0} | _metrics(store, [])]
-    for m in methods:
-        for k, dropped in sorted(m.sets.items()):
-            kept = 1.0 - sum(layer_params[i] for i in dropped) / total_params
-            out.append(
-                {"method": m.method, "n_drop": k, "ratio": round(k / n_layers, 4)}
-                | {"dropped": " ".join(map(str, dropped)), "params_kept": kept}
-                | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations.get(k)}
-                | _metrics(store, dropped)
-            )
+    out = [{"method": "full", "repair": "none", "n_drop": 0, "ratio": 0.0, "dropped": "-", "params_kept": 1.0}]
+    out[0] |= _metrics(store, [], "none")
+    for repair in repairs:
+        for m in methods:
+            for k, dropped in sorted(m.sets.items()):
+                kept = 1.0 - sum(layer_params[i] for i in dropped) / total_params  # a linear repair adds none
+                out.append(
+                    {"method": m.method, "repair": repair, "n_drop": k, "ratio": round(k / n_layers, 4)}
+                    | {"dropped": " ".join(map(str, dropped)), "params_kept": kept}
+                    | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations.get(k)}
+                    | _metrics(store, dropped, repair)
+                )
     return pd.DataFrame(out)
 
 
-def _metrics(store: PartStore, dropped: list[int]) -> dict:
-    key = set_key(dropped)
+def _metrics(store: PartStore, dropped: list[int], repair: str = "none") -> dict:
+    key = set_key(dropped) if repair == "none" else f"{repair}-{set_key(dropped)}"
     return (store.get(f"ppl-{key}") or {}) | (store.get(f"zs-{key}") or {})

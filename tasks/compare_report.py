@@ -17,10 +17,17 @@ def _fmt(x: object, digits: int = 2) -> str:
     return f"{x:,.{digits}f}" if isinstance(x, float) else f"{x:,}"
 
 
-def markdown(table: pd.DataFrame, corpora: list[str], model: str, n_items: int | None, n_windows: dict) -> str:
+def markdown(
+    table: pd.DataFrame,
+    corpora: list[str],
+    model: str,
+    n_items: int | None,
+    n_windows: dict,
+    heading: str | None = None,
+) -> str:
     """The comparison table: best non-oracle PPL per corpus and ``k`` in bold, then how it was measured."""
     lines = [
-        f"# Layer-pruning methods compared on {model}",
+        heading or f"# Layer-pruning methods compared on {model}",
         "",
         "| method | removed | dropped layers | "
         + " | ".join(f"PPL {c}" for c in corpora)
@@ -80,16 +87,39 @@ def goal_lines(table: pd.DataFrame, corpora: list[str], me: str = "select", riva
     return out
 
 
+def label(method: str, repair: str = "none") -> str:
+    """``sleb`` as pruned, ``sleb+linear`` after the linear repair."""
+    return method if repair == "none" else f"{method}+{repair}"
+
+
 def ppl_long(table: pd.DataFrame, corpora: list[str]) -> pd.DataFrame:
-    """``method, n_drop, corpus, ppl`` (every method starts from the full model at 0) for ``dvc plots``."""
+    """``method, n_drop, corpus, ppl`` (every method starts from the full model at 0) for ``dvc plots``.
+
+    A repaired row's method is labelled ``<method>+<repair>``.
+    """
     full = table[table.method == "full"].iloc[0]
+    repairs = table["repair"] if "repair" in table else pd.Series("none", index=table.index)
+    labels = [label(m, r) for m, r in zip(table.method, repairs)]
     out = []
-    for method in [m for m in table.method.unique() if m != "full"]:
+    for name in [m for m in dict.fromkeys(labels) if m != "full"]:
+        rows = table[[lab == name for lab in labels]]
         for c in corpora:
-            out.append({"method": method, "n_drop": 0, "corpus": c, "ppl": full[f"ppl_{c}"]})
-            for r in table[table.method == method].to_dict("records"):
-                out.append({"method": method, "n_drop": r["n_drop"], "corpus": c, "ppl": r[f"ppl_{c}"]})
+            out.append({"method": name, "n_drop": 0, "corpus": c, "ppl": full[f"ppl_{c}"]})
+            for r in rows.to_dict("records"):
+                out.append({"method": name, "n_drop": r["n_drop"], "corpus": c, "ppl": r[f"ppl_{c}"]})
     return pd.DataFrame(out)
+
+
+def repair_gain_lines(table: pd.DataFrame, corpora: list[str], repair: str = "linear") -> list[str]:
+    """Per method and ``k``: PPL as pruned -> after ``repair`` on every corpus, and the mean accuracy change."""
+    base = table[(table.repair == "none") & (table.n_drop > 0)].set_index(["method", "n_drop"])
+    out = []
+    for r in table[(table.repair == repair)].to_dict("records"):
+        b = base.loc[(r["method"], r["n_drop"])]
+        ppl = ", ".join(f"{c} {b[f'ppl_{c}']:.2f} -> {r[f'ppl_{c}']:.2f}" for c in corpora)
+        acc = f"mean acc {b['mean_acc']:.3f} -> {r['mean_acc']:.3f}" if "mean_acc" in r else ""
+        out.append(f"- {r['method']}, k={r['n_drop']}: {ppl}; {acc}")
+    return out
 
 
 def layer_ranks(methods: list[MethodSets]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from shapprune.config import ConfigError
 from shapprune.estimators.budget import known_values
 from shapprune.estimators.regressors import Predictor
 from shapprune.game import LayerGame
+from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
 from shapprune.select import SearchConfig, Selection, select_subsets, surrogate_fit
 from shapprune.types import Mask, Utility
@@ -69,29 +70,20 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
     params, paths, cfg = stage.params, stage.paths, stage.params.select
     model, _, device = load_stage_model(paths.model, params)
     scoring = params.score_masks
-    games = {}
-    for name, path in (("calibration", paths.calibration), ("validation", paths.validation)):
-        windows = read_windows(path) if path.is_file() else np.zeros((0, 0), np.int64)
-        if len(windows):
-            games[name] = LayerGame(
-                model,
-                windows,
-                utility=scoring.utility,
-                batch_size=scoring.batch_size,
-                prefix_reuse=True,
-                cache_mib=scoring.cache_mib,
-            )
+    games = _games(stage, model)
     if "calibration" not in games:
         raise ConfigError(f"{paths.calibration}: no calibration windows; rerun `dvc repro prepare_data`")
     calibration, validation = games["calibration"], games.get("validation")
     full = utility_from_nll(calibration.full, calibration.full, scoring.utility)
+    # the masks scored up front are values of the unrepaired game: with select.repair they only train the
+    # round-0 surrogate (its proposals), never stand in for a repaired measurement
+    scored = (inputs.masks, inputs.utilities) if cfg.repair == "none" else (inputs.masks[:0], inputs.utilities[:0])
     options = params.fit_surrogate.mlp_options() if cfg.surrogate == "mlp" else {}
     selection = select_subsets(
         calibration,
         n_drops,
         inputs.contributions,
-        inputs.masks,
-        inputs.utilities,
+        *scored,
         surrogate_fit(cfg.surrogate, options),
         np.random.default_rng([params.base.seed, 8]),
         validation=validation,
@@ -100,12 +92,44 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         known=known_values(calibration.n_players, full=full),
     )
     info = {
+        "repair": cfg.repair,
         "device": device,
         "calibration_full_ppl": calibration.full.perplexity,
         "validation_full_ppl": None if validation is None else validation.full.perplexity,
-        "validation_windows": 0 if validation is None else len(validation.windows),
+        "validation_windows": 0 if validation is None else len(_windows(validation)),
     }
     return selection, info
+
+
+def _windows(game: LayerGame | RepairedLayerGame) -> np.ndarray:
+    return game.windows if isinstance(game, LayerGame) else game.score_windows
+
+
+def _games(stage: Stage, model) -> dict[str, LayerGame | RepairedLayerGame]:
+    """The calibration and validation games select verifies on: plain, or after the linear repair of each mask.
+
+    ``select.repair: linear`` scores each candidate after its runs are repaired with maps fitted on the repair
+    windows (``repair.ridge``, least squares, on the evaluated model's dtype); both games share the fitted maps.
+    """
+    params, paths, scoring = stage.params, stage.paths, stage.params.score_masks
+    games: dict[str, LayerGame | RepairedLayerGame] = {}
+    for name, path in (("calibration", paths.calibration), ("validation", paths.validation)):
+        windows = read_windows(path) if path.is_file() else np.zeros((0, 0), np.int64)
+        if not len(windows):
+            continue
+        if params.select.repair == "none":
+            games[name] = LayerGame(
+                model, windows, utility=scoring.utility, batch_size=scoring.batch_size, prefix_reuse=True,
+                cache_mib=scoring.cache_mib,
+            )  # fmt: skip
+            continue
+        fit = read_windows(paths.repair_windows)[: params.repair.linear_windows]  # [n, T]
+        games[name] = RepairedLayerGame(
+            model, fit, windows, utility=scoring.utility, ridge=params.repair.ridge, batch_size=scoring.batch_size
+        )
+        if name == "validation":  # the maps depend on the run only: fit each once for both games
+            games[name].fits, games[name].reports = games["calibration"].fits, games["calibration"].reports
+    return games
 
 
 def candidates_frame(selection: Selection) -> pd.DataFrame:

@@ -127,5 +127,5 @@ def test_a_missing_key_names_the_fix():
     assert str(err.value) == (
         "params.yaml: select.budget: missing; add it (the project's params.yaml lists every key with its default "
         "value) (got {'n_drops': None, 'per_k_candidates': 8, 'beam_width': 32, 'n_blocks': 4, 'rounds': 3, "
-        "'surrogate': 'mlp'})"
+        "'surrogate': 'mlp', 'repair': 'none'})"
     )

@@ -62,3 +62,44 @@ def test_a_baseline_that_cannot_run_is_a_note_not_a_crash(tmp_path, tiny_model) 
     assert len(sleb.sets[1]) == 1 and len(sleb.sets[2]) == 2 and store.get("score-sleb")["ks"] == [1, 2]
     again = cmp.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], PartStore(tmp_path / "store"))
     assert again.sets == sleb.sets  # read back, not rescored
+
+
+@pytest.mark.slow  # several seconds: the full tier runs it
+def test_a_repaired_row_is_the_model_the_repair_stage_would_save(tmp_path, smol_tokenizer) -> None:
+    """compare's linear axis merges the repair stage's maps into the evaluated model and takes them out again."""
+    import torch
+
+    from shapprune.evaluation.zero_shot import load_task
+    from shapprune.repair.linear import linear_repair
+    from shapprune.scoring import window_nll
+    from tasks.shared.artifacts import write_windows
+    from tasks.shared.paths import Paths
+    from tests.conftest import project_params
+
+    paths = Paths(tmp_path)
+    model = tiny_llama(n_layers=6)
+    model.save_pretrained(paths.model)
+    smol_tokenizer.save_pretrained(paths.model)
+    rng = np.random.default_rng(0)
+    write_windows(rng.integers(3, 49152, size=(6, 16), dtype=np.int64), paths.repair_windows, "calibration")
+    held_out = rng.integers(3, 49152, size=(3, 16), dtype=np.int64)
+    write_windows(held_out, paths.eval_windows("wiki"), "held-out")
+    params = project_params({"prepare_data": {"eval_corpora": {"wiki": "wiki_extracts"}}, "repair": {"ridge": 1e-3}})
+    items = {"piqa": load_task("piqa", 2, np.random.default_rng(0))}
+    store = PartStore(tmp_path / "store")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sets = [[2, 3], [4]]
+    assert cmp.evaluate_repaired_sets(params, paths, model, smol_tokenizer, sets, items, store) == 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the maps were taken out
+    for dropped in sets:
+        repaired = tiny_llama(n_layers=6)
+        keep = ~np.isin(np.arange(6), dropped)
+        report = linear_repair(repaired, keep, np.asarray(cmp.read_windows(paths.repair_windows)), ridge=1e-3)
+        assert len(report.repaired) == 1 and not report.skipped
+        expected = window_nll(repaired, held_out).perplexity
+        assert store.get(f"ppl-linear-{cmp.set_key(dropped)}")["ppl_wiki"] == pytest.approx(expected, rel=1e-5)
+        plain = store.get(f"ppl-{cmp.set_key(dropped)}")
+        assert plain is None  # the plain axis is evaluate_sets' job
+    rows = cmp.rows([cmp.MethodSets("sleb", {2: [2, 3], 1: [4]}, None, 1.0, {})], store, model, ("none", "linear"))
+    assert rows.repair.tolist() == ["none", "none", "none", "linear", "linear"]
+    assert rows[rows.repair == "linear"].ppl_wiki.notna().all() and rows[rows.repair == "none"].ppl_wiki.isna().all()

@@ -1,0 +1,41 @@
+"""The select stage's games: plain, or repaired (``select.repair: linear``) with maps shared by both games."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from shapprune.game import LayerGame
+from shapprune.repair.game import RepairedLayerGame
+from tasks.select import _games
+from tasks.shared.artifacts import write_windows
+from tasks.shared.runtime import Stage
+from tests.conftest import ROOT, tiny_llama
+
+
+def _workspace(tmp_path, repair: str) -> Stage:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["select"]["repair"] = repair
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    rng = np.random.default_rng(0)
+    stage = Stage.open("select", tmp_path)
+    for path in (stage.paths.calibration, stage.paths.validation, stage.paths.repair_windows):
+        write_windows(rng.integers(3, 49152, size=(4, 12), dtype=np.int64), path, "test")
+    return stage
+
+
+@pytest.mark.parametrize("repair", ["none", "linear"])
+def test_select_verifies_on_the_game_it_is_asked_for(tmp_path, repair):
+    model = tiny_llama(n_layers=5).double()
+    games = _games(_workspace(tmp_path, repair), model)
+    assert set(games) == {"calibration", "validation"}
+    kind = LayerGame if repair == "none" else RepairedLayerGame
+    assert all(type(g) is kind for g in games.values())
+    if repair == "linear":
+        mask = np.array([[True, True, False, False, True]])
+        games["calibration"](mask)
+        games["validation"](mask)
+        assert games["validation"].fits is games["calibration"].fits and list(games["calibration"].fits) == [(2, 4)]
+        direct = RepairedLayerGame(model, games["calibration"].fit_windows, games["validation"].score_windows)
+        assert direct(mask)[0] == pytest.approx(games["validation"](mask)[0], rel=1e-9)
