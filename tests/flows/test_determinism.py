@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 
 import pytest
 
@@ -16,6 +15,7 @@ from flows.prune import prune
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from flows.select import select
+from tests.flows.conftest import update_params
 
 STAGES = (prepare_model, prepare_data, sample_masks, score_masks, fit_surrogate, estimate_shapley, select, prune)
 HASHED = (
@@ -32,32 +32,24 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_two_runs_give_identical_artifacts(workspace, tmp_path, monkeypatch, prefect_api):
+def test_two_runs_give_identical_artifacts(tiny_pipeline, workspace, monkeypatch):
+    """A fresh run with the shared run's params (that one tracked in MLflow, this one not) gives the same bytes."""
+    shared = tiny_pipeline.root
+    assert (workspace / "params.yaml").read_text() == (shared / "params.yaml").read_text()
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
-    second = tmp_path / "second"
-    second.mkdir()
-    shutil.copy(workspace / "params.yaml", second / "params.yaml")
-    for root in (workspace, second):
-        for stage in STAGES:
-            stage(root=str(root))
+    for stage in STAGES:
+        stage(root=str(workspace))
     for rel in HASHED:
-        assert _sha(workspace / rel) == _sha(second / rel), rel
-    a, b = (json.loads((r / "data/pruned/pruning.json").read_text()) for r in (workspace, second))
+        assert _sha(workspace / rel) == _sha(shared / rel), rel
+    a, b = (json.loads((r / "data/pruned/pruning.json").read_text()) for r in (workspace, shared))
     assert a["dropped_layers"] == b["dropped_layers"]
-    assert _sha(workspace / "data/pruned/model.safetensors") == _sha(second / "data/pruned/model.safetensors")
+    assert _sha(workspace / "data/pruned/model.safetensors") == _sha(shared / "data/pruned/model.safetensors")
 
 
 @pytest.mark.parametrize("seed", [7])
-def test_another_seed_gives_other_masks(workspace, tmp_path, monkeypatch, seed, prefect_api):
-    import yaml
-
+def test_another_seed_gives_other_masks(tiny_pipeline, tmp_path, monkeypatch, seed):
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
-    other = tmp_path / "other"
-    other.mkdir()
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["base"]["seed"] = seed
-    (other / "params.yaml").write_text(yaml.safe_dump(params))
-    for root in (workspace, other):
-        for stage in (prepare_model, sample_masks):
-            stage(root=str(root))
-    assert _sha(workspace / "data/masks.parquet") != _sha(other / "data/masks.parquet")
+    other = tiny_pipeline.copy(tmp_path / "other", "data/model")  # prepare_model reads base.model only
+    update_params(other, "base", seed=seed)
+    sample_masks(root=str(other))
+    assert _sha(tiny_pipeline.root / "data/masks.parquet") != _sha(other / "data/masks.parquet")

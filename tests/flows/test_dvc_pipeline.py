@@ -69,7 +69,8 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, prefect_api):
     runs = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["shapprune.pipeline_id"].startswith("prefect-")
-    compared = len(yaml.safe_load((project / "params.yaml").read_text())["compare"]["methods"])  # one k
+    cfg = yaml.safe_load((project / "params.yaml").read_text())["compare"]
+    compared = len(cfg["methods"]) * len(cfg["repairs"])  # one k, each set as pruned and repaired
     assert len(runs) == 1 + len(ALL_STAGES) + compared  # the parent, a run per stage, a run per compared cell
 
     assert _ran(_run(["dvc", "repro"], project, api_url)) == set()

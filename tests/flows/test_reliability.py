@@ -16,50 +16,43 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
-import flows.prune
-import tasks.prune
-from flows.estimate_shapley import estimate_shapley
-from flows.evaluate import evaluate
-from flows.fit_surrogate import fit_surrogate
-from flows.prepare_data import prepare_data
-from flows.prepare_model import prepare_model
-from flows.sample_masks import sample_masks
-from flows.score_masks import score_masks
+from flows.prune import prune
+from shapprune.models import load_model
+from shapprune.surgery import keep_layers
 from tests.conftest import SMOL_GGUF, smol_dir
-from tests.flows.conftest import tiny_params
+from tests.flows.conftest import update_params
 from tests.flows.stage_process import run_stage
 
 IDS = torch.randint(0, 49152, (2, 24), generator=torch.Generator().manual_seed(3))  # [b, T]
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, tiny_model_dir, prefect_api):
-    """A tiny workspace run in-process up to ``prune``; keeps the logits of the in-memory pruned model."""
-    root = tmp_path_factory.mktemp("reliability")
-    params = tiny_params(tiny_model_dir)
-    params["prune"]["method"] = "shapley"  # the stages run here: estimate_shapley feeds prune
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    captured = {}
-    real_save = tasks.prune.save_model
-
-    def save_and_capture(model, tokenizer, out_dir):
-        with torch.inference_mode():
-            captured["logits"] = model(input_ids=IDS).logits.float().numpy()
-        captured["n_layers"] = model.config.num_hidden_layers
-        return real_save(model, tokenizer, out_dir)
-
+def pipeline(tiny_pipeline, tmp_path_factory):
+    """A copy of the shared tiny run, pruned again by ``prune.method: shapley`` (estimate_shapley's table
+    with its boundary check, where the shared run prunes select's choice); only ``prune`` reruns."""
+    root = tiny_pipeline.copy(tmp_path_factory.mktemp("reliability"))
+    update_params(root, "prune", method="shapley")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHAPPRUNE_TRACKING", "off")
-        mp.setattr(tasks.prune, "save_model", save_and_capture)
-        for stage in (prepare_model, prepare_data, sample_masks, score_masks, fit_surrogate, estimate_shapley):
-            stage(root=str(root))
-        flows.prune.prune(root=str(root))
-        reference = evaluate(which="full", root=str(root))
-    return root, captured, reference
+        info = prune(root=str(root))
+    shapley = pd.read_csv(root / "data" / "shapley" / "shapley.csv")
+    lowest = shapley.sort_values(["shapley", "layer"])["layer"].head(2).tolist()
+    assert info["method"] == "paper" and info["dropped_layers"] == sorted(lowest)  # the table's lowest two
+    return root
+
+
+def _in_memory_pruned_logits(root) -> tuple[np.ndarray, int]:
+    """What ``prune`` does before saving: data/model with only the recorded kept layers; its logits on IDS."""
+    kept = json.loads((root / "data" / "pruned" / "pruning.json").read_text())["kept_layers"]
+    model, _ = load_model(str(root / "data" / "model"))
+    keep_layers(model, [i in kept for i in range(model.config.num_hidden_layers)])
+    with torch.inference_mode():
+        return model(input_ids=IDS).logits.float().numpy(), model.config.num_hidden_layers
 
 
 def _without_timings(info: dict) -> dict:
@@ -68,8 +61,9 @@ def _without_timings(info: dict) -> dict:
     return out
 
 
-def test_evaluate_killed_mid_stage_resumes_without_recomputing_finished_parts(pipeline):
-    root, _, reference = pipeline
+def test_evaluate_killed_mid_stage_resumes_without_recomputing_finished_parts(tiny_pipeline, tmp_path):
+    reference = tiny_pipeline.results["evaluate@full"]
+    root = tiny_pipeline.copy(tmp_path / "ws")
     metrics = root / "data" / "metrics" / "eval_full.json"
     work = root / "data" / ".evaluate_work"
     assert reference["n_parts_this_run"] == 5  # 3 corpora + 2 tasks
@@ -100,8 +94,8 @@ def test_evaluate_killed_mid_stage_resumes_without_recomputing_finished_parts(pi
     assert not any(work.iterdir())
 
 
-def test_fit_surrogate_killed_mid_training_reruns_to_identical_bytes(pipeline):
-    root, _, _ = pipeline
+def test_fit_surrogate_killed_mid_training_reruns_to_identical_bytes(tiny_pipeline, tmp_path):
+    root = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/scores.parquet", "data/surrogate")
     surrogate = root / "data" / "surrogate"
     expected = {p.name: p.read_bytes() for p in surrogate.iterdir()}
     shutil.rmtree(surrogate)
@@ -131,7 +125,8 @@ FRESH = textwrap.dedent(
 
 
 def test_pruned_checkpoint_reloads_in_a_fresh_process_with_the_same_logits(pipeline, tmp_path):
-    root, captured, _ = pipeline
+    root = pipeline
+    in_memory, n_layers = _in_memory_pruned_logits(root)
     np.save(tmp_path / "ids.npy", IDS.numpy())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
     args = [str(root / "data" / "pruned"), str(tmp_path / "ids.npy"), str(tmp_path / "out.npy")]
@@ -140,9 +135,9 @@ def test_pruned_checkpoint_reloads_in_a_fresh_process_with_the_same_logits(pipel
         [sys.executable, "-c", FRESH, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["4", "4", "torch.float32"] and captured["n_layers"] == 4
+    assert done.stdout.split() == ["4", "4", "torch.float32"] and n_layers == 4
     fresh = np.load(tmp_path / "out.npy")
-    np.testing.assert_allclose(fresh, captured["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fresh, in_memory, rtol=1e-5, atol=1e-5)
 
 
 def _errors(log: str) -> list[str]:
@@ -151,7 +146,7 @@ def _errors(log: str) -> list[str]:
 
 
 def test_a_corrupt_pruned_checkpoint_stops_evaluate_with_one_line(pipeline, tmp_path):
-    root, _, _ = pipeline
+    root = pipeline
     copy = tmp_path / "ws"
     copy.mkdir()
     shutil.copy(root / "params.yaml", copy / "params.yaml")
@@ -165,8 +160,8 @@ def test_a_corrupt_pruned_checkpoint_stops_evaluate_with_one_line(pipeline, tmp_
     assert line.startswith(f"error: {weights} is corrupt (") and line.endswith("; rerun `dvc repro -f prune`")
 
 
-def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(pipeline, tmp_path):
-    root, _, _ = pipeline
+def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(tiny_pipeline, tmp_path):
+    root = tiny_pipeline.root
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes((smol_dir() / SMOL_GGUF).read_bytes()[:5000])
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -181,12 +176,12 @@ def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(pipelin
     assert "Retry 1/1" not in log and not (tmp_path / "data" / "model").exists()
 
 
-def test_a_surrogate_fitted_for_another_model_is_refused(pipeline, tmp_path):
+def test_a_surrogate_fitted_for_another_model_is_refused(tiny_pipeline, tmp_path):
     from flows.estimate_shapley import load_surrogate
     from shapprune.config import ConfigError
     from tasks.shared.runtime import Stage
 
-    root, _, _ = pipeline
+    root = tiny_pipeline.root
     other = shutil.copytree(yaml.safe_load((root / "params.yaml").read_text())["base"]["model"], tmp_path / "other")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["base"]["model"] = str(other)

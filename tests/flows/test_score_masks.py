@@ -7,32 +7,25 @@ import signal
 
 import pandas as pd
 import pytest
-import yaml
 
 import shapprune.checkpoint
-from flows.prepare_data import prepare_data
-from flows.prepare_model import prepare_model
-from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from tasks.shared.guards import stage_lock
+from tests.flows.conftest import update_params
 from tests.flows.stage_process import run_stage
 
 
 @pytest.fixture
-def prepared(workspace, prefect_api, monkeypatch):
+def prepared(tiny_pipeline, tmp_path, monkeypatch):
+    """What prepare_model, prepare_data and sample_masks made in the shared run; score_masks not run yet."""
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["score_masks"]["chunk_size"] = 4
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for stage in (prepare_model, prepare_data, sample_masks):
-        stage(root=str(workspace))
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows", "data/masks.parquet")
+    update_params(workspace, "score_masks", chunk_size=4)
     return workspace
 
 
 def _set(workspace, **kw):
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["score_masks"].update(kw)
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    update_params(workspace, "score_masks", **kw)
 
 
 def test_resume_after_failure_scores_only_missing_masks(prepared, monkeypatch):

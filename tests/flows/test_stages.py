@@ -1,4 +1,5 @@
-"""All stages in order on a tiny random LLaMA, in-process under prefect_test_harness, tracked in MLflow."""
+"""All stages in order on a tiny random LLaMA, in-process under prefect_test_harness, tracked in MLflow
+(the session's shared run, ``tiny_pipeline``), then params changed on copies of it and single stages rerun."""
 
 from __future__ import annotations
 
@@ -7,46 +8,30 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from transformers import AutoModelForCausalLM
 
-from flows.compare import compare
 from flows.estimate_shapley import estimate_shapley
-from flows.evaluate import evaluate
 from flows.fit_surrogate import fit_surrogate
-from flows.prepare_data import prepare_data
-from flows.prepare_model import prepare_model
 from flows.prune import prune
-from flows.repair import repair
-from flows.report import report
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from flows.select import select
+from tests.flows.conftest import update_params
 
 
-def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
-    monkeypatch.setenv("SHAPPRUNE_PIPELINE_ID", "test-pipeline")
-    root = str(workspace)
-    assert prepare_model(root=root)["n_layers"] == 6
-    prepare_data(root=root)
-    sample_masks(root=root)
-    score_masks(root=root)
-    fit_surrogate(root=root)
-    estimate_shapley(root=root)
-    chosen = select(root=root)
-    pruning = prune(root=root)
-    repaired = repair(root=root)
-    evaluate(which="full", root=root)
-    evaluate(which="pruned", root=root)
-    evaluate(which="repaired", root=root)
-    compared = compare(root=root)
-    metrics = report(root=root)
+def test_all_stages_produce_their_artifacts(tiny_pipeline):
+    workspace, results = tiny_pipeline.root, tiny_pipeline.results
+    assert results["prepare_model"]["n_layers"] == 6
+    chosen, pruning, repaired = results["select"], results["prune"], results["repair"]
+    compared, metrics = results["compare"], results["report"]
+    assert results["score_layers"] == {"method": "select"}  # select's choice: no baseline scored
 
     data = workspace / "data"
-    # repair: the pruned layers, linearly repaired then LoRA-healed, with exactly the pruned model's parameters
-    assert repaired["method"] == "linear+lora" and repaired["n_layers"] == 4 and repaired["parameters_added"] == 0
-    assert repaired["parameters"] == pruning["parameters_after"] and repaired["lora"]["steps"] == 4
+    # repair: the pruned layers, linearly repaired, with exactly the pruned model's parameters
+    assert repaired["method"] == "linear" and repaired["n_layers"] == 4 and repaired["parameters_added"] == 0
+    assert repaired["parameters"] == pruning["parameters_after"] and "lora" not in repaired
+    runs = repaired["linear"]["repaired"] + repaired["linear"]["skipped"]
+    assert sum(r["stop"] - r["start"] for r in runs) == 2  # every dropped layer is in a run, repaired or not
     assert len(pd.read_parquet(data / "windows" / "repair.parquet")) == 8
     reloaded = AutoModelForCausalLM.from_pretrained(data / "repaired")
     assert len(reloaded.model.layers) == 4 and not any("lora" in n for n, _ in reloaded.named_parameters())
@@ -86,9 +71,13 @@ def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch)
 
     # compare: every method at k = round(0.34 * 6) = 2, the same held-out windows as evaluate
     table = pd.read_csv(data / "compare" / "compare.csv")
-    assert compared["rows"] == len(table) == 1 + 5
-    assert table.method.tolist() == ["full", "select", "shapley", "block_influence", "sleb", "random"]
-    row = table.set_index("method")
+    assert compared["rows"] == len(table) == 1 + 5 * 2  # every method as pruned and linearly repaired
+    methods = ["select", "shapley", "block_influence", "sleb", "random"]
+    assert table.method.tolist() == ["full", *methods, *methods]
+    assert table.repair.tolist() == ["none"] * 6 + ["linear"] * 5
+    row = table[table.repair == "none"].set_index("method")
+    fixed = table[table.repair == "linear"].set_index("method")
+    assert (fixed.dropped == row.dropped[1:]).all()
     assert row.loc["select", "dropped"] == " ".join(map(str, chosen["chosen"][2]))
     assert row.loc["shapley", "dropped"] == " ".join(map(str, sorted(lowest)))
     full_eval = json.loads((data / "metrics" / "eval_full.json").read_text())
@@ -97,11 +86,16 @@ def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch)
     pruned_eval = json.loads((data / "metrics" / "eval_pruned.json").read_text())
     for corpus, ppl in pruned_eval["ppl"].items():  # select's variant is the pruned model saved by prune
         assert row.loc["select", f"ppl_{corpus}"] == pytest.approx(ppl, rel=1e-4)
-    assert (table.params_kept < 1).sum() == 5 and table.mean_acc.between(0, 1).all()
+    repaired_eval = json.loads((data / "metrics" / "eval_repaired.json").read_text())
+    for corpus, ppl in repaired_eval["ppl"].items():  # select's repaired variant is the model repair saved
+        assert fixed.loc["select", f"ppl_{corpus}"] == pytest.approx(ppl, rel=1e-4)
+    assert (table.params_kept < 1).sum() == 10 and table.mean_acc.between(0, 1).all()
+    assert "## After the linear repair" in (workspace / "reports" / "compare.md").read_text()
     assert "| select | 2 |" in (workspace / "reports" / "compare.md").read_text()
     assert "Layer-pruning methods compared" in summary
     long = pd.read_csv(workspace / "plots" / "compare" / "ppl.csv")
-    assert len(long) == 5 * 3 * 2  # method x corpus x (0, 2 removed)
+    assert len(long) == 10 * 3 * 2  # (method, repair) x corpus x (0, 2 removed)
+    assert set(long.method) == {*methods, *(f"{m}+linear" for m in methods)}
     ranks = pd.read_csv(workspace / "plots" / "compare" / "ranks.csv")
     assert set(ranks.method) == {"shapley", "block_influence", "sleb", "random"} and len(ranks) == 4 * 6
     assert json.loads((workspace / "metrics.json").read_text())["select"]["select_k2_calibration"] > 0
@@ -121,6 +115,7 @@ def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch)
         "fit_surrogate",
         "estimate_shapley",
         "select",
+        "score_layers",
         "prune",
         "repair",
         "evaluate@full",
@@ -130,36 +125,58 @@ def test_all_stages_produce_their_artifacts(workspace, prefect_api, monkeypatch)
         "report",
     }
     compare_run = next(r for r in children if r.data.tags["dvc_stage"] == "compare").info.run_id
-    cells = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == compare_run]  # one run per (method, k)
+    cells = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == compare_run]  # per (method, k, repair)
     assert len(children) + len(cells) + 1 == len(runs)
-    assert sorted(r.data.params["method"] for r in cells) == sorted(table.method[1:])
-    sleb_cell = next(r for r in cells if r.data.params["method"] == "sleb")
+    assert sorted((r.data.params["method"], r.data.params["repair"]) for r in cells) == sorted(
+        zip(table.method[1:], table.repair[1:])
+    )
+    sleb_cell = next(r for r in cells if r.data.params["method"] == "sleb" and r.data.params["repair"] == "none")
     assert sleb_cell.data.params["n_drop"] == "2"
     assert sleb_cell.data.params["dropped_layers"] == row.loc["sleb", "dropped"]
     assert sleb_cell.data.metrics["ppl_wiki"] == pytest.approx(row.loc["sleb", "ppl_wiki"])
     assert np.isfinite(parents[0].data.metrics["pruned_ppl_wiki"])
 
-    # select searches several k when asked; prune refuses a k it did not search; other methods skip the search
+
+def test_select_searches_several_k_and_prune_refuses_one_it_did_not(tiny_pipeline, tmp_path, monkeypatch):
+    """select searches several k when asked; prune refuses a k it did not search; other methods skip the search"""
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    params["select"]["n_drops"] = [1, 2]
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    workspace = tiny_pipeline.copy(tmp_path / "ws")
+    root, data = str(workspace), workspace / "data"
+    update_params(workspace, "select", n_drops=[1, 2])
     assert sorted(select(root=root)["chosen"]) == [1, 2]
-    params["prune"]["n_drop"] = 3
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    update_params(workspace, "prune", n_drop=3)
     with pytest.raises(Exception, match=r"select searched k in \[1, 2\] but prune asks for 3; set select.n_drops"):
         prune(root=root)
-    params["prune"]["method"] = "sleb"
-    params["compare"]["methods"] = ["sleb", "random"]
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    update_params(workspace, "prune", method="sleb")
+    update_params(workspace, "compare", methods=["sleb", "random"])
     assert select(root=root) == {"method": "sleb"}
     assert json.loads((data / "select" / "select.json").read_text())["method"] == "sleb"
 
-    # another estimator draws its own design, scores it and replays on it
-    params["estimate_shapley"]["estimator"] = "surrogate_cv"
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monkeypatch):
+    """repair.method linear+lora: the linear maps, then LoRA, merged back to the pruned model's size."""
+    from flows.repair import repair
+
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/pruned", "data/windows")
+    update_params(workspace, "repair", method="linear+lora")
+    healed = repair(root=str(workspace))
+    linear = tiny_pipeline.results["repair"]
+    assert healed["parameters"] == linear["parameters"] and healed["parameters_added"] == 0
+    assert healed["lora"]["steps"] == 4 and healed["lora"]["losses"][-1] < healed["lora"]["losses"][0]
+    assert healed["linear"]["repaired"] == linear["linear"]["repaired"]  # the same maps before LoRA
+    reloaded = AutoModelForCausalLM.from_pretrained(workspace / "data" / "repaired")
+    assert len(reloaded.model.layers) == 4 and not any("lora" in n for n, _ in reloaded.named_parameters())
+    assert not (workspace / "data" / ".repair_work").exists()  # checkpoints removed once the model is saved
+
+
+def test_another_estimator_draws_scores_and_replays_its_own_design(tiny_pipeline, tmp_path, monkeypatch):
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws")
+    data = workspace / "data"
+    update_params(workspace, "estimate_shapley", estimator="surrogate_cv")
     for stage in (sample_masks, score_masks, fit_surrogate, estimate_shapley):
-        stage(root=root)
+        stage(root=str(workspace))
     scores = pd.read_parquet(data / "scores.parquet")
     assert 10 <= len(scores) <= 18 and set(scores["n_kept"]) == set(range(6))  # every size, the empty one too
     estimate = json.loads((data / "shapley" / "shapley.json").read_text())
