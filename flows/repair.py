@@ -18,6 +18,7 @@ from shapprune.models import resolve_device
 from tasks.repair import WORK, kept_mask, repair_model
 from tasks.shared.contracts import read_json, write_json
 from tasks.shared.runtime import Stage, stage_main
+from tasks.shared.tracking import log_model_dir
 
 
 @flow(name="repair", log_prints=True)
@@ -41,6 +42,8 @@ def repair(root: str = ".") -> dict:
         for step, loss in enumerate(lora.get("losses", []), 1):
             tracker.log_metrics({"lora_loss": loss}, step=step)
         tracker.set_tags({"repair_method": cfg.method})
+        size_mb, with_weights = log_model_dir(tracker, paths.repaired, "repaired_model")  # by reference if big
+        tracker.set_tags({"repaired_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
     runs = [f"{r['start']}-{r['stop'] - 1}" for r in linear.get("repaired", [])]
     skipped = [f"{r['start']}-{r['stop'] - 1} ({r['reason']})" for r in linear.get("skipped", [])]
     print(

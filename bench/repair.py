@@ -1,0 +1,169 @@
+"""Repair on the default model, side by side in one run: each method's sets as pruned and after each repair.
+
+The sets come from ``data/compare/compare.csv`` (what every method drops at every k); every (set, repair) is
+rebuilt from ``data/model`` and repaired exactly as the ``repair`` stage would (``params.yaml``: ``repair.*``,
+the repair windows), then measured on compare's held-out windows and, with ``--items``, zero-shot items.
+All rows of one run share the dtype, windows and items, so their differences are the repair's.
+
+    python -m bench.repair                                       # sleb at every k: none, linear, lora, linear+lora
+    python -m bench.repair --methods sleb,block_influence --repairs none,linear --items 0 --dtype float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from shapprune.config import load_params
+from shapprune.evaluation import variants
+from shapprune.evaluation.zero_shot import load_task
+from shapprune.models import load_model
+from shapprune.repair.linear import fit_maps
+from shapprune.repair.lora import lora_heal
+from shapprune.repair.seams import dropped_runs, merge_map
+from shapprune.surgery import keep_layers, num_layers
+from tasks.shared.artifacts import read_windows
+from tasks.shared.paths import Paths
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results"
+REPAIRS = ("none", "linear", "lora", "linear+lora")
+
+
+def linear_maps(paths: Paths, params, sets: list[list[int]]) -> tuple[dict, float]:
+    """Every run's map for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
+    cfg = params.repair
+    model, _ = load_model(str(paths.model), dtype=torch.float32)
+    runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(num_layers(model), s))})
+    start = time.perf_counter()
+    maps, _, skipped = fit_maps(model, runs, read_windows(paths.repair_windows)[: cfg.linear_windows],
+                                ridge=cfg.ridge, loss=cfg.loss)  # fmt: skip
+    for s in skipped:
+        print(f"run {s.start}-{s.stop - 1} left unrepaired: {s.reason}")
+    return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
+
+
+def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict):
+    """The full model cut to ``dropped``, repaired as ``repair.method: <repair>`` would; (model, tokenizer, info).
+
+    The linear maps are the repair stage's (each run fitted on the full model's states, independently of the
+    other runs, so fitting them all at once gives the same maps as ``linear_repair`` per set).
+    """
+    cfg = params.repair
+    model, tokenizer = load_model(str(paths.model), dtype=torch.float32)  # the repair stage works in fp32
+    keep = variants.keep_mask(num_layers(model), dropped)
+    windows = read_windows(paths.repair_windows)
+    start, info = time.perf_counter(), {}
+    if repair in ("linear", "linear+lora"):
+        runs = [r for r in dropped_runs(keep) if r in maps]
+        with torch.no_grad():
+            for r in runs:
+                merge_map(model.get_submodule(maps[r].seam.target), maps[r].t)
+        info["runs_repaired"] = " ".join(f"{a}-{b - 1}" for a, b in runs)
+    keep_layers(model, keep)
+    if repair in ("lora", "linear+lora"):
+        work = OUT / "work" / f"lora-{'-'.join(map(str, dropped))}-{repair}"
+        model, healed = lora_heal(
+            model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
+            batch_size=cfg.lora_batch_size, r=cfg.lora_r, alpha=cfg.lora_alpha, lr=cfg.lora_lr,
+            checkpoint_dir=work, checkpoint_every=cfg.checkpoint_every,
+        )  # fmt: skip
+        info |= {"lora_loss_first": healed.losses[0], "lora_loss_last": healed.losses[-1]}
+    info["repair_s"] = time.perf_counter() - start if repair != "none" else 0.0  # + the shared fit, see below
+    return model.to(dtype).eval(), tokenizer, info
+
+
+def measure(model, tokenizer, corpora: dict, items: dict, batch_size: int) -> dict:
+    """Held-out PPL per corpus and (with items) zero-shot accuracy of a model, every layer it has kept."""
+    keep = np.ones(num_layers(model), dtype=bool)
+    out = variants.variant_perplexities(model, corpora, keep[None], batch_size, 0.0)[0]
+    return out | (variants.variant_zero_shot(model, tokenizer, keep, items, batch_size) if items else {})
+
+
+def markdown(table: pd.DataFrame, corpora: list[str], note: str) -> str:
+    full = table.iloc[0]
+    has_acc = "mean_acc" in table
+    lines = [
+        "# Repair on the default model, side by side",
+        "",
+        "| method | removed | dropped | repair | " + " | ".join(f"PPL {c} (x full)" for c in corpora)
+        + (" | mean acc ± s.e." if has_acc else "") + " | repair s |",
+        "|---|---|---|---|" + "---|" * (len(corpora) + 1 + has_acc),
+    ]  # fmt: skip
+    for r in table.to_dict("records"):
+        cells = [f"{r[f'ppl_{c}']:.2f} ({r[f'ppl_{c}'] / full[f'ppl_{c}']:.2f}x)" for c in corpora]
+        acc = [f"{r['mean_acc']:.3f} ± {r['mean_acc_se']:.3f}"] if has_acc else []
+        lines.append(
+            f"| {r['method']} | {r['n_drop']} | {r['dropped']} | {r['repair']} | " + " | ".join(cells + acc)
+            + f" | {r['repair_s']:.0f} |"
+        )  # fmt: skip
+    return "\n".join(lines + ["", note]) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="sleb", help="comma-separated methods of data/compare/compare.csv")
+    parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: all)")
+    parser.add_argument("--repairs", default=",".join(REPAIRS))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--eval-windows", type=int, default=None, help="held-out windows per corpus (compare's)")
+    parser.add_argument("--items", type=int, default=None, help="zero-shot items per task (compare's; 0: none)")
+    parser.add_argument("--out", default="repair")
+    args = parser.parse_args()
+    params, paths = load_params(ROOT / "params.yaml"), Paths(ROOT)
+    cut = args.eval_windows or params.compare.eval_windows
+    corpora = {r: read_windows(paths.eval_windows(r))[:cut] for r in params.prepare_data.eval_corpora}
+    n_items = params.compare.n_items if args.items is None else args.items
+    rng = np.random.default_rng
+    items = {t: load_task(t, n_items, rng(params.base.seed)) for t in params.evaluate.tasks} if n_items else {}
+    sets = pd.read_csv(paths.compare_dir / "compare.csv")
+    if "repair" in sets:
+        sets = sets[sets.repair == "none"]
+    ks = sorted(sets.n_drop.unique()[1:]) if args.ks is None else [int(k) for k in args.ks.split(",")]
+    dtype = getattr(torch, args.dtype)
+    began = time.perf_counter()
+    full, tokenizer = load_model(str(paths.model), dtype=dtype)
+    rows = [{"method": "full", "n_drop": 0, "dropped": "-", "repair": "none", "repair_s": 0.0}
+            | measure(full, tokenizer, corpora, items, params.compare.batch_size)]  # fmt: skip
+    del full
+    chosen = [(m, k, sets[(sets.method == m) & (sets.n_drop == k)].iloc[0].dropped)
+              for m in args.methods.split(",") for k in ks]  # fmt: skip
+    linear = any(r.startswith("linear") for r in args.repairs.split(","))
+    maps, fit_s = linear_maps(paths, params, [[int(x) for x in d.split()] for _, _, d in chosen]) if linear else ({}, 0)
+    for method, k, dropped in chosen:
+        for repair in args.repairs.split(","):
+            model, tokenizer, info = repaired(paths, params, [int(x) for x in dropped.split()], repair, dtype, maps)
+            metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
+            rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair} | info | metrics)
+            print(f"{method} -{k} {repair}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
+                  + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
+    table = pd.DataFrame(rows)
+    OUT.mkdir(parents=True, exist_ok=True)
+    table.to_csv(OUT / f"{args.out}.csv", index=False)
+    command = "python -m bench.repair " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"
+    )
+    note = (
+        f"{args.dtype}; held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
+        f"(compare's); zero-shot: {f'{n_items} items per task' if items else 'not measured'}. Repairs as the "
+        f"repair stage does them (repair.ridge {params.repair.ridge}, loss {params.repair.loss}, "
+        f"{params.prepare_data.repair_windows} repair windows of calibration-source text; LoRA "
+        f"{params.repair.lora_steps} steps of {params.repair.lora_batch_size} windows, r {params.repair.lora_r}, "
+        f"alpha {params.repair.lora_alpha}, lr {params.repair.lora_lr}). The wiki held-out windows share the "
+        "calibration source's domain; news and web measure what transfers. repair s: wall time on this machine, "
+        f"indicative, after the linear maps of every run were fitted in one pass over the repair windows "
+        f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
+    )
+    (OUT / f"{args.out}.md").write_text(markdown(table, list(corpora), note))
+    (OUT / f"{args.out}.json").write_text(json.dumps({"args": vars(args)}, indent=2) + "\n")
+    print(markdown(table, list(corpora), note))
+
+
+if __name__ == "__main__":
+    main()
