@@ -29,8 +29,8 @@ def smol_tokenizer():
     return AutoTokenizer.from_pretrained(smol_dir(), gguf_file=SMOL_GGUF)
 
 
-def tiny_llama(n_layers: int = 6, seed: int = 0, vocab_size: int = 49152) -> LlamaForCausalLM:
-    """A tiny randomly initialised LLaMA (real SmolLM2 vocabulary, so the real tokenizer fits)."""
+def tiny_llama(n_layers: int = 6, seed: int = 0, vocab_size: int = 49152, tied: bool = True) -> LlamaForCausalLM:
+    """A tiny randomly initialised LLaMA (real SmolLM2 vocabulary by default, so the real tokenizer fits)."""
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=16,
@@ -39,7 +39,7 @@ def tiny_llama(n_layers: int = 6, seed: int = 0, vocab_size: int = 49152) -> Lla
         num_attention_heads=2,
         num_key_value_heads=1,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=2,

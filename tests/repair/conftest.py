@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM
 
 from shapprune.surgery import decoder_layers
+from tests.conftest import tiny_llama
 
 VOCAB = 512
 
@@ -23,26 +24,8 @@ def one_thread():
 
 
 def tiny(n_layers: int = 6, seed: int = 0, tied: bool = True, vocab_size: int = VOCAB) -> LlamaForCausalLM:
-    """Like tests.conftest.tiny_llama (hidden 16, larger random weights), with a small vocabulary."""
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=n_layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        tie_word_embeddings=tied,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-        for p in model.parameters():
-            p.data.mul_(8.0 if p.dim() > 1 else 1.0)
-    return model.eval()
+    """tests.conftest.tiny_llama with a small vocabulary (fast logits)."""
+    return tiny_llama(n_layers, seed, vocab_size, tied)
 
 
 @torch.no_grad()
