@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shapprune.config import STAGE_PARAMS, load_params
+from shapprune.config import load_params
+from shapprune.stage_inputs import STAGE_PARAMS
 from tasks.shared import runtime
 from tasks.shared.runtime import Stage
 from tasks.shared.tracking import NullTracker

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from shapprune.config import STAGE_PARAMS, ConfigError, Params, ParamsView, StageInputs, declared, load_params
+from shapprune.config import ConfigError, Params, load_params
 from shapprune.integrity import CorruptModelError
+from shapprune.stage_inputs import STAGE_PARAMS, ParamsView, StageInputs, declared
 from tasks.shared.guards import stage_lock
 from tasks.shared.paths import Paths
 from tasks.shared.tracking import NullTracker, Tracker, mlflow_stage
@@ -78,7 +79,7 @@ class Stage:
 
     @property
     def inputs(self) -> StageInputs:
-        """The params this stage reads, from ``shapprune.config.STAGE_PARAMS``."""
+        """The params this stage reads, from ``shapprune.stage_inputs.STAGE_PARAMS``."""
         return STAGE_PARAMS[self.name.split("@")[0]]
 
     @property
