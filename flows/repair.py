@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 from prefect import flow
 
 from shapprune.models import resolve_device
 from tasks.repair import WORK, kept_mask, repair_model
-from tasks.shared.contracts import read_json, write_json
+from tasks.shared.contracts import write_json
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import log_model_dir
 
@@ -28,7 +29,7 @@ def repair(root: str = ".") -> dict:
     keep = kept_mask(paths)
 
     info = repair_model(paths, cfg, keep, stage.params.base.seed, resolve_device(stage.params.base.device))
-    info["dropped_layers"] = read_json(paths.pruned / "pruning.json")["dropped_layers"]
+    info["dropped_layers"] = np.flatnonzero(~keep).tolist()  # prune's dropped layers, derived from its kept ones
     write_json(paths.repaired / "repair.json", info)
     write_json(paths.metrics_file("repair"), info)
     shutil.rmtree(paths.root.joinpath(*WORK), ignore_errors=True)  # done: its checkpoints are not needed
