@@ -36,6 +36,28 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives a headless Chromium (skipped when chromium is absent)")
 
 
+TRANSIENT = {429, 502, 503, 504}  # what Prefect's own client retries (a busy sqlite answers 503)
+
+
+def api_call(method: str, url: str, patience: float = 120, **kwargs) -> httpx.Response:
+    """One Prefect REST call, retried on transient answers and dropped connections, as Prefect's client does."""
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            resp = httpx.request(method, url, timeout=30, **kwargs)
+            if resp.status_code not in TRANSIENT:
+                return resp
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if time.monotonic() > deadline:
+                return resp
+        time.sleep(delay)
+        delay = min(2 * delay, 5)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,24 +221,25 @@ def served_run(ui_servers, ui_project):
         deployment = None
         deadline = time.monotonic() + 180
         while deployment is None:
-            resp = httpx.get(f"{api}/deployments/name/{DEPLOYMENT}", timeout=10)
+            resp = api_call("GET", f"{api}/deployments/name/{DEPLOYMENT}")
             if resp.status_code == 200:
                 deployment = resp.json()
             elif serve.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"deployment {DEPLOYMENT} never appeared:\n{serve.tail()}")
             else:
                 time.sleep(0.5)
-        # what the UI's "Run" button does: a flow run of the deployment, parameters from the run form
-        resp = httpx.post(
+        # what the UI's "Run" button does: a flow run of the deployment, parameters from the run form;
+        # the idempotency key makes a retried request (the server busy) return the same run, never a second
+        resp = api_call(
+            "POST",
             f"{api}/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": {"targets": targets}},
-            timeout=30,
+            json={"parameters": {"targets": targets}, "idempotency_key": f"ui-test-{os.getpid()}"},
         )
         resp.raise_for_status()
         run_id = resp.json()["id"]
         deadline = time.monotonic() + (900 if targets is None else 300)
         while True:
-            flow_run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+            flow_run = api_call("GET", f"{api}/flow_runs/{run_id}").json()
             state = (flow_run.get("state") or {}).get("type")
             if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} or time.monotonic() > deadline:
                 break
