@@ -1,6 +1,5 @@
 # Two commands do everything on a fresh clone:  `make repro` (the pipeline)  and  `make test` (the tests).
 SHELL := /bin/bash
-export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false

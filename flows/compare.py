@@ -160,11 +160,12 @@ def compare(root: str = ".") -> dict:
             close(fig)
         tracker.log_parent_artifact(paths.compare_report)
         tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
-        for row in table[table.n_drop > 0].to_dict("records"):  # one run per cell: the MLflow table compares them
+        for row in table.to_dict("records"):  # one run per cell, the full model's too: MLflow's table compares them
             metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
             cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
             metrics = {k: v for k, v in metrics.items() if k not in cell}
             name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
+            name = "full model" if row["n_drop"] == 0 else name
             tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
         tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
         for stale in store.directory.parent.glob("*"):  # parts of other models, windows, options or code

@@ -19,11 +19,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from tasks.shared.progress import PrefectProgress
 from tasks.shared.runtime import OFFLINE_ENV
@@ -61,11 +64,52 @@ def dvc_command(overrides: dict[str, str] | None, force: bool, targets: list[str
     return [*cmd, "--force"] if force else cmd
 
 
+@dataclass
+class DvcOutput:
+    """The lines of one running ``dvc repro``, read by one stage task after another."""
+
+    proc: subprocess.Popen
+    lines: Iterator[str]
+    tail: list[str] = field(default_factory=list)
+    next_stage: str | None = None  # the stage whose first line was read but not yet handed to its task
+    skipped: bool = False
+
+    def read(self) -> Iterator[str]:
+        """Lines up to (not including) the next stage's first line; sets ``next_stage`` (None at the end)."""
+        self.next_stage = None
+        for raw in self.lines:
+            line = raw.rstrip()
+            self.tail = (self.tail + [line])[-200:]
+            stage = stage_event(line)
+            if stage:
+                self.next_stage, self.skipped = stage, line.endswith("skipping")
+                return
+            yield line
+
+
+@task(name="dvc-stage", cache_policy=NO_CACHE)
+def stage_task(stage: str, skipped: bool, output: DvcOutput) -> str:
+    """One DVC stage as a task run of the pipeline's flow run: its state, duration and output lines.
+
+    The task lasts while ``dvc repro`` prints that stage's output (a stage DVC skips lasts an instant);
+    the stage's own flow run (and its MLflow run, which names it) holds the details.
+    """
+    logger = get_run_logger()
+    logger.info("Stage '%s' didn't change, skipping" if skipped else "Running stage '%s'", stage)
+    for line in output.read():
+        if line.strip():
+            logger.info(line)
+    if output.next_stage is None and output.proc.wait() != 0:  # dvc stopped in this stage
+        tail = "\n".join(output.tail[-40:])
+        raise RuntimeError(f"stage {stage} failed (dvc exit {output.proc.returncode}):\n{tail}")
+    return "unchanged" if skipped else "ran"
+
+
 @flow(name="pipeline", log_prints=True, retries=0)
 def pipeline(
     overrides: dict[str, str] | None = None, force: bool = False, root: str = ".", targets: list[str] | None = None
 ) -> dict:
-    """Reproduce the DVC pipeline; fails (with the failing stage's output in the log) if any stage fails."""
+    """Reproduce the DVC pipeline, one task run per stage; fails (with the stage's output in its log) if one fails."""
     logger = get_run_logger()
     run_id = str(runtime.flow_run.id or "local")
     env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}
@@ -74,22 +118,23 @@ def pipeline(
     cmd = dvc_command(overrides, force, targets)
     logger.info("running: %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    tail: list[str] = []
     total, seen = count_stages(Path(root) / "dvc.yaml"), []
     bar = PrefectProgress("pipeline-progress", f"stages of `{' '.join(cmd)}` ({total})")
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = (tail + [line])[-200:]
-        stage = stage_event(line)
-        if stage and total:  # a stage starts (or is skipped): the ones before it are done
-            seen.append(stage)
+    output = DvcOutput(proc, iter(proc.stdout))
+    for line in output.read():  # what dvc prints before the first stage
+        logger.info(line)
+    while output.next_stage is not None:
+        stage, skipped = output.next_stage, output.skipped
+        seen.append(stage)
+        if total:  # a stage starts (or is skipped): the ones before it are done
             bar.update(100 * (len(seen) - 1) / total, f"{len(seen) - 1}/{total} stages done; now `{stage}`")
-        if line.startswith(("Running stage", "Stage '", "stage ", "error:", "ERROR", "WARNING")) or "scored" in line:
-            logger.info(line)
+        named = stage_task.with_options(task_run_name=stage + (" (unchanged)" if skipped else ""))
+        if named(stage, skipped, output, return_state=True).is_failed():
+            break
     if proc.wait() != 0:
         bar.update(bar.percent, f"failed in stage `{seen[-1] if seen else '?'}`")
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n" + "\n".join(tail[-40:]))
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n" + "\n".join(output.tail[-40:]))
     bar.update(100, f"finished: {len(set(seen))} stages visited ({total} in dvc.yaml)")
     summary_path = Path(root) / "reports" / "summary.md"
     metrics_path = Path(root) / "metrics.json"

@@ -13,7 +13,7 @@ from tasks.shared.runtime import Stage, stage_main
 def prepare_model(root: str = ".") -> dict:
     stage = Stage.open("prepare_model", root)
     with stage.tracking() as tracker:
-        info = materialise_model(stage.params.base.model, stage.paths.model)
+        info = materialise_model(stage.params.base.model, stage.paths.model, stage.params.base.revision)
         info["source"] = stage.params.base.model
         write_json(stage.paths.metrics_file("prepare_model"), info)
         tracker.log_metrics({"n_layers": info["n_layers"], "parameters": info["parameters"]})

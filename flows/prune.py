@@ -11,7 +11,7 @@ import math
 
 from prefect import flow, get_run_logger
 
-from tasks.prune import choose_layers, prune_and_save
+from tasks.prune import choose_layers, llm_evaluations, prune_and_save
 from tasks.shared.contracts import write_json
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import log_model_dir
@@ -38,6 +38,7 @@ def prune(root: str = ".") -> dict:
         "kept_layers": choice.kept,
         "boundary_z": choice.boundary_z if has_stderr else None,
         "boundary_separated": choice.separated if has_stderr else None,
+        "llm_evaluations": llm_evaluations(paths, stage.params.prune.method),
     }
     write_json(paths.pruned / "pruning.json", info)
 

@@ -25,6 +25,7 @@ class _Section(BaseModel):
 class Base(_Section):
     seed: int = Field(ge=0)
     model: str
+    revision: str | None = Field(description="hub ids only: the commit, tag or branch to load; null = main")
     device: str
     dtype: Literal["auto", "float32", "bfloat16", "float16"]
     threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
@@ -311,6 +312,22 @@ class Report(_Section):
     pass
 
 
+class Export(_Section):
+    """The shippable model: the repaired weights in ``dtype`` with a card, a GGUF file, an MLflow registry entry."""
+
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(description="precision of the saved HF folder")
+    gguf: Literal["auto", "true", "false"] = Field(description="auto: write model.gguf when base.model is a GGUF")
+    base_model: str | None = Field(description="the card's base_model (the source's hub id); null = base.model")
+    registered_name: str | None = Field(description="MLflow registry name; null = shapprune-<base_model's name>")
+    mlflow_max_mb: float = Field(ge=0, description="larger exports are logged by reference and not registered")
+    check_windows: int = Field(ge=1, description="validation windows on which each shipped file is checked")
+
+    @field_validator("gguf", mode="before")
+    @classmethod
+    def _gguf(cls, v: object) -> object:
+        return str(v).lower() if isinstance(v, bool) else v  # YAML's true/false, as the strings the schema lists
+
+
 class Params(_Section):
     base: Base
     prepare_model: PrepareModel
@@ -326,6 +343,7 @@ class Params(_Section):
     evaluate: Evaluate
     compare: Compare
     report: Report
+    export: Export
 
     @model_validator(mode="after")
     def _cross(self) -> Params:

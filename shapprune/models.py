@@ -37,6 +37,11 @@ class ModelSource:
     def is_local(self) -> bool:
         return Path(self.location).exists()
 
+    @property
+    def needs_hub(self) -> bool:
+        """A hub id: loading it needs internet (or a filled HF cache)."""
+        return not self.is_local and self.gguf_file is None
+
 
 def resolve_source(spec: str) -> ModelSource:
     """Turn a ``base.model`` string into a :class:`ModelSource`; raise a one-line error naming the fix."""
@@ -94,15 +99,21 @@ def gguf_fix(spec: str) -> str:
     return "download the file again or point base.model at another model"
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> tuple[PreTrainedModel, object]:
+def load_model(
+    spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", revision: str | None = None
+) -> tuple[PreTrainedModel, object]:
     """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy.
+
+    ``revision`` pins a hub id's commit, tag or branch (ignored for local sources).
 
     A truncated or damaged weights file raises :class:`~shapprune.integrity.CorruptModelError` (one line,
     naming the file): saved directories are checked before loading (headers only), GGUF files after a
     failed load.
     """
     source = resolve_source(spec)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    kwargs: dict = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    if revision and source.needs_hub:
+        kwargs["revision"] = revision
     if source.gguf_file is None and source.is_local:
         check_model_dir(source.location)
     try:
@@ -114,9 +125,10 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
         if not isinstance(err, OSError):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        offline = " (HF_HUB_OFFLINE is set: unset it to download)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise ValueError(
-            f"base.model: cannot load '{spec}' ({first}); check the hub id and your connection, "
-            "or use a local directory or a .gguf file"
+            f"base.model: cannot load '{spec}'{offline} ({first}); check the hub id, base.revision and your "
+            "connection, or use a local directory or a .gguf file"
         ) from None
     if source.gguf_file:
         model = clean_copy(model)

@@ -28,7 +28,7 @@ class StageInputs:
 
 _MODEL = ("base.model", "base.device", "base.dtype")
 STAGE_PARAMS: dict[str, StageInputs] = {
-    "prepare_model": StageInputs(("base.model",)),
+    "prepare_model": StageInputs(("base.model", "base.revision")),
     "prepare_data": StageInputs(("base.seed", "prepare_data")),
     "sample_masks": StageInputs(("base.seed", "sample_masks", "estimate_shapley")),
     "score_masks": StageInputs(
@@ -92,6 +92,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
         ("base.threads",),
     ),
     "report": StageInputs(()),
+    "export": StageInputs(("base.model", "export"), ("base.threads",)),
 }
 
 

@@ -30,8 +30,8 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:
     retry_delay_seconds=5,
     retry_condition_fn=_retry_unless_bad_input,
 )
-def materialise_model(spec: str, out_dir: Path) -> dict:
-    """Load ``base.model`` (hub id, directory or GGUF) in fp32 and save a clean safetensors copy."""
-    model, tokenizer = load_model(spec)
+def materialise_model(spec: str, out_dir: Path, revision: str | None = None) -> dict:
+    """Load ``base.model`` (hub id at ``revision``, directory or GGUF) in fp32 and save a clean safetensors copy."""
+    model, tokenizer = load_model(spec, revision=revision)
     save_model(model, tokenizer, out_dir)
     return {"n_layers": num_layers(model), "parameters": parameter_count(model), "model_type": model.config.model_type}

@@ -13,7 +13,7 @@ from shapprune.config import ConfigError
 from shapprune.models import load_model, parameter_count, save_model
 from shapprune.prune import PruningChoice, drop_lowest
 from shapprune.surgery import keep_layers, num_layers
-from tasks.shared.contracts import LayerTable, SelectionTable, ShapleyTable
+from tasks.shared.contracts import LayerTable, ScoringSummary, SelectionTable, ShapleyTable
 from tasks.shared.paths import Paths
 
 
@@ -53,6 +53,18 @@ def choose_layers(paths: Paths, method: str, n_drop_of: Callable[[int], int]) ->
         table.n_layers,
         _recorded(f"{method} recorded layer sets for", table.chosen, table.n_layers, n_drop_of(table.n_layers), fix),
     )
+
+
+def llm_evaluations(paths: Paths, method: str) -> int | None:
+    """LLM evaluations spent choosing the layers: the scored masks (select, shapley) plus select's own, or
+    what a baseline recorded; None where nothing recorded it."""
+    scored = paths.metrics_file("score_masks")
+    if method == "select":
+        return ScoringSummary.read(scored).n_masks + SelectionTable.read(paths.select_json).n_evaluations
+    if method == "shapley":
+        return ScoringSummary.read(scored).n_masks
+    spent = LayerTable.read(paths.layer_scores_json).raw.get("llm_evaluations")
+    return None if spent is None else int(spent)
 
 
 @task(name="prune-and-save", cache_policy=NO_CACHE)

@@ -87,6 +87,10 @@ class Paths:
     def repaired(self) -> Path:
         return self.root / "data" / "repaired"
 
+    @property
+    def export(self) -> Path:
+        return self.root / "data" / "export"
+
     def eval_metrics(self, which: str) -> Path:
         return self.root / "data" / "metrics" / f"eval_{which}.json"
 

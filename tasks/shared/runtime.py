@@ -21,8 +21,7 @@ from tasks.shared.guards import stage_lock
 from tasks.shared.paths import Paths
 from tasks.shared.tracking import NullTracker, Tracker, mlflow_stage
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
+OFFLINE_ENV = {  # the hub is offline only where nothing needs it: see hub_env
     "HF_DATASETS_OFFLINE": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -113,6 +112,19 @@ class Stage:
                 print(f"WARNING: could not log {self.name}'s outputs to MLflow: {err}", file=sys.stderr)
 
 
+def hub_env(params: Params) -> None:
+    """``HF_HUB_OFFLINE=1`` unless ``base.model`` is a hub id (a user's own setting always wins): the packaged
+    default and local models never wait on a network, a hub model downloads."""
+    from shapprune.models import resolve_source
+
+    try:
+        needs_hub = resolve_source(params.base.model).needs_hub
+    except ValueError:
+        needs_hub = False  # a bad base.model is reported by the stage that loads it
+    if not needs_hub:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 def stage_main(
     flow: Callable[..., Any],
     argv: list[str] | None = None,
@@ -128,7 +140,7 @@ def stage_main(
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        load_params(Path(args.root) / "params.yaml")
+        hub_env(load_params(Path(args.root) / "params.yaml"))
         name = flow.name + (f"@{args.which}" if getattr(args, "which", None) else "")
         with stage_lock(Path(args.root).resolve(), name):
             flow(**vars(args))

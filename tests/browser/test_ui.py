@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -130,6 +131,15 @@ def test_served_pipeline_run_shows_in_prefect_and_mlflow(served_run, chromium_pa
     assert {"prepare_model", "sample_masks"} <= set(children) <= lock_stages
     masks = children["sample_masks"]
     n_masks = int(masks.data.metrics["n_masks"])
+    # the served run's stages are its task runs (state, duration, log), and each stage's MLflow run names
+    # the stage's own Prefect flow run
+    api = f"{run.prefect_url}/api"
+    where = {"flow_runs": {"id": {"any_": [flow_run["id"]]}}}
+    tasks = httpx.post(f"{api}/task_runs/filter", json=where, timeout=30).json()
+    states = {t["name"].removesuffix(" (unchanged)"): t["state"]["type"] for t in tasks}
+    assert {"prepare_model", "sample_masks"} <= set(states) and set(states.values()) == {"COMPLETED"}
+    stage_flow_run = httpx.get(f"{api}/flow_runs/{masks.data.tags['prefect.flow_run_id']}", timeout=30).json()
+    assert stage_flow_run["name"] == masks.data.tags["prefect.flow_run_name"]
 
     with Chromium(chromium_path, tmp_path / "profile") as browser:
         # Prefect: the flow run of the served deployment, its state and the stages in its log

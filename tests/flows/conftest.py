@@ -33,6 +33,7 @@ def tiny_params(model_dir: Path) -> dict:
     params["evaluate"].update(tasks=["piqa", "winogrande"], n_items=4, batch_size=8)
     methods = ["select", "shapley", "block_influence", "sleb", "random"]
     params["compare"].update(methods=methods, ratios=[0.34], n_items=4)
+    params["export"].update(base_model="tiny/tiny-llama", check_windows=2)
     return params
 
 
@@ -114,6 +115,7 @@ def tiny_pipeline(tmp_path_factory, tiny_model_dir, prefect_api) -> Iterator[Tin
     from flows.compare import compare
     from flows.estimate_shapley import estimate_shapley
     from flows.evaluate import evaluate
+    from flows.export import export
     from flows.fit_surrogate import fit_surrogate
     from flows.prepare_data import prepare_data
     from flows.prepare_model import prepare_model
@@ -142,6 +144,7 @@ def tiny_pipeline(tmp_path_factory, tiny_model_dir, prefect_api) -> Iterator[Tin
           for which in ("full", "pruned", "repaired")),
         ("compare", compare),
         ("report", report),
+        ("export", export),
     ]  # fmt: skip
     results = {}
     with pytest.MonkeyPatch.context() as mp:

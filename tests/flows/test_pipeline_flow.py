@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
+from flows import pipeline as pipeline_module
 from flows.pipeline import count_stages, dvc_command, stage_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,3 +36,43 @@ def test_count_stages_expands_foreach(tmp_path):
     assert count_stages(tmp_path / "missing.yaml") == 0
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert count_stages(ROOT / "dvc.yaml") == len(stages) + len(stages["evaluate"]["foreach"]) - 1
+
+
+FAKE_DVC = """
+    import sys, time
+    print("Stage 'prepare_model' didn't change, skipping")
+    print("Running stage 'prepare_data':")
+    print("> python -m flows.prepare_data")
+    print("saved 12 windows")
+    time.sleep(0.3)
+    print("Running stage 'sample_masks':")
+    print("error: sample_masks: something is wrong")
+    sys.exit(2)
+"""
+
+
+def test_each_dvc_stage_is_a_task_run_with_its_state_and_output(prefect_api, tmp_path, monkeypatch):
+    """The served pipeline's flow run shows its stages as task runs: unchanged, ran, failed (with the log)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    script = tmp_path / "fake_dvc.py"
+    script.write_text(textwrap.dedent(FAKE_DVC))
+    monkeypatch.setattr(pipeline_module, "dvc_command", lambda *a, **k: [sys.executable, str(script)])
+    state = pipeline_module.pipeline(root=str(tmp_path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match="exit 2"):
+        state.result()
+
+    async def task_runs():
+        async with get_client() as client:
+            flow_id = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            return await client.read_task_runs(flow_run_filter=flow_id)
+
+    import asyncio
+
+    runs = {r.name: r for r in asyncio.run(task_runs())}
+    assert set(runs) == {"prepare_model (unchanged)", "prepare_data", "sample_masks"}
+    assert runs["prepare_model (unchanged)"].state.is_completed() and runs["prepare_data"].state.is_completed()
+    assert runs["sample_masks"].state.is_failed()
+    assert runs["prepare_data"].total_run_time.total_seconds() >= 0.2  # it lasts while its output comes

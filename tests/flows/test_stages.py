@@ -19,6 +19,23 @@ from flows.select import select
 from tests.flows.conftest import update_params
 
 
+def _artifacts(flow_run_id: str, key: str) -> list:
+    """The Prefect artifacts with ``key`` of one flow run (the session's test server)."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    async def read() -> list:
+        async with get_client() as client:
+            where = ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=[key])
+            )
+            return await client.read_artifacts(artifact_filter=where)
+
+    return asyncio.run(read())
+
+
 def test_all_stages_produce_their_artifacts(tiny_pipeline):
     workspace, results = tiny_pipeline.root, tiny_pipeline.results
     assert results["prepare_model"]["n_layers"] == 6
@@ -123,13 +140,21 @@ def test_all_stages_produce_their_artifacts(tiny_pipeline):
         "evaluate@repaired",
         "compare",
         "report",
+        "export",
     }
     compare_run = next(r for r in children if r.data.tags["dvc_stage"] == "compare").info.run_id
     cells = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == compare_run]  # per (method, k, repair)
     assert len(children) + len(cells) + 1 == len(runs)
     assert sorted((r.data.params["method"], r.data.params["repair"]) for r in cells) == sorted(
-        zip(table.method[1:], table.repair[1:])
-    )
+        zip(table.method, table.repair)
+    )  # the full model's row included: the baseline of MLflow's comparison
+    for child in children:  # each stage's MLflow run names its Prefect flow run, and that flow run links back
+        flow_run_id = child.data.tags["prefect.flow_run_id"]
+        assert child.data.tags["prefect.flow_run_name"]
+        [link] = _artifacts(flow_run_id, "mlflow-run")
+        assert f"/#/experiments/{child.info.experiment_id}/runs/{child.info.run_id}" in link.data  # a markdown link
+    full_cell = next(r for r in cells if r.data.params["method"] == "full")
+    assert full_cell.info.run_name == "full model" and full_cell.data.params["n_drop"] == "0"
     sleb_cell = next(r for r in cells if r.data.params["method"] == "sleb" and r.data.params["repair"] == "none")
     assert sleb_cell.data.params["n_drop"] == "2"
     assert sleb_cell.data.params["dropped_layers"] == row.loc["sleb", "dropped"]

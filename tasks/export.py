@@ -1,0 +1,122 @@
+"""Prefect tasks of the ``export`` stage: the shippable HF folder with its card, the GGUF file, their checks."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from shapprune.config import ConfigError
+from shapprune.export.card import CardFacts, Evaluation, model_card
+from shapprune.export.gguf import GGUFExport, export_gguf
+from shapprune.models import DTYPES, resolve_source, save_model
+from shapprune.scoring import window_nll
+from tasks.shared.contracts import read_json
+from tasks.shared.paths import Paths
+
+GGUF_NAME = "model.gguf"
+
+
+def evaluation(path: Path) -> Evaluation:
+    """``data/metrics/eval_<which>.json`` as the card's :class:`Evaluation`."""
+    d = read_json(path)
+    zero = {t: (r["acc"], r["acc_stderr"], int(r["n"])) for t, r in (d.get("zero_shot") or {}).items()}
+    return Evaluation({c: float(v) for c, v in d["ppl"].items()}, zero)
+
+
+def gguf_source(spec: str, mode: str) -> Path | None:
+    """The source GGUF file to cut when ``export.gguf`` asks for one (``auto``: when there is one), else None."""
+    source = resolve_source(spec)
+    if source.gguf_file is None:
+        if mode == "true":
+            raise ConfigError(
+                f"export.gguf: true needs base.model to be a GGUF file (it is '{spec}'); set export.gguf: auto, "
+                "or convert data/export/model with llama.cpp's convert_hf_to_gguf.py"
+            )
+        return None
+    return Path(source.location) / source.gguf_file if mode != "false" else None
+
+
+@task(name="save-shippable", cache_policy=NO_CACHE)
+def save_shippable(model: PreTrainedModel, tokenizer: object, out: Path, dtype: str) -> dict[str, int]:
+    """``model`` in ``dtype`` with its tokenizer and generation config under ``out``; returns file -> bytes."""
+    shipped = copy.deepcopy(model).to(DTYPES[dtype])  # a copy: ``model`` stays the fp32 reference
+    save_model(shipped, tokenizer, out)
+    return {f.name: f.stat().st_size for f in sorted(out.iterdir()) if f.is_file()}
+
+
+@task(name="write-gguf", cache_policy=NO_CACHE)
+def write_gguf(model: PreTrainedModel, source: Path, out: Path, kept: list[int], dropped: list[int]) -> GGUFExport:
+    """The source GGUF cut to the kept blocks, with the tensors the repair changed quantised again."""
+    state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    config = model.config
+    heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    extra = {"shapprune.dropped_layers": ",".join(map(str, dropped))}
+    return export_gguf(source, out, kept, state, heads, extra)
+
+
+@task(name="check-roundtrip", cache_policy=NO_CACHE)
+def check_roundtrip(reference: PreTrainedModel, out: Path, windows: np.ndarray, with_gguf: bool) -> dict:
+    """Reload each shipped file as a user would and compare its NLL and logits with the fp32 model in memory."""
+
+    def compare(loaded: PreTrainedModel) -> dict:
+        with torch.no_grad():
+            ids = torch.as_tensor(windows[:1])
+            gap = (loaded(ids).logits.float() - reference(ids).logits.float()).abs().max().item()
+        nll = window_nll(loaded.float().eval(), windows).mean
+        return {"nll": nll, "ppl": math.exp(nll), "max_abs_logit_diff": gap}
+
+    result = {"windows": int(len(windows)), "fp32": {"nll": window_nll(reference, windows).mean}}
+    result["fp32"]["ppl"] = math.exp(result["fp32"]["nll"])
+    result["hf"] = compare(AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32).eval())
+    if with_gguf:
+        loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
+        result["gguf"] = compare(loaded)
+    return result
+
+
+def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit: str, licence: str | None):
+    """The card's facts from prune's, repair's and evaluate's outputs (``params``: the stage's ParamsView)."""
+    pruning = read_json(paths.pruned / "pruning.json")
+    repair = read_json(paths.repaired / "repair.json")
+    linear = repair.get("linear") or {}
+    lora = repair.get("lora") or {}
+    detail = []
+    if linear:
+        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"])
+        detail.append(f"least-squares maps merged after the removed runs {runs}" if runs else "no run repaired")
+    if lora:
+        detail.append(f"LoRA {lora['steps']} steps, merged")
+    base = params.export.base_model or params.base.model
+    return CardFacts(
+        name=f"{base.rsplit('/', 1)[-1]}, {pruning['n_dropped']} layers removed",
+        base_model=base,
+        source=params.base.model,
+        method=pruning["method"],
+        n_layers_before=int(pruning["n_layers_before"]),
+        dropped=list(pruning["dropped_layers"]),
+        parameters_before=int(pruning["parameters_before"]),
+        parameters_after=int(repair.get("parameters", pruning["parameters_after"])),
+        repair=repair["method"],
+        repair_detail="; ".join(detail),
+        llm_evaluations=pruning.get("llm_evaluations"),
+        dtype=params.export.dtype,
+        full=evaluation(paths.eval_metrics("full")),
+        pruned=evaluation(paths.eval_metrics("repaired")),
+        command=command,
+        commit=commit,
+        license=licence,
+        files=files,
+    )
+
+
+def write_card(out: Path, facts: CardFacts) -> Path:
+    path = out / "README.md"
+    path.write_text(model_card(facts))
+    return path

@@ -1,0 +1,103 @@
+"""GGUF export of the real default model: kept blocks copied byte for byte, changed tensors quantised again,
+and the file read back by transformers' own GGUF loader gives the pruned model's logits."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from shapprune.export.gguf import LAYOUTS, _permute, _quantise, _unpermute, export_gguf
+from shapprune.models import load_model
+from shapprune.surgery import keep_layers
+from tests.conftest import SMOL_GGUF, smol_dir
+
+DROPPED = (13, 14, 15, 16, 17, 18)
+KEPT = [i for i in range(30) if i not in DROPPED]
+HEADS = (9, 3)  # SmolLM2-135M: 9 query heads, 3 key/value heads
+
+
+@pytest.fixture(scope="module")
+def pruned():
+    """The default model with DROPPED removed, fp32, as the pipeline's prune stage leaves it (plus tokenizer)."""
+    model, tokenizer = load_model(str(smol_dir() / SMOL_GGUF))
+    keep = np.isin(np.arange(30), KEPT)
+    return keep_layers(model, keep), tokenizer
+
+
+def _state(model) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy() for k, v in model.state_dict().items()}
+
+
+def _reload(path):
+    return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def ids(pruned):
+    return pruned[1]("The capital of France is Paris; the capital of Italy is", return_tensors="pt").input_ids
+
+
+@pytest.mark.slow
+def test_a_pruned_model_is_copied_byte_for_byte_and_gives_the_same_logits(pruned, ids, tmp_path):
+    model, tokenizer = pruned
+    out = export_gguf(smol_dir() / SMOL_GGUF, tmp_path / "m.gguf", KEPT, _state(model), HEADS, {"x.note": "hi"})
+    assert out.requantised == {} and len(out.copied) == 1 + 24 * 9 + 1  # embedding, 9 per block, final norm
+    reader = gguf.GGUFReader(str(out.path))
+    assert reader.fields["llama.block_count"].contents() == 24
+    assert reader.fields["x.note"].contents() == "hi"
+    source = gguf.GGUFReader(str(smol_dir() / SMOL_GGUF))
+    src = {t.name: t for t in source.tensors}
+    for t in reader.tensors:  # blk.13 of the export is blk.19 of the source, bytes and type unchanged
+        block, _, rest = t.name.partition(".")[2].partition(".")
+        origin = f"blk.{KEPT[int(block)]}.{rest}" if t.name.startswith("blk.") else t.name
+        assert t.tensor_type == src[origin].tensor_type and np.array_equal(t.data, src[origin].data), t.name
+    reloaded = _reload(out.path)
+    assert reloaded.config.num_hidden_layers == 24
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)
+    exported_tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file="m.gguf")  # the tokenizer travelled too
+    assert exported_tok("a pruned model").input_ids == tokenizer("a pruned model").input_ids
+
+
+@pytest.mark.slow
+def test_tensors_a_repair_changed_are_quantised_again_in_their_own_type(pruned, ids, tmp_path):
+    model, _ = pruned
+    state = _state(model)
+    rng = np.random.default_rng(0)
+    changed = {"model.layers.12.mlp.down_proj.weight": "blk.12.ffn_down.weight",
+               "model.layers.13.self_attn.k_proj.weight": "blk.13.attn_k.weight"}  # fmt: skip
+    for hf in changed:  # a merged repair: the weight moves by about its own scale
+        state[hf] = state[hf] + 0.5 * state[hf].std() * rng.standard_normal(state[hf].shape).astype(np.float32)
+    out = export_gguf(smol_dir() / SMOL_GGUF, tmp_path / "m.gguf", KEPT, state, HEADS)
+    assert out.requantised == {name: "Q4_1" for name in changed.values()}
+    reloaded = _reload(out.path).state_dict()
+    for hf, value in state.items():
+        got = reloaded[hf].numpy()
+        if hf in changed:  # Q4_1 of the new weight (a wrong rotary permutation would be off by the weight itself)
+            err = np.abs(got - value).max() / np.abs(value).max()
+            assert err < 0.1 and not np.array_equal(got, model.state_dict()[hf].numpy()), hf
+        else:
+            assert np.array_equal(got, value), hf
+
+
+def test_the_rotary_permutation_and_gemma_norm_offset_invert():
+    w = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
+    for heads in (1, 2, 3, 6):
+        assert np.array_equal(_unpermute(_permute(w, heads), heads), w)
+    assert not np.array_equal(_permute(w, 3), w)
+    for arch, layout in LAYOUTS.items():
+        for name in ("blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_norm.weight", "output_norm.weight"):
+            assert np.allclose(layout.to_hf(name, layout.to_gguf(name, w, (6, 3)), (6, 3)), w), (arch, name)
+
+
+def test_types_gguf_cannot_quantise_fall_back_to_q8_0_then_f16():
+    w = np.random.default_rng(0).standard_normal((4, 256)).astype(np.float32)
+    assert _quantise(w, gguf.GGMLQuantizationType.Q4_1)[1] == gguf.GGMLQuantizationType.Q4_1
+    assert _quantise(w, gguf.GGMLQuantizationType.Q4_K)[1] == gguf.GGMLQuantizationType.Q8_0  # no K-quantiser
+    data, qtype = _quantise(w[:, :40], gguf.GGMLQuantizationType.Q4_1)  # 40 columns fit no 32-wide block
+    assert qtype == gguf.GGMLQuantizationType.F16 and data.dtype == np.float16
+    data, qtype = _quantise(w, gguf.GGMLQuantizationType.F32)
+    assert qtype == gguf.GGMLQuantizationType.F32 and np.array_equal(data, w)

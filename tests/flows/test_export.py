@@ -1,0 +1,144 @@
+"""The export stage on the tiny pipeline: the shipped folder, its card and its MLflow registry entry, each
+loaded back in a fresh process as a user would, giving the logits of the repaired model in memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from tests.flows.conftest import ROOT, update_params
+from tests.flows.stage_process import run_stage
+
+IDS = [[1, 520, 3091, 42, 7, 999, 12, 5]]
+
+
+def fresh_process_logits(code: str, tmp_path, **env: str) -> np.ndarray:
+    """Run ``code`` (which sets ``logits``, a tensor) in a new Python process; return what it computed."""
+    out = tmp_path / "logits.npy"
+    script = f"import numpy as np, torch\ntorch.set_num_threads(1)\nids = torch.tensor({IDS})\n"
+    script += f"{textwrap.dedent(code)}\n"
+    script += f"np.save({str(out)!r}, logits.float().numpy())\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": "/usr/bin:/bin", **env},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.load(out)
+
+
+def in_memory(model_dir) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """The fp32 state dict and logits of ``model_dir`` (the repaired model the evaluation measured)."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model.state_dict(), model(torch.tensor(IDS)).logits.numpy()
+
+
+HF_FOLDER = """
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained({path!r}).eval()
+    assert model.dtype == torch.bfloat16
+    with torch.no_grad():
+        logits = model(ids).logits
+    """
+
+
+def test_the_shipped_folder_is_bf16_with_a_card_and_gives_the_repaired_logits(tiny_pipeline, tmp_path):
+    root = tiny_pipeline.root
+    info = tiny_pipeline.results["export"]
+    shipped = root / "data" / "export" / "model"
+    config = json.loads((shipped / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and config["num_hidden_layers"] == 4
+    assert {"model.safetensors", "tokenizer.json", "generation_config.json", "README.md"} <= set(info["files_bytes"])
+    source_mb = sum(f.stat().st_size for f in (root / "data" / "repaired").glob("*.safetensors")) / 2**20
+    shipped_mb = (shipped / "model.safetensors").stat().st_size / 2**20
+    assert 0.45 < shipped_mb / source_mb < 0.55  # bf16: half the fp32 weights
+
+    state, reference = in_memory(root / "data" / "repaired")
+    saved = load_file(shipped / "model.safetensors")
+    for name, tensor in saved.items():  # the fp32 weights rounded to bf16, nothing else
+        assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, state[name].to(torch.bfloat16)), name
+    logits = fresh_process_logits(HF_FOLDER.format(path=str(shipped)), tmp_path)
+    assert np.abs(logits - reference).max() < 0.05 * np.abs(reference).max()  # bf16 arithmetic, not other weights
+
+    pruning = tiny_pipeline.results["prune"]
+    card = (shipped / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["base_model"] == "tiny/tiny-llama" and "repair-linear" in front["tags"]
+    removed = ", ".join(map(str, pruning["dropped_layers"]))
+    assert f"Removed layers** (0-based, of the source): {removed}\n" in card
+    assert info["dropped_layers"] == pruning["dropped_layers"] and info["gguf"] is None  # the source is no GGUF
+    spent = pruning["llm_evaluations"]  # select: the scored masks plus select's own evaluations
+    assert spent == 18 + tiny_pipeline.results["select"]["n_evaluations"]
+    assert f"choosing the layers**: {spent}" in card
+    check = info["checks"]
+    assert check["windows"] == 2 and abs(check["hf"]["nll"] - check["fp32"]["nll"]) < 0.05  # bf16 rounding only
+
+
+def test_the_registered_model_loads_from_the_registry_in_a_fresh_process(tiny_pipeline, tmp_path):
+    root = tiny_pipeline.root
+    registered = tiny_pipeline.results["export"]["registered"]
+    assert registered == {"name": "shapprune-tiny-llama", "version": "1", "uri": "models:/shapprune-tiny-llama/1"}
+    logits = fresh_process_logits(
+        """
+        import mlflow
+        components = mlflow.transformers.load_model("models:/shapprune-tiny-llama/1", return_type="components")
+        model = components["model"].eval()
+        assert model.dtype == torch.bfloat16, model.dtype
+        with torch.no_grad():
+            logits = model(ids).logits
+        """,
+        tmp_path,
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+    )
+    shipped = root / "data" / "export" / "model"
+    assert np.array_equal(logits, fresh_process_logits(HF_FOLDER.format(path=str(shipped)), tmp_path))
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    version = client.get_model_version("shapprune-tiny-llama", "1")
+    assert version.tags["method"] == "select" and version.tags["k"] == "2" and version.tags["repair"] == "linear"
+    assert set(version.tags) >= {"ppl_wiki", "ppl_news", "ppl_web"}
+    run = client.get_run(version.run_id)
+    assert run.data.tags["dvc_stage"] == "export"
+
+
+def test_over_the_size_limit_only_a_reference_is_logged(tiny_pipeline, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from flows.export import export
+
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data")
+    update_params(workspace, "export", mlflow_max_mb=0.5, registered_name="too-big")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("SHAPPRUNE_PIPELINE_ID", "size-limit")
+    info = export(root=str(workspace))
+    assert info["registered"] is None and info["hf_mb"] > 0.5
+    client = MlflowClient(store)
+    assert not client.search_registered_models()
+    run = client.search_runs([client.get_experiment_by_name("shapprune").experiment_id], "tags.dvc_stage = 'export'")[0]
+    assert "not registered" in run.data.tags["registry"]
+    listed = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/weights.json" in listed and "model/model.safetensors" not in listed
+
+
+def test_asking_for_a_gguf_of_a_model_that_is_no_gguf_stops_with_one_line(tiny_pipeline, tmp_path):
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data")
+    update_params(workspace, "export", gguf=True)
+    before = (workspace / "data" / "export" / "model" / "model.safetensors").stat().st_mtime_ns
+    code, log = run_stage(workspace, "export")
+    assert code == 2, log[-2000:]
+    [line] = [x for x in log.splitlines() if x.startswith("error:")]  # the stage's own line (Prefect logs more)
+    assert (
+        line.startswith("error: export.gguf: true needs base.model to be a GGUF file") and "convert_hf_to_gguf" in line
+    )
+    assert (workspace / "data" / "export" / "model" / "model.safetensors").stat().st_mtime_ns == before
