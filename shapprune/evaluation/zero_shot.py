@@ -145,7 +145,7 @@ class _Request:
     choice: int
     input_ids: list[int]  # (L,) context + continuation without its last token, left-truncated
     target_ids: list[int]  # (n_cont,) continuation tokens, predicted by the last n_cont positions
-    n_chars: int
+    n_chars: int  # the choice's length without its leading space(s): acc_norm's divisor, as lm-eval's
 
 
 def _split_whitespace(context: str, continuation: str) -> tuple[str, str]:
@@ -194,7 +194,7 @@ def _build_requests(tokenizer: Any, items: Sequence[MCItem], add_bos: bool, max_
             if len(cont_ids) > max_len:
                 raise ValueError(f"item {i}, choice {j}: continuation longer than the model's {max_len}")
             full = full[-(max_len + 1) :]
-        requests.append(_Request(i, j, full[:-1], cont_ids, len(cont)))
+        requests.append(_Request(i, j, full[:-1], cont_ids, len(cont.lstrip())))  # lm-eval: len(choice)
     return requests
 
 

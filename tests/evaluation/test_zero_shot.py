@@ -136,7 +136,7 @@ def test_batched_scores_equal_unbatched_forward(model, smol_tokenizer, bos: bool
     np.testing.assert_allclose(scores["loglik"], expected, rtol=1e-5)
     n_tokens = [len(smol_tokenizer(k).input_ids) for item in ITEMS for _, k in item.requests()]
     assert scores["n_tokens"].tolist() == n_tokens
-    assert scores["n_chars"].tolist() == [len(k) for item in ITEMS for _, k in item.requests()]
+    assert scores["n_chars"].tolist() == [len(k.lstrip()) for item in ITEMS for _, k in item.requests()]
 
 
 def test_scores_do_not_depend_on_batch_size(model, smol_tokenizer) -> None:
@@ -227,3 +227,15 @@ def test_evaluate_tasks(model, smol_tokenizer) -> None:
     assert table["acc"].between(0, 1).all()
     again = zs.evaluate_tasks(model, smol_tokenizer, ["arc_easy"], 4, seed=0, batch_size=3, device="cpu")
     assert again["acc"].tolist() == table["acc"].tolist()[1:]
+
+
+def test_acc_norm_divides_by_the_choice_without_its_leading_space_as_lm_eval_does() -> None:
+    """lm-eval's acc_norm is loglik / len(choice), the target delimiter not counted: with " no" (-1.9) and
+    " yes" (-2.7) that is -0.95 vs -0.90, so "yes"; counting the space (-0.63 vs -0.68) would pick "no"."""
+    items = [zs.MCItem("Question? Answer:", (" no", " yes"), 1)]
+    scores = pd.DataFrame(
+        {"item": [0, 0], "choice": [0, 1], "loglik": [-1.9, -2.7], "n_tokens": [1, 1], "n_chars": [2, 3],
+         "is_greedy": [False, False]}
+    )  # fmt: skip
+    result = zs.accuracy(scores, items)
+    assert result["acc"] == 0.0 and result["acc_norm"] == 1.0
