@@ -11,18 +11,24 @@ unless it is over ``export.mlflow_max_mb`` (then only a reference to the DVC-tra
 from __future__ import annotations
 
 import shutil
-import sys
 
-import gguf
 import torch
 from prefect import flow
 
 from shapprune.models import load_model, parameter_count
-from tasks.export import GGUF_NAME, card_facts, check_roundtrip, gguf_source, save_shippable, write_card, write_gguf
-from tasks.repair import kept_mask
+from tasks.export import (
+    GGUF_NAME,
+    card_facts,
+    check_roundtrip,
+    gguf_licence,
+    gguf_source,
+    register_export,
+    save_shippable,
+    write_card,
+    write_gguf,
+)
 from tasks.shared.artifacts import read_windows
-from tasks.shared.contracts import write_json
-from tasks.shared.registry import register_model
+from tasks.shared.contracts import kept_mask, write_json
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import directory_mb, git_commit, log_model_dir
 
@@ -31,7 +37,7 @@ from tasks.shared.tracking import directory_mb, git_commit, log_model_dir
 def export(root: str = ".") -> dict:
     stage = Stage.open("export", root)
     paths, cfg = stage.paths, stage.params.export
-    keep = kept_mask(paths)
+    keep = kept_mask(paths.pruned)
     kept, dropped = [int(i) for i in keep.nonzero()[0]], [int(i) for i in (~keep).nonzero()[0]]
     source = gguf_source(stage.params.base.model, cfg.gguf)
     shutil.rmtree(paths.export, ignore_errors=True)
@@ -42,8 +48,7 @@ def export(root: str = ".") -> dict:
     if source is not None:
         shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
         files[GGUF_NAME] = shipped_gguf.bytes
-        field = gguf.GGUFReader(str(source)).fields.get("general.license")
-        licence = str(field.contents()) if field is not None else None
+        licence = gguf_licence(source)
     facts = card_facts(paths, stage.params, files, "dvc repro export", git_commit(paths.root), licence)
     card = write_card(paths.export / "model", facts)
     files["README.md"] = card.stat().st_size  # the card lists the files written before it, not itself
@@ -66,7 +71,6 @@ def export(root: str = ".") -> dict:
     info["registered"] = None
     write_json(paths.metrics_file("export"), info)  # the export is complete: tracking below cannot lose it
 
-    name = cfg.registered_name or f"shapprune-{facts.base_model.rsplit('/', 1)[-1]}"
     with stage.tracking() as tracker:
         tracker.log_metrics({"hf_mb": info["hf_mb"], "parameters": info["parameters"]})
         tracker.log_metrics({f"check.{fmt}.ppl": r["ppl"] for fmt, r in checks.items() if isinstance(r, dict)})
@@ -76,16 +80,8 @@ def export(root: str = ".") -> dict:
             log_model_dir(tracker, paths.export / "model", "model", max_mb=cfg.mlflow_max_mb)  # a reference only
             tracker.set_tags({"registry": f"not registered: {info['hf_mb']:.0f} MiB > export.mlflow_max_mb"})
         else:
-            try:
-                shipped, _ = load_model(str(paths.export / "model"), dtype=getattr(torch, cfg.dtype))
-                tags = {"method": facts.method, "k": len(dropped), "repair": facts.repair}
-                tags |= {f"ppl_{c}": f"{v:.3f}" for c, v in facts.pruned.ppl.items()}
-                registered = register_model(tracker, shipped, tokenizer, name, tags, card.read_text())
-            except Exception as err:  # tracking never fails a stage whose work is done
-                print(f"WARNING: could not register the model in MLflow: {err}", file=sys.stderr)
-                registered = None
-            if registered is not None:
-                info["registered"] = {"name": name, "version": registered.version, "uri": registered.uri}
+            info["registered"] = register_export(tracker, paths.export / "model", cfg, facts, card.read_text())
+            if info["registered"] is not None:
                 write_json(paths.metrics_file("export"), info)
     reg = info["registered"]
     print(

@@ -16,8 +16,8 @@ import numpy as np
 from prefect import flow
 
 from shapprune.models import resolve_device
-from tasks.repair import WORK, kept_mask, repair_model
-from tasks.shared.contracts import write_json
+from tasks.repair import WORK, repair_model
+from tasks.shared.contracts import kept_mask, write_json
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import log_model_dir
 
@@ -26,7 +26,7 @@ from tasks.shared.tracking import log_model_dir
 def repair(root: str = ".") -> dict:
     stage = Stage.open("repair", root)
     paths, cfg = stage.paths, stage.params.repair
-    keep = kept_mask(paths)
+    keep = kept_mask(paths.pruned)
 
     info = repair_model(paths, cfg, keep, stage.params.base.seed, resolve_device(stage.params.base.device))
     info["dropped_layers"] = np.flatnonzero(~keep).tolist()  # prune's dropped layers, derived from its kept ones

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from shapprune.config import ConfigError
+from shapprune.config import ConfigError, Export
 from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, export_gguf
-from shapprune.models import DTYPES, resolve_source, save_model
+from shapprune.models import DTYPES, load_model, resolve_source, save_model
 from shapprune.scoring import window_nll
 from tasks.shared.contracts import read_json
 from tasks.shared.paths import Paths
+from tasks.shared.registry import register_model
+from tasks.shared.tracking import Tracker
 
 GGUF_NAME = "model.gguf"
 
@@ -79,6 +83,26 @@ def check_roundtrip(reference: PreTrainedModel, out: Path, windows: np.ndarray, 
         loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
         result["gguf"] = compare(loaded)
     return result
+
+
+def gguf_licence(source: Path) -> str | None:
+    """``general.license`` of a GGUF file, if it has one."""
+    value = gguf.GGUFReader(str(source)).fields.get("general.license")
+    return None if value is None else str(value.contents())
+
+
+def register_export(tracker: Tracker, folder: Path, cfg: Export, facts: CardFacts, card: str) -> dict | None:
+    """The shipped folder as a new version in MLflow's registry; None (with a warning) if MLflow fails."""
+    name = cfg.registered_name or f"shapprune-{facts.base_model.rsplit('/', 1)[-1]}"
+    tags = {"method": facts.method, "k": len(facts.dropped), "repair": facts.repair}
+    tags |= {f"ppl_{corpus}": f"{ppl:.3f}" for corpus, ppl in facts.pruned.ppl.items()}
+    try:
+        shipped, tokenizer = load_model(str(folder), dtype=DTYPES[cfg.dtype])
+        registered = register_model(tracker, shipped, tokenizer, name, tags, card)
+    except Exception as err:  # tracking never fails a stage whose work is done
+        print(f"WARNING: could not register the model in MLflow: {err}", file=sys.stderr)
+        return None
+    return None if registered is None else {"name": name, "version": registered.version, "uri": registered.uri}
 
 
 def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit: str, licence: str | None):

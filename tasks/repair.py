@@ -13,19 +13,10 @@ from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal
 from shapprune.surgery import keep_layers, num_layers
 from tasks.shared.artifacts import read_windows
-from tasks.shared.contracts import read_json
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
 
 WORK = ("data", ".repair_work")  # LoRA checkpoints: data/.repair_work/lora/
-
-
-def kept_mask(paths: Paths) -> np.ndarray:
-    """``bool[L]``: the layers ``prune`` kept (``data/pruned/pruning.json``)."""
-    pruning = read_json(paths.pruned / "pruning.json")
-    keep = np.zeros(int(pruning["n_layers_before"]), dtype=bool)  # bool[L]
-    keep[pruning["kept_layers"]] = True
-    return keep
 
 
 @task(name="repair-model", cache_policy=NO_CACHE)

@@ -171,3 +171,11 @@ class LayerTable:
     def read(cls, path: Path) -> LayerTable:
         d = read_json(path)
         return cls(str(d.get("method")), len(d.get("layers") or []), _sets(d.get("chosen") or {}), d)
+
+
+def kept_mask(pruned_dir: Path) -> np.ndarray:
+    """``bool[L]``: the layers ``prune`` kept (``data/pruned/pruning.json``; the repair and export stages read it)."""
+    pruning = read_json(pruned_dir / "pruning.json")
+    keep = np.zeros(int(pruning["n_layers_before"]), dtype=bool)  # bool[L]
+    keep[pruning["kept_layers"]] = True
+    return keep

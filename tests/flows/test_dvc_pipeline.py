@@ -31,6 +31,7 @@ ALL_STAGES = {
     "evaluate@repaired",
     "compare",
     "report",
+    "export",
 }
 
 
@@ -70,7 +71,7 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, prefect_api):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["shapprune.pipeline_id"].startswith("prefect-")
     cfg = yaml.safe_load((project / "params.yaml").read_text())["compare"]
-    compared = len(cfg["methods"]) * len(cfg["repairs"])  # one k, each set as pruned and repaired
+    compared = 1 + len(cfg["methods"]) * len(cfg["repairs"])  # the full model, one k as pruned and repaired
     assert len(runs) == 1 + len(ALL_STAGES) + compared  # the parent, a run per stage, a run per compared cell
 
     assert _ran(_run(["dvc", "repro"], project, api_url)) == set()
@@ -78,9 +79,12 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, prefect_api):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["prune"]["n_drop"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # estimate_shapley checks prune's boundary and select searches prune's k (select.n_drops: null): both rerun,
-    # and compare reads select's sets
-    rerun = {"estimate_shapley", "select", "prune", "repair", "evaluate@pruned", "evaluate@repaired", "compare"}
-    rerun.add("report")
-    assert _ran(_run(["dvc", "repro"], project, api_url)) == rerun
-    assert yaml.safe_load((project / "metrics.json").read_text())["n_dropped"] == 1
+    # a dry run names the stages that read prune's k: estimate_shapley checks prune's boundary, select searches
+    # it (select.n_drops: null); the rest of the DAG reruns where their outputs change (a dry run cannot know)
+    assert _ran(_run(["dvc", "repro", "--dry"], project, api_url)) == {"estimate_shapley", "select", "prune"}
+    params["prune"]["n_drop"] = 2
+    params["repair"]["method"] = "none"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the repair and what reads it rerun; the full model's evaluation, the cut and every upstream stage stay cached
+    assert _ran(_run(["dvc", "repro"], project, api_url)) == {"repair", "evaluate@repaired", "report", "export"}
+    assert yaml.safe_load((project / "data" / "metrics" / "repair.json").read_text())["method"] == "none"
