@@ -20,7 +20,6 @@ from tasks.export import (
     GGUF_NAME,
     card_facts,
     check_roundtrip,
-    gguf_licence,
     gguf_source,
     register_export,
     save_shippable,
@@ -48,7 +47,7 @@ def export(root: str = ".") -> dict:
     if source is not None:
         shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
         files[GGUF_NAME] = shipped_gguf.bytes
-        licence = gguf_licence(source)
+        licence = shipped_gguf.license
     facts = card_facts(paths, stage.params, files, "dvc repro export", git_commit(paths.root), licence)
     card = write_card(paths.export / "model", facts)
     files["README.md"] = card.stat().st_size  # the card lists the files written before it, not itself

@@ -7,7 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import gguf
 import numpy as np
 import torch
 from prefect import task
@@ -83,12 +82,6 @@ def check_roundtrip(reference: PreTrainedModel, out: Path, windows: np.ndarray, 
         loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
         result["gguf"] = compare(loaded)
     return result
-
-
-def gguf_licence(source: Path) -> str | None:
-    """``general.license`` of a GGUF file, if it has one."""
-    value = gguf.GGUFReader(str(source)).fields.get("general.license")
-    return None if value is None else str(value.contents())
 
 
 def register_export(tracker: Tracker, folder: Path, cfg: Export, facts: CardFacts, card: str) -> dict | None:

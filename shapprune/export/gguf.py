@@ -82,6 +82,7 @@ class GGUFExport:
 
     path: Path
     n_blocks: int
+    license: str | None = None  # the source's ``general.license``
     copied: list[str] = field(default_factory=list)
     requantised: dict[str, str] = field(default_factory=dict)  # GGUF name -> the type it was written in
 
@@ -159,7 +160,8 @@ def export_gguf(
     layout = LAYOUTS.get(arch, PLAIN)
     to_hf = hf_names(list(state), arch, len(kept))
     new_index = {old: new for new, old in enumerate(kept)}
-    result = GGUFExport(Path(out), len(kept))
+    licence = reader.fields.get("general.license")
+    result = GGUFExport(Path(out), len(kept), None if licence is None else str(licence.contents()))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(out), arch)
