@@ -71,8 +71,8 @@ def check_roundtrip(reference: PreTrainedModel, out: Path, windows: np.ndarray, 
     def compare(loaded: PreTrainedModel) -> dict:
         with torch.no_grad():
             ids = torch.as_tensor(windows[:1])
-            gap = (loaded(ids).logits.float() - reference(ids).logits.float()).abs().max().item()
-        nll = window_nll(loaded.float().eval(), windows).mean
+            gap = (loaded(ids).logits - reference(ids).logits).abs().max().item()
+        nll = window_nll(loaded, windows).mean  # loaded in fp32 (a GGUF model refuses a later .float())
         return {"nll": nll, "ppl": math.exp(nll), "max_abs_logit_diff": gap}
 
     result = {"windows": int(len(windows)), "fp32": {"nll": window_nll(reference, windows).mean}}

@@ -146,19 +146,20 @@ def export_gguf(
     source: Path,
     out: Path,
     kept: Sequence[int],
-    state: Mapping[str, np.ndarray],
+    state: Mapping[str, np.ndarray] | None,
     heads: tuple[int, int],
     extra: Mapping[str, str] | None = None,
 ) -> GGUFExport:
     """Write the GGUF of the model whose state dict is ``state`` (float32, blocks renumbered 0..K-1).
 
     ``kept``: the source blocks that model kept, in order; ``heads``: (attention heads, kv heads);
-    ``extra``: string metadata to add (e.g. ``shapprune.dropped_layers``).
+    ``extra``: string metadata to add (e.g. ``shapprune.dropped_layers``). ``state=None`` is a plain cut: the
+    kept blocks copied as they are, no model needed.
     """
     reader = gguf.GGUFReader(str(source))
     arch = architecture(reader)
     layout = LAYOUTS.get(arch, PLAIN)
-    to_hf = hf_names(list(state), arch, len(kept))
+    to_hf = hf_names(list(state), arch, len(kept)) if state is not None else {}
     new_index = {old: new for new, old in enumerate(kept)}
     licence = reader.fields.get("general.license")
     result = GGUFExport(Path(out), len(kept), None if licence is None else str(licence.contents()))
@@ -176,13 +177,22 @@ def export_gguf(
             if int(block.group(1)) not in new_index:
                 continue
             name = f"blk.{new_index[int(block.group(1))]}.{block.group(2)}"
+        if state is None:
+            writer.add_tensor(name, tensor.data, raw_dtype=tensor.tensor_type)
+            result.copied.append(name)
+            continue
         hf = to_hf.get(name)
         if hf is None:
             raise ValueError(f"GGUF export: no transformers tensor matches '{name}' (from {tensor.name})")
         seen_hf.add(hf)
         new = np.asarray(state[hf], dtype=np.float32)
         old = layout.to_hf(name, gguf.quants.dequantize(tensor.data, tensor.tensor_type), heads)
-        if old.shape == new.shape and np.array_equal(old, new):
+        if old.shape != new.shape:
+            raise ValueError(
+                f"GGUF export: {hf} is {tuple(new.shape)} but the source's {tensor.name} is {tuple(old.shape)}: "
+                "the model does not come from this GGUF; rerun the pipeline from prepare_model"
+            )
+        if np.array_equal(old, new):
             writer.add_tensor(name, tensor.data, raw_dtype=tensor.tensor_type)
             result.copied.append(name)
         else:

@@ -89,6 +89,13 @@ def test_tensors_a_repair_changed_are_quantised_again_in_their_own_type(pruned, 
             assert np.array_equal(got, value), hf
 
 
+def test_a_plain_cut_needs_no_model(pruned, tmp_path):
+    """state=None copies the kept blocks as they are: the same file as exporting the unchanged pruned model."""
+    plain = export_gguf(smol_dir() / SMOL_GGUF, tmp_path / "plain.gguf", KEPT, None, HEADS)
+    via_model = export_gguf(smol_dir() / SMOL_GGUF, tmp_path / "model.gguf", KEPT, _state(pruned[0]), HEADS)
+    assert plain.path.read_bytes() == via_model.path.read_bytes() and plain.requantised == {}
+
+
 def test_the_rotary_permutation_and_gemma_norm_offset_invert():
     w = np.arange(12 * 5, dtype=np.float32).reshape(12, 5)
     for heads in (1, 2, 3, 6):

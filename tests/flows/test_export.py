@@ -9,13 +9,14 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from shapprune.models import save_model
 from tests.flows.conftest import ROOT, update_params
-from tests.flows.stage_process import run_stage
 
 IDS = [[1, 520, 3091, 42, 7, 999, 12, 5]]
 
@@ -131,14 +132,58 @@ def test_over_the_size_limit_only_a_reference_is_logged(tiny_pipeline, tmp_path,
     assert "model/weights.json" in listed and "model/model.safetensors" not in listed
 
 
-def test_asking_for_a_gguf_of_a_model_that_is_no_gguf_stops_with_one_line(tiny_pipeline, tmp_path):
-    workspace = tiny_pipeline.copy(tmp_path / "ws", "data")
-    update_params(workspace, "export", gguf=True)
-    before = (workspace / "data" / "export" / "model" / "model.safetensors").stat().st_mtime_ns
-    code, log = run_stage(workspace, "export")
-    assert code == 2, log[-2000:]
-    [line] = [x for x in log.splitlines() if x.startswith("error:")]  # the stage's own line (Prefect logs more)
+def test_asking_for_a_gguf_of_a_model_that_is_no_gguf_is_one_line_naming_the_fix(tiny_pipeline):
+    from shapprune.config import ConfigError
+    from tasks.export import gguf_source
+
+    model = tiny_pipeline.params["base"]["model"]  # a save_pretrained folder
+    assert gguf_source(model, "auto") is None and gguf_source(model, "false") is None
+    with pytest.raises(ConfigError) as err:  # raised before anything is written (stage_main: exit 2, one line)
+        gguf_source(model, "true")
+    assert str(err.value).startswith("export.gguf: true needs base.model to be a GGUF file")
+    assert "convert_hf_to_gguf" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def gguf_workspace(tiny_pipeline, tmp_path_factory):
+    """A project whose base.model is a 3-block cut of the real default GGUF (made by the exporter itself) and
+    whose repaired model is that one without its middle block, its down-projection changed as a repair would."""
+    from shapprune.export.gguf import export_gguf
+    from shapprune.models import load_model
+    from shapprune.surgery import keep_layers
+    from tests.conftest import SMOL_GGUF, smol_dir
+
+    root = tmp_path_factory.mktemp("gguf-export")
+    source = export_gguf(smol_dir() / SMOL_GGUF, root / "source" / "small.gguf", [0, 19, 29], None, (9, 3)).path
+    workspace = tiny_pipeline.copy(root / "ws", "data/windows", "data/metrics")
+    update_params(workspace, "base", model=str(source))
+    model, tokenizer = load_model(str(source))
+    keep_layers(model, np.array([True, False, True]))
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(1.05)
+    save_model(model, tokenizer, workspace / "data" / "repaired")
+    (workspace / "data" / "repaired" / "repair.json").write_text(json.dumps({"method": "linear", "linear": {}}))
+    (workspace / "data" / "pruned").mkdir(parents=True)
+    pruning = {"method": "sleb", "n_layers_before": 3, "n_dropped": 1, "dropped_layers": [1], "kept_layers": [0, 2]}
+    pruning |= {"parameters_before": 1, "parameters_after": 1, "llm_evaluations": 5}
+    (workspace / "data" / "pruned" / "pruning.json").write_text(json.dumps(pruning))
+    return workspace
+
+
+def test_a_gguf_source_gets_a_gguf_that_keeps_its_quantisation(gguf_workspace, monkeypatch):
+    from flows.export import export
+
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    info = export(root=str(gguf_workspace))
+    shipped = gguf_workspace / "data" / "export" / "model.gguf"
+    assert info["gguf"]["n_blocks"] == 2 and info["gguf"]["requantised"] == {"blk.0.ffn_down.weight": "Q4_1"}
+    assert info["gguf"]["copied"] == 1 + 2 * 9 + 1 - 1 and info["files_bytes"]["model.gguf"] == shipped.stat().st_size
+    check = info["checks"]
+    assert abs(check["gguf"]["nll"] - check["fp32"]["nll"]) < 0.05  # Q4_1 of one changed tensor, nothing else
+    assert abs(check["hf"]["nll"] - check["fp32"]["nll"]) < 0.05
+    card = (gguf_workspace / "data" / "export" / "model" / "README.md").read_text()
     assert (
-        line.startswith("error: export.gguf: true needs base.model to be a GGUF file") and "convert_hf_to_gguf" in line
+        "license: apache-2.0" in card
+        and "| model.gguf |" in card
+        and "**Removed layers** (0-based, of the source): 1\n" in card
     )
-    assert (workspace / "data" / "export" / "model" / "model.safetensors").stat().st_mtime_ns == before
