@@ -34,12 +34,16 @@ def test_a_user_setting_wins(monkeypatch):
 
 
 def test_an_unreachable_hub_model_is_one_line_naming_the_fix(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what this machine is: no hub
+    def no_hub(location, **kwargs):  # what transformers raises offline (without waiting on a network here)
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {location}.\nCheck it.")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("shapprune.models.AutoTokenizer.from_pretrained", no_hub)
     with pytest.raises(ValueError) as err:
         load_model("nobody-here/no-such-model", revision="v1.0")
     message = str(err.value)
     assert "\n" not in message and message.startswith("base.model: cannot load 'nobody-here/no-such-model'")
-    assert "HF_HUB_OFFLINE is set" in message and "base.revision" in message
+    assert "HF_HUB_OFFLINE is set" in message and "base.revision" in message and "couldn't connect" in message
 
 
 def test_the_revision_reaches_the_hub_loader_and_not_local_loads(monkeypatch):
