@@ -4,7 +4,9 @@ For every ``k`` in ``select.n_drops`` (null: prune's k and those ``compare`` rep
 the contribution ranking, beam search and greedy removal on the surrogate, contiguous blocks, and the best
 masks already scored; the most promising are verified on the LLM (calibration and validation windows, ``select.budget``
 evaluations), the surrogate is refitted on what was verified, and the search repeats for
-``select.rounds`` rounds. The verified mask with the best validation utility is chosen. Writes
+``select.rounds`` rounds. The verified mask with the best validation utility is chosen.
+``select.strategy: budgeted`` instead searches on the LLM alone (block scan, leave-one-out, swap moves; see
+``shapprune/select/budgeted.py``) with every evaluation inside ``select.budget`` and reports its cost per k. Writes
 ``data/select/select.json`` (the choice per k) and ``candidates.parquet`` (every candidate). When neither
 ``prune.method`` nor ``compare.methods`` asks for select it writes a placeholder and loads nothing.
 """
@@ -51,7 +53,7 @@ def select(root: str = ".") -> dict:
         frame = write_selection(selection, paths, info | {"seconds": seconds})
         verified = frame[frame["verified"]]
         verified.to_csv(out / "candidates.csv", index=False)
-        if len(verified):
+        if len(verified) and verified["predicted"].notna().any():  # the budgeted search predicts nothing
             fig = fit_scatter(
                 verified["predicted"].to_numpy(),
                 verified["calibration"].to_numpy(),
@@ -65,6 +67,11 @@ def select(root: str = ".") -> dict:
         for k, c in selection.chosen.items():
             metrics |= {f"k{k}_predicted": c.predicted, f"k{k}_calibration": c.calibration}
             metrics |= {f"k{k}_validation": c.validation, f"k{k}_round": c.round}
+            if k in selection.costs:
+                metrics |= {f"k{k}_evaluations": selection.costs[k].evaluations}
+                metrics |= {
+                    f"k{k}_layer_token_forwards": selection.costs[k].kept_layers * info["tokens_per_evaluation"]
+                }
             rank = selection.from_source(k, "ranking")
             if rank is not None:
                 metrics |= {f"k{k}_ranking_calibration": rank.calibration, f"k{k}_ranking_validation": rank.validation}
@@ -73,6 +80,9 @@ def select(root: str = ".") -> dict:
             if rank is not None:
                 line += f"; ranking drops {rank.dropped}: {rank.calibration:.4f} / {rank.validation:.4f}"
             print(line)
+            note = selection.notes.get(k, {})
+            if note.get("larger_budget_may_change"):
+                print(f"k={k}: a larger select.budget may change this choice ({_why(note)})")
         tracker.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
         tracker.set_tags({f"select_k{k}": ",".join(map(str, c.dropped)) for k, c in selection.chosen.items()})
         tracker.log_artifact(paths.select_json)
@@ -83,6 +93,13 @@ def select(root: str = ".") -> dict:
             "chosen": {k: c.dropped for k, c in selection.chosen.items()},
             "n_evaluations": selection.n_evaluations,
         }
+
+
+def _why(note: dict) -> str:
+    reasons = ["the last swaps still improved"] if note.get("still_improving") else []
+    if note.get("close"):
+        reasons.append(f"the runner-up is within {note['margin']:.4f} log-utility")
+    return "; ".join(reasons)
 
 
 if __name__ == "__main__":

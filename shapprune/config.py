@@ -178,7 +178,14 @@ class Select(_Section):
     """Subset search (``prune.method: select``): which ``k`` to search, how widely, and the LLM budget to verify."""
 
     n_drops: list[int] | None = Field(description="numbers of layers dropped to search; null = prune's k and compare's")
-    budget: int = Field(ge=1, description="LLM evaluations (calibration + validation) for verification")
+    strategy: Literal["surrogate", "budgeted"] = Field(
+        description="surrogate: search on score_masks' surrogate, verify on the LLM; budgeted: block scan, "
+        "leave-one-out and swap moves on the LLM alone, every evaluation within select.budget"
+    )
+    budget: int = Field(
+        ge=1, description="LLM evaluations select makes itself (surrogate: verification; budgeted: all of them)"
+    )
+    reuse_scores: bool = Field(description="budgeted: masks score_masks measured are free, known values")
     per_k_candidates: int = Field(ge=1, description="proposals per search source, k and round")
     beam_width: int = Field(ge=1)
     n_blocks: int = Field(ge=0, description="contiguous blocks of k layers proposed per k and round")

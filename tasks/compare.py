@@ -26,8 +26,8 @@ from shapprune.repair.game import merged
 from shapprune.repair.linear import FittedMap, fit_maps
 from shapprune.repair.seams import Seam, dropped_runs
 from shapprune.surgery import decoder_layers, num_layers
-from tasks.shared.artifacts import read_windows
-from tasks.shared.contracts import read_json
+from tasks.shared.artifacts import read_masks, read_windows
+from tasks.shared.contracts import SelectionTable, read_json
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
 
@@ -42,6 +42,7 @@ class MethodSets:
     seconds: float | None  # wall-clock time to score the layers for every k together (None: unknown)
     llm_evaluations: dict[int, int | None]  # per k: forward passes of (masked) models on calibration text
     notes: list[str] = field(default_factory=list)
+    layer_forwards: dict[int, int | None] = field(default_factory=dict)  # per k: kept layers summed over them
 
 
 def ranks_of(result: LayerScores) -> np.ndarray:
@@ -63,6 +64,21 @@ def scoring_evaluations(method: str, n_layers: int, k: int, info: dict) -> int |
         return math.comb(n_layers, k)
     if method == "iterative_shapley":
         return info.get("n_evaluations")
+    return None
+
+
+def scoring_layer_forwards(method: str, n_layers: int, k: int) -> int | None:
+    """Kept layers summed over a baseline's forward passes for its set of ``k`` (x tokens: layer-token forwards)."""
+    if method == "sleb":
+        return sum((n_layers - step) * (n_layers - step - 1) for step in range(k))
+    if method == "ppl":
+        return n_layers * (n_layers - 1)
+    if method in ("block_influence", "angular", "taylor"):
+        return n_layers
+    if method == "random":
+        return 0
+    if method == "oracle":
+        return math.comb(n_layers, k) * (n_layers - k)
     return None
 
 
@@ -94,7 +110,8 @@ def baseline_sets(method: str, result: LayerScores, seconds: float, ks: list[int
         except ValueError as err:
             notes.append(f"{method}, k={k}: {err}")
     evals = {k: scoring_evaluations(method, result.n_layers, k, result.info) for k in sets}
-    return MethodSets(method, sets, ranks_of(result), seconds, evals, notes)
+    forwards = {k: scoring_layer_forwards(method, result.n_layers, k) for k in sets}
+    return MethodSets(method, sets, ranks_of(result), seconds, evals, notes, forwards)
 
 
 def shapley_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
@@ -106,7 +123,14 @@ def shapley_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     result = from_values("shapley", values)
     scoring = read_json(paths.metrics_file("score_masks"))
     evals = {k: scoring.get("n_masks") for k in ks}  # one set of scored masks serves every k
-    return MethodSets("shapley", {k: result.drop(k) for k in ks}, ranks_of(result), scoring.get("seconds"), evals)
+    forwards = dict.fromkeys(ks, scored_layer_forwards(paths, n_layers))
+    sets = {k: result.drop(k) for k in ks}
+    return MethodSets("shapley", sets, ranks_of(result), scoring.get("seconds"), evals, [], forwards)
+
+
+def scored_layer_forwards(paths: Paths, n_layers: int) -> int | None:
+    """Kept layers summed over the masks score_masks scored (None when they are not there)."""
+    return int(read_masks(paths.scores, n_layers)[1].sum()) if paths.scores.is_file() else None
 
 
 def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
@@ -117,11 +141,15 @@ def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     chosen = {int(k): sorted(v["dropped"]) for k, v in table["chosen"].items()}
     missing = [k for k in ks if k not in chosen]
     notes = [f"select, k={k}: not searched (select.n_drops is {table['n_drops']}); rerun select" for k in missing]
-    scoring = read_json(paths.metrics_file("score_masks"))
+    design = SelectionTable.read(paths.select_json).design_evaluations(paths.metrics_file("score_masks"))
+    scoring = read_json(paths.metrics_file("score_masks")) if design else {}
     seconds = (scoring.get("seconds") or 0.0) + (table.get("seconds") or 0.0)
-    total = int(scoring.get("n_masks", 0)) + int(table.get("n_evaluations", 0))  # shared by every k searched
+    total = design + int(table.get("n_evaluations", 0))  # shared by every k searched
     sets = {k: chosen[k] for k in ks if k in chosen}
-    return MethodSets("select", sets, None, seconds, dict.fromkeys(sets, total), notes)
+    own = table.get("kept_layers")
+    design_forwards = scored_layer_forwards(paths, n_layers) if design else 0
+    forwards = None if own is None or design_forwards is None else design_forwards + int(own)
+    return MethodSets("select", sets, None, seconds, dict.fromkeys(sets, total), notes, dict.fromkeys(sets, forwards))
 
 
 def method_sets(params: Params, paths: Paths, method: str, model, ks: list[int], store: PartStore) -> MethodSets:
@@ -281,6 +309,7 @@ def rows(methods: list[MethodSets], store: PartStore, model, repairs: Sequence[s
                     {"method": m.method, "repair": repair, "n_drop": k, "ratio": round(k / n_layers, 4)}
                     | {"dropped": " ".join(map(str, dropped)), "params_kept": kept}
                     | {"scoring_s": m.seconds, "llm_evaluations": m.llm_evaluations.get(k)}
+                    | {"llm_layer_forwards": m.layer_forwards.get(k)}
                     | _metrics(store, dropped, repair)
                 )
     return pd.DataFrame(out)

@@ -31,8 +31,8 @@ def markdown(
         "",
         "| method | removed | dropped layers | "
         + " | ".join(f"PPL {c}" for c in corpora)
-        + " | mean acc ± s.e. | params kept | tokens/s | LLM evals | scoring s |",
-        "|---|---|---|" + "---|" * (len(corpora) + 5),
+        + " | mean acc ± s.e. | params kept | tokens/s | LLM evals | layer passes | scoring s |",
+        "|---|---|---|" + "---|" * (len(corpora) + 6),
     ]
     for k, group in table.groupby("n_drop", sort=True):
         rivals = group[group.method != "oracle"]
@@ -43,11 +43,12 @@ def markdown(
                 else _fmt(r[f"ppl_{c}"])
                 for c in corpora
             ]  # fmt: skip
-            evals = r.get("llm_evaluations")
+            evals, passes = r.get("llm_evaluations"), r.get("llm_layer_forwards")
             lines.append(
                 f"| {r['method']} | {k} | {r['dropped']} | " + " | ".join(cells)
                 + f" | {_fmt(r.get('mean_acc'), 3)} ± {_fmt(r.get('mean_acc_se'), 3)} | {100 * r['params_kept']:.1f} % "
                 f"| {_fmt(r.get('tokens_per_s'), 0)} | {_fmt(None if pd.isna(evals) else int(evals))} "
+                f"| {_fmt(None if passes is None or pd.isna(passes) else int(passes))} "
                 f"| {_fmt(r.get('scoring_s'), 1)} |"
             )  # fmt: skip
     lines += [
@@ -57,7 +58,8 @@ def markdown(
         "errors is noise). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
         "LLM evals: forward passes of a (masked) model on calibration text spent choosing that set (select and "
         "shapley: the masks scored by score_masks, plus select's verification, shared by every k; sleb: its "
-        "greedy steps up to k). scoring s: time to choose the sets of every k together. tokens/s: one forward "
+        "greedy steps up to k). layer passes: kept layers summed over those forward passes (a mask that keeps "
+        "fewer layers costs less; times the calibration tokens: layer-token forwards). scoring s: time to choose the sets of every k together. tokens/s: one forward "
         "pass, best of two, indicative.",
     ]
     return "\n".join(lines) + "\n"

@@ -60,7 +60,8 @@ def llm_evaluations(paths: Paths, method: str) -> int | None:
     what a baseline recorded; None where nothing recorded it."""
     scored = paths.metrics_file("score_masks")
     if method == "select":
-        return ScoringSummary.read(scored).n_masks + SelectionTable.read(paths.select_json).n_evaluations
+        table = SelectionTable.read(paths.select_json)
+        return table.design_evaluations(scored) + table.n_evaluations
     if method == "shapley":
         return ScoringSummary.read(scored).n_masks
     spent = LayerTable.read(paths.layer_scores_json).raw.get("llm_evaluations")

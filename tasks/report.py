@@ -83,6 +83,19 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
+def _budgeted_lines(table: dict) -> list[str]:
+    """For ``select.strategy: budgeted``: what each k cost and whether a larger budget may change it."""
+    if table.get("strategy") != "budgeted":
+        return []
+    out = ["", "Budgeted search on the LLM alone (no surrogate):"]
+    for k, row in table["chosen"].items():
+        warn = "; a larger budget may change it" if row.get("larger_budget_may_change") else ""
+        out.append(
+            f"- k={k}: {row['evaluations']} evaluations, {row['layer_token_forwards']:,} layer-token forwards{warn}"
+        )
+    return out
+
+
 def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str, float]]:
     """Markdown for the report and flat metrics: per k the chosen layers, predicted vs measured utility, and the
     ranking's (and SLEB's, when ``data/layer_scores`` holds its table) choice next to it."""
@@ -96,6 +109,7 @@ def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str
         f"{table['n_calibration_evaluations']} calibration, {table['n_validation_evaluations']} validation). "
         "Utilities: calibration / validation `PPL_full / PPL_masked` (higher is better); predicted: the "
         "surrogate's prediction before the mask was measured.",
+        *_budgeted_lines(table),
         "",
         "| k | choice | dropped layers | from | predicted | calibration | validation |",
         "|---|---|---|---|---|---|---|",

@@ -11,12 +11,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError
-from shapprune.estimators.budget import known_values
+from shapprune.estimators.budget import known_values, mask_key
 from shapprune.estimators.regressors import Predictor
 from shapprune.game import LayerGame
 from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
-from shapprune.select import SearchConfig, Selection, select_subsets, surrogate_fit
+from shapprune.select import SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
 from shapprune.types import Mask, Utility
 from tasks.shared.artifacts import load_surrogate, read_masks, read_windows, write_table
 from tasks.shared.contracts import read_json, write_json
@@ -29,10 +29,11 @@ from tasks.shared.runtime import Stage
 class SearchInputs:
     """What the search starts from: masks already scored on the LLM, the contributions and the surrogate."""
 
-    masks: Mask  # bool[n, L], finite utilities only
+    masks: Mask  # bool[n, L], finite utilities only (empty when the budgeted search does not reuse them)
     utilities: Utility
-    contributions: np.ndarray  # float[L] (data/shapley, column "shapley")
-    surrogate: Predictor
+    contributions: np.ndarray | None  # float[L] (data/shapley, column "shapley"); None for the budgeted search
+    surrogate: Predictor | None
+    n_scored: int = 0  # score_masks' LLM evaluations the search reuses (counted in its total cost)
 
 
 def _clean(obj: object) -> object:
@@ -49,7 +50,14 @@ def _clean(obj: object) -> object:
 @task(name="load-search-inputs", cache_policy=NO_CACHE)
 def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
     """Scored masks (``data/scores.parquet``), contributions (``data/shapley``), the surrogate (``data/surrogate``)."""
-    paths = stage.paths
+    paths, cfg = stage.paths, stage.params.select
+    if cfg.strategy == "budgeted":  # the LLM alone; score_masks' values reused only when asked and comparable
+        if not (cfg.reuse_scores and cfg.repair == "none" and paths.scores.is_file()):
+            return SearchInputs(np.zeros((0, n_layers), bool), np.zeros(0), None, None)
+        scores, masks = read_masks(paths.scores, n_layers)
+        utilities = scores["utility"].to_numpy(float)
+        finite = np.isfinite(utilities)
+        return SearchInputs(masks[finite], utilities[finite], None, None, len(utilities))
     scores, masks = read_masks(paths.scores, n_layers)
     utilities = scores["utility"].to_numpy(float)
     finite = np.isfinite(utilities)
@@ -61,7 +69,7 @@ def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
             "rerun `dvc repro estimate_shapley`"
         )
     surrogate = load_surrogate(paths.surrogate, stage.params.base.model)
-    return SearchInputs(masks[finite], utilities[finite], contributions, surrogate.predict)
+    return SearchInputs(masks[finite], utilities[finite], contributions, surrogate.predict, len(utilities))
 
 
 @task(name="search-subsets", cache_policy=NO_CACHE)
@@ -75,6 +83,25 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         raise ConfigError(f"{paths.calibration}: no calibration windows; rerun `dvc repro prepare_data`")
     calibration, validation = games["calibration"], games.get("validation")
     full = utility_from_nll(calibration.full, calibration.full, scoring.utility)
+    info = {
+        "strategy": cfg.strategy,
+        "repair": cfg.repair,
+        "device": device,
+        "design_evaluations": inputs.n_scored,
+        "tokens_per_evaluation": int(np.prod(_windows(calibration).shape)),
+        "calibration_full_ppl": calibration.full.perplexity,
+        "validation_full_ppl": None if validation is None else validation.full.perplexity,
+        "validation_windows": 0 if validation is None else len(_windows(validation)),
+    }
+    if cfg.strategy == "budgeted":
+        known = known_values(calibration.n_players, full=full)
+        known |= {mask_key(m): float(v) for m, v in zip(inputs.masks, inputs.utilities)}
+        selection = budgeted_select(
+            calibration, n_drops, cfg.budget, np.random.default_rng([params.base.seed, 8]), known=known,
+            log_utility=scoring.utility == "ppl_ratio",
+        )  # fmt: skip
+        info["validation_windows"] = 0  # calibration alone, as SLEB
+        return selection, info
     # the masks scored up front are values of the unrepaired game: with select.repair they only train the
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
     scored = (inputs.masks, inputs.utilities) if cfg.repair == "none" else (inputs.masks[:0], inputs.utilities[:0])
@@ -91,13 +118,6 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         config=SearchConfig(cfg.budget, cfg.per_k_candidates, cfg.beam_width, cfg.n_blocks, cfg.rounds),
         known=known_values(calibration.n_players, full=full),
     )
-    info = {
-        "repair": cfg.repair,
-        "device": device,
-        "calibration_full_ppl": calibration.full.perplexity,
-        "validation_full_ppl": None if validation is None else validation.full.perplexity,
-        "validation_windows": 0 if validation is None else len(_windows(validation)),
-    }
     return selection, info
 
 
@@ -143,6 +163,10 @@ def write_selection(selection: Selection, paths: Paths, meta: dict) -> pd.DataFr
     """``data/select/select.json`` (the choice per k) and ``candidates.parquet``; returns the candidates table."""
     frame = candidates_frame(selection)
     write_table(frame, paths.select_candidates)
+    chosen = selection.summary()
+    for row in chosen.values():  # layer-token forwards: the cost measure that is fair to masks keeping fewer layers
+        if "kept_layers" in row:
+            row["layer_token_forwards"] = row["kept_layers"] * int(meta.get("tokens_per_evaluation", 0))
     write_json(
         paths.select_json,
         {
@@ -154,8 +178,9 @@ def write_selection(selection: Selection, paths: Paths, meta: dict) -> pd.DataFr
             "n_evaluations": selection.n_evaluations,
             "n_calibration_evaluations": selection.n_calibration_evaluations,
             "n_validation_evaluations": selection.n_validation_evaluations,
+            "kept_layers": selection.kept_layers,
             **{key: _clean(value) for key, value in meta.items()},
-            "chosen": _clean(selection.summary()),
+            "chosen": _clean(chosen),
         },
     )
     return frame

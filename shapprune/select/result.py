@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shapprune.select.candidates import Candidate
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a search spent on one ``k``: new LLM evaluations and the kept layers they ran (sum over masks).
+
+    Times the tokens per evaluation, ``kept_layers`` is the layer-token forwards (a mask that keeps fewer
+    layers costs less), the measure that compares fairly with a baseline's evaluations.
+    """
+
+    evaluations: int
+    kept_layers: int
 
 
 @dataclass
@@ -19,6 +31,9 @@ class Selection:
     n_validation_evaluations: int
     budget: int
     rounds: int
+    kept_layers: int = 0  # kept layers summed over every evaluation (x tokens: layer-token forwards)
+    costs: dict[int, Cost] = field(default_factory=dict)  # per n_drop (budgeted search only)
+    notes: dict[int, dict] = field(default_factory=dict)  # per n_drop: margin to the runner-up, budget warnings
 
     @property
     def n_evaluations(self) -> int:
@@ -48,6 +63,12 @@ class Selection:
                 "calibration": c.calibration,
                 "validation": c.validation,
                 "round": c.round,
+                **(
+                    {"evaluations": self.costs[k].evaluations, "kept_layers": self.costs[k].kept_layers}
+                    if k in self.costs
+                    else {}
+                ),
+                **self.notes.get(k, {}),
                 "ranking": None
                 if rank is None
                 else {"dropped": rank.dropped, "calibration": rank.calibration, "validation": rank.validation},

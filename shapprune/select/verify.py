@@ -213,6 +213,8 @@ def select_subsets(
         n_validation_evaluations=0 if state.validation is None else state.validation.n_evaluations,
         budget=config.budget,
         rounds=config.rounds,
+        kept_layers=int(state.calibration.scored()[0].sum())
+        + (0 if state.validation is None else int(state.validation.scored()[0].sum())),
     )
 
 

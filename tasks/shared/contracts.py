@@ -134,6 +134,12 @@ class SelectionTable:
     seconds: float
     raw: dict = field(repr=False)
 
+    def design_evaluations(self, scoring: Path) -> int:
+        """score_masks' evaluations this search stood on: as select recorded them (0 when the budgeted search ran
+        on its own), else those of ``scoring`` (score_masks' metrics; older tables always used them)."""
+        recorded = self.raw.get("design_evaluations")
+        return ScoringSummary.read(scoring).n_masks if recorded is None else int(recorded)
+
     @classmethod
     def read(cls, path: Path) -> SelectionTable:
         d = read_json(path)

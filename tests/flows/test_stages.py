@@ -178,6 +178,38 @@ def test_select_searches_several_k_and_prune_refuses_one_it_did_not(tiny_pipelin
     assert json.loads((data / "select" / "select.json").read_text())["method"] == "sleb"
 
 
+def test_budgeted_select_runs_on_the_llm_alone_within_its_budget(tiny_pipeline, tmp_path, monkeypatch):
+    """select.strategy budgeted: no scored masks, surrogate or Shapley table needed; every evaluation counted,
+    per k in evaluations and layer-token forwards; prune's cost is select's alone; reused scores are counted"""
+    from flows.prune import prune
+
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows")
+    update_params(workspace, "select", strategy="budgeted", budget=9, n_drops=[1, 2], reuse_scores=True)
+    data = workspace / "data"
+    assert sorted(select(root=str(workspace))["chosen"]) == [1, 2]
+    table = json.loads((data / "select" / "select.json").read_text())
+    assert table["strategy"] == "budgeted" and table["design_evaluations"] == 0  # nothing scored to reuse
+    assert 0 < table["n_evaluations"] <= 9 and table["n_validation_evaluations"] == 0
+    per_k = table["chosen"]
+    assert sum(per_k[k]["evaluations"] for k in ("1", "2")) == table["n_evaluations"]
+    tokens = table["tokens_per_evaluation"]
+    assert tokens == 4 * 32  # the calibration windows
+    for k, row in per_k.items():
+        assert len(row["dropped"]) == int(k) and row["layer_token_forwards"] == row["kept_layers"] * tokens
+        assert row["kept_layers"] <= row["evaluations"] * (6 - 1)  # every mask drops at least one of 6 layers
+        assert row["chosen_by"] == "calibration" and isinstance(row["larger_budget_may_change"], bool)
+    update_params(workspace, "prune", n_drop=2, ratio=None)
+    assert prune(root=str(workspace))["llm_evaluations"] == table["n_evaluations"]  # no design stood under it
+    tiny_pipeline.copy(workspace, "data/scores.parquet", "data/metrics")  # (params.yaml too: set them again)
+    update_params(workspace, "select", strategy="budgeted", budget=9, n_drops=[1, 2], reuse_scores=True)
+    update_params(workspace, "prune", n_drop=2, ratio=None)
+    select(root=str(workspace))
+    reused = json.loads((data / "select" / "select.json").read_text())
+    assert reused["design_evaluations"] == tiny_pipeline.params["sample_masks"]["n_masks"]  # counted in its cost
+    assert prune(root=str(workspace))["llm_evaluations"] == reused["design_evaluations"] + reused["n_evaluations"]
+
+
 def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monkeypatch):
     """repair.method linear+lora: the linear maps, then LoRA, merged back to the pruned model's size."""
     from flows.repair import repair

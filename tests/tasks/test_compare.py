@@ -19,13 +19,21 @@ def test_scoring_evaluations() -> None:
     assert cmp.scoring_evaluations("oracle", 6, 2, {}) == 15
 
 
+def test_layer_passes_count_the_kept_layers_of_every_forward():
+    assert cmp.scoring_layer_forwards("sleb", 4, 2) == 4 * 3 + 3 * 2  # step 1: 4 masks of 3 kept; step 2: 3 of 2
+    assert cmp.scoring_layer_forwards("ppl", 30, 9) == 30 * 29
+    assert cmp.scoring_layer_forwards("block_influence", 30, 9) == 30  # one pass of the full model
+    assert cmp.scoring_layer_forwards("oracle", 6, 2) == 15 * 4 and cmp.scoring_layer_forwards("random", 6, 2) == 0
+    assert cmp.scoring_layer_forwards("iterative_shapley", 6, 2) is None  # not recorded
+
+
 def test_baseline_sets_and_records_round_trip() -> None:
     result = LayerScores("angular", np.array([0.5, np.inf, 0.1, 0.3]), chosen={1: [2]}, set_valued=True)
     back, seconds = cmp.result_from_record("angular", cmp.result_record(result, 1.5))
     assert seconds == 1.5 and np.array_equal(back.scores, result.scores) and back.chosen == {1: [2]}
     sets = cmp.baseline_sets("angular", back, seconds, [1, 2])
     assert sets.sets == {1: [2]} and len(sets.notes) == 1 and "n_drop=2" in sets.notes[0]
-    assert sets.rank.tolist() == [3, 4, 1, 2] and sets.llm_evaluations == {1: 1}
+    assert sets.rank.tolist() == [3, 4, 1, 2] and sets.llm_evaluations == {1: 1} and sets.layer_forwards == {1: 4}
 
 
 def test_rows_take_metrics_from_the_store(tmp_path) -> None:

@@ -15,3 +15,10 @@ def test_report_section_compares_search_ranking_and_sleb():
     assert metrics["select_k2_validation"] == 0.78 and metrics["ranking_k2_calibration"] == 0.7
     assert "ranking_k2_validation" not in metrics
     assert report_section({"method": "shapley"}) == ("", {})
+
+
+def test_report_section_states_what_a_budgeted_search_cost_per_k():
+    row = TABLE["chosen"]["2"] | {"evaluations": 12, "layer_token_forwards": 5120, "larger_budget_may_change": True}
+    text, _ = report_section(TABLE | {"strategy": "budgeted", "chosen": {"2": row}})
+    assert "- k=2: 12 evaluations, 5,120 layer-token forwards; a larger budget may change it" in text
+    assert "Budgeted search" not in report_section(TABLE)[0]

@@ -1,0 +1,281 @@
+"""Budgeted subset search on the LLM: every evaluation counted, the initial design included.
+
+For each ``k`` (in increasing order, each with a share of the budget proportional to what SLEB would
+spend on it) the search runs these phases, each only as far as the share allows:
+
+1. a scan of contiguous blocks of ``k`` layers (every start, or every ``s``-th start followed by the
+   starts around the best one when a full scan would take more than ``block_share`` of the share);
+2. when what is left holds the leave-one-out pass (drop one layer at a time: SLEB's first step, ``L``
+   evaluations) and 3 or more candidates per later step: **lazy greedy removal**, SLEB with each step
+   measuring only the ``greedy_width`` kept layers whose last measured marginal value was best (SLEB
+   measures all of them); else the leave-one-out pass alone, when it leaves ``min_swaps`` evaluations;
+3. hill climbing by swap moves (exchange one dropped layer for one kept layer) from the best measured
+   set: every move is ranked by a ridge model of the log-utility fitted on everything measured so far
+   (one feature per dropped layer and per pair of adjacent dropped layers), the ``batch`` best unmeasured
+   moves are measured, and the search moves to the best one when it is better.
+
+Evaluations are shared across ``k`` (a mask measured for one ``k`` is free for the next). Masks whose
+value is known up front (already scored on this game, the full model) cost nothing and seed the search.
+The choice per ``k`` is the best measured set by calibration utility; the result says how far it is
+from the runner-up and whether a larger budget would likely change it (the last step still improved,
+or the runner-up is within ``close`` of it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shapprune.estimators.budget import BudgetedGame, mask_key
+from shapprune.select.blocks import contiguous_blocks
+from shapprune.select.candidates import Candidate
+from shapprune.select.result import Cost, Selection
+from shapprune.types import Game, Mask, Utility
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a budgeted search spends each ``k``'s share."""
+
+    greedy_width: int = 4  # lazy greedy: candidates measured per step after the first (3 at least, or no greedy)
+    block_share: float = 0.6  # at most this fraction of what is left on the coarse block scan
+    min_swaps: int = 8  # the leave-one-out pass runs only if it leaves this many evaluations for swaps
+    batch: int = 4  # swap moves measured per hill-climbing step
+    ridge: float = 1e-2  # ridge penalty of the move-ranking model
+    close: float = 0.01  # runner-up within this log-utility (about 1 % perplexity): the choice is close
+
+    def __post_init__(self) -> None:
+        if not 0 < self.block_share <= 1:
+            raise ValueError(f"select: block_share must be in (0, 1], got {self.block_share}")
+        if self.batch < 1 or self.min_swaps < 0:
+            raise ValueError("select: batch must be at least 1 and min_swaps at least 0")
+
+
+def sleb_cost(n_layers: int, k: int) -> int:
+    """LLM evaluations SLEB spends to drop ``k`` of ``n_layers`` layers (one per remaining layer and step)."""
+    return sum(n_layers - j for j in range(k))
+
+
+def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int, int]:
+    """Split ``budget`` over ``n_drops``: one evaluation each, the rest in proportion to SLEB's cost at each ``k``."""
+    ks = sorted(set(n_drops))
+    weights = {k: sleb_cost(n_layers, k) for k in ks}
+    spare = budget - len(ks)
+    shares = {k: 1 + spare * w // sum(weights.values()) for k, w in weights.items()}
+    for k in sorted(ks, reverse=True)[: budget - sum(shares.values())]:
+        shares[k] += 1
+    return shares
+
+
+def features(masks: Mask) -> np.ndarray:
+    """Move-ranking features: dropped layers and adjacent dropped pairs, ``float[n, 2L - 1]``."""
+    dropped = ~np.asarray(masks, dtype=bool)  # [n, L]
+    return np.concatenate([dropped, dropped[:, 1:] & dropped[:, :-1]], axis=1).astype(np.float64)
+
+
+def fit_ranker(masks: Mask, targets: np.ndarray, ridge: float):
+    """Ridge regression of ``targets`` on :func:`features` with an intercept; returns ``predict(masks)``."""
+    x = features(masks)  # [n, F]
+    mean_x, mean_y = x.mean(axis=0), float(targets.mean())
+    xc = x - mean_x
+    coef = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (targets - mean_y))  # [F]
+
+    def predict(candidates: Mask) -> np.ndarray:
+        return (features(candidates) - mean_x) @ coef + mean_y
+
+    return predict
+
+
+def swaps(mask: np.ndarray) -> Mask:
+    """Every mask that exchanges one dropped layer of ``mask`` for one kept layer: ``bool[k (L - k), L]``."""
+    dropped, kept = np.flatnonzero(~mask), np.flatnonzero(mask)
+    out = np.repeat(mask[None], len(dropped) * len(kept), axis=0)
+    rows = np.arange(len(out))
+    out[rows, np.repeat(dropped, len(kept))] = True
+    out[rows, np.tile(kept, len(dropped))] = False
+    return out
+
+
+class _Spend:
+    """A budgeted game with a per-``k`` limit, the transform of its values and the cost of what it measured."""
+
+    def __init__(self, game: BudgetedGame, log_utility: bool) -> None:
+        self.game, self.log_utility, self.limit = game, log_utility, 0
+
+    def left(self) -> int:
+        return self.limit - self.game.n_evaluations
+
+    def target(self, values: Utility) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        return np.log(np.maximum(v, 1e-30)) if self.log_utility else v
+
+    def measure(self, masks: Mask) -> int:
+        """Measure the first rows of ``masks`` that fit in what is left; returns how many new evaluations."""
+        known = self.game.free_values()
+        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())[: max(self.left(), 0)]
+        if fresh:
+            self.game(np.stack(fresh))
+        return len(fresh)
+
+    def table(self, n_drop: int | None = None) -> tuple[Mask, np.ndarray]:
+        """Every mask with a known value (optionally only those dropping ``n_drop``) and its target."""
+        values = self.game.free_values()
+        masks = [np.unpackbits(np.frombuffer(key, np.uint8))[: self.game.n_players].astype(bool) for key in values]
+        masks = np.stack(masks) if masks else np.zeros((0, self.game.n_players), bool)
+        y = self.target(np.fromiter(values.values(), np.float64, len(values)))
+        if n_drop is not None:
+            rows = (~masks).sum(axis=1) == n_drop
+            masks, y = masks[rows], y[rows]
+        finite = np.isfinite(y)
+        return masks[finite], y[finite]
+
+
+def _block_scan(spend: _Spend, n_layers: int, k: int, cap: int) -> None:
+    """Measure blocks of ``k`` layers: every start if they fit in ``cap``, else a strided scan refined at the best."""
+    blocks = contiguous_blocks(n_layers, k)  # [B, L], row = first dropped layer
+    if spend.game.cost(blocks) <= cap:
+        spend.measure(blocks)
+        return
+    stride = math.ceil(len(blocks) / max(cap - 1, 1))
+    starts = sorted({*range(0, len(blocks), stride), len(blocks) - 1})
+    spend.measure(blocks[starts][: max(cap, 1)])
+    values = spend.game.free_values()
+    measured = [s for s in range(len(blocks)) if mask_key(blocks[s]) in values]
+    if not measured:
+        return
+    best = max(measured, key=lambda s: (spend.target([values[mask_key(blocks[s])]])[0], -s))
+    around = sorted(range(max(best - stride + 1, 0), min(best + stride, len(blocks))), key=lambda s: (abs(s - best), s))
+    spend.measure(blocks[around])
+
+
+def lazy_greedy(spend: _Spend, n_layers: int, k: int, width: int) -> list[int]:
+    """Greedy removal to ``k`` layers measuring, after the leave-one-out step, only the ``width`` kept layers
+    with the best last-measured marginal value; returns the removal order (shorter if the share ran out)."""
+    singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
+    spend.measure(singles)
+    values = spend.game.free_values()
+    if any(mask_key(m) not in values for m in singles):
+        return []
+    marginal = spend.target([values[mask_key(m)] for m in singles])  # [L] the latest gain of dropping each layer
+    current, value, order = np.ones(n_layers, dtype=bool), 0.0, []
+    for step in range(k):
+        kept = np.flatnonzero(current)
+        cands = kept if step == 0 else kept[np.lexsort((kept, -marginal[kept]))][:width]
+        masks = np.repeat(current[None], len(cands), axis=0)  # [c, L]
+        masks[np.arange(len(cands)), cands] = False
+        spend.measure(masks)
+        values = spend.game.free_values()
+        known = [
+            (c, float(spend.target([values[mask_key(m)]])[0])) for c, m in zip(cands, masks) if mask_key(m) in values
+        ]
+        if not known:
+            break
+        for c, v in known:
+            marginal[c] = v - value
+        best, value = max(known, key=lambda cv: (cv[1], -cv[0]))
+        current[best] = False
+        order.append(int(best))
+    return order
+
+
+def _climb(spend: _Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
+    """Hill climbing by swap moves from the best measured ``k``-set; returns (last step improved, local optimum)."""
+    improved = False
+    while True:
+        masks, y = spend.table(k)
+        if not len(masks):
+            return improved, False
+        current, value = masks[int(np.argmax(y))], float(y.max())
+        moves = swaps(current)
+        known = spend.game.free_values()
+        fresh = np.array([mask_key(m) not in known for m in moves])
+        if not fresh.any():
+            return False, True  # every swap measured, none better: a verified local optimum
+        if spend.left() < 1:
+            return improved, False
+        all_masks, all_y = spend.table()
+        predicted = fit_ranker(all_masks, all_y, plan.ridge)(moves[fresh])
+        order = np.argsort(-predicted, kind="stable")[: min(plan.batch, spend.left())]
+        spend.measure(moves[fresh][order])
+        improved = float(spend.table(k)[1].max()) > value
+
+
+def budgeted_select(
+    game: Game,
+    n_drops: Sequence[int],
+    budget: int,
+    rng: np.random.Generator,
+    known: Mapping[bytes, float] | None = None,
+    log_utility: bool = True,
+    plan: BudgetPlan = BudgetPlan(),
+) -> Selection:
+    """Choose the layers to drop for every ``k`` in ``n_drops`` with at most ``budget`` evaluations of ``game``.
+
+    ``known`` maps :func:`mask_key` to values of ``game`` known without evaluation (the full model, masks
+    scored earlier on the same game); ``log_utility``: rank by the log of the value (``ppl_ratio``) or the
+    value itself (``neg_log_ppl``). The search is deterministic; ``rng`` is taken for the estimator API.
+    """
+    del rng  # deterministic: ties go to the lower layer / earlier mask
+    n_layers = game.n_players
+    ks = sorted({int(k) for k in n_drops})
+    bad = [k for k in ks if not 1 <= k < n_layers]
+    if bad or not ks:
+        raise ValueError(f"select.n_drops: {bad or 'empty'} outside [1, {n_layers - 1}] for {n_layers} layers")
+    if budget < len(ks):
+        raise ValueError(f"select.budget must be at least 1 evaluation per k searched ({len(ks)}), got {budget}")
+    spend = _Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility)
+    chosen, costs, notes, pool = {}, {}, {}, []
+    for i, k in enumerate(ks):
+        rest = ks[i:]
+        share = sleb_shares(budget - spend.game.n_evaluations, rest, n_layers)[k]
+        spend.limit = spend.game.n_evaluations + share
+        before = spend.game.n_evaluations, len(spend.game.scored()[1])
+        _block_scan(spend, n_layers, k, max(int(plan.block_share * share), 1))
+        phases = ["blocks"]
+        singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
+        width = 0 if k == 1 else min(plan.greedy_width, (spend.left() - spend.game.cost(singles)) // (k - 1))
+        if width >= 3:
+            lazy_greedy(spend, n_layers, k, width)
+            phases.append(f"lazy greedy (width {width})")
+        elif k > 1 and spend.left() - spend.game.cost(singles) >= plan.min_swaps:
+            spend.measure(singles)
+            phases.append("leave-one-out")
+        improved, optimum = _climb(spend, k, plan)
+        new_masks = spend.game.scored()[0][before[1] :]
+        costs[k] = Cost(spend.game.n_evaluations - before[0], int(new_masks.sum()))
+        masks, y = spend.table(k)
+        if not len(masks):
+            raise ValueError(f"select.budget: {budget} evaluations measured no set of {k} layers; raise the budget")
+        order = np.lexsort((np.arange(len(y)), -y))
+        margin = float(y[order[0]] - y[order[1]]) if len(y) > 1 else math.inf
+        notes[k] = {
+            "phases": phases + ["swaps"],
+            "margin": margin,
+            "close": margin < plan.close,
+            "still_improving": improved,
+            "local_optimum": optimum,
+            "larger_budget_may_change": bool(improved or margin < plan.close) and not optimum,
+        }
+        values = spend.game.free_values()
+        for row in order[: max(len(order), 0)]:
+            cand = Candidate(masks[row], ["budgeted"], math.nan, 0)
+            cand.calibration, cand.verified = float(values[cand.key]), True
+            pool.append(cand)
+            if row == order[0]:
+                chosen[k] = cand
+    return Selection(
+        n_layers=n_layers,
+        candidates=pool,
+        chosen=chosen,
+        chosen_by=dict.fromkeys(chosen, "calibration"),
+        n_calibration_evaluations=spend.game.n_evaluations,
+        n_validation_evaluations=0,
+        budget=budget,
+        rounds=1,
+        kept_layers=sum(c.kept_layers for c in costs.values()),
+        costs=costs,
+        notes=notes,
+    )
