@@ -24,8 +24,8 @@ repro: setup  ## run the whole DVC pipeline on the default model
 	$(VENV) dvc repro $(ARGS)
 	@$(VENV) cat reports/summary.md
 
-test: setup  ## the test suite (includes a short end-to-end run on the real default model)
-	$(VENV) python -m pytest $(ARGS)
+test: setup  ## the test suite (includes a short end-to-end run on the real default model), on up to 4 workers
+	$(VENV) python -m pytest -n auto --maxprocesses 4 --dist worksteal $(ARGS)
 
 test-fast: setup  ## the fast tier for everyday work (no stage runs, browser or real model; under 2 minutes)
 	$(VENV) python -m pytest -m "not slow" $(ARGS)

@@ -97,6 +97,8 @@ def select(root: str = ".") -> dict:
 
 def _why(note: dict) -> str:
     reasons = ["the last swaps still improved"] if note.get("still_improving") else []
+    if note.get("reduced"):
+        reasons.append("the budget did not hold the lazy greedy pass")
     if note.get("close"):
         reasons.append(f"the runner-up is within {note['margin']:.4f} log-utility")
     return "; ".join(reasons)

@@ -59,8 +59,8 @@ def markdown(
         "LLM evals: forward passes of a (masked) model on calibration text spent choosing that set (select and "
         "shapley: the masks scored by score_masks, plus select's verification, shared by every k; sleb: its "
         "greedy steps up to k). layer passes: kept layers summed over those forward passes (a mask that keeps "
-        "fewer layers costs less; times the calibration tokens: layer-token forwards). scoring s: time to choose the sets of every k together. tokens/s: one forward "
-        "pass, best of two, indicative.",
+        "fewer layers costs less; times the calibration tokens: layer-token forwards). scoring s: time to choose "
+        "the sets of every k together. tokens/s: one forward pass, best of two, indicative.",
     ]
     return "\n".join(lines) + "\n"
 

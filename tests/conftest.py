@@ -79,8 +79,10 @@ def project_params(overrides: dict | None = None):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Markers say what a test costs: whatever runs stages (tests/flows), a browser or the real model is slow."""
+    """Markers say what a test costs: whatever runs stages (tests/flows), a browser or the real model is slow;
+    tests marked ``long`` (minutes each) run first, so that parallel workers (``make test``) finish together."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT).parts
         if parts[:2] in {("tests", "flows"), ("tests", "browser")}:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: the rest keep their order

@@ -17,8 +17,8 @@ spend on it) the search runs these phases, each only as far as the share allows:
 Evaluations are shared across ``k`` (a mask measured for one ``k`` is free for the next). Masks whose
 value is known up front (already scored on this game, the full model) cost nothing and seed the search.
 The choice per ``k`` is the best measured set by calibration utility; the result says how far it is
-from the runner-up and whether a larger budget would likely change it (the last step still improved,
-or the runner-up is within ``close`` of it).
+from the runner-up and whether a larger budget may change it (the last step still improved, the
+runner-up is within ``close`` of it, or the share did not hold the lazy greedy pass).
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ def budgeted_select(
             "close": margin < plan.close,
             "still_improving": improved,
             "local_optimum": optimum,
-            "larger_budget_may_change": bool(improved or margin < plan.close) and not optimum,
+            "reduced": k > 1 and width < 3,  # the share did not hold the lazy greedy pass
+            "larger_budget_may_change": bool(improved or margin < plan.close or (k > 1 and width < 3)) and not optimum,
         }
         values = spend.game.free_values()
         for row in order[: max(len(order), 0)]:

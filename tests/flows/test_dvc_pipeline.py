@@ -50,6 +50,7 @@ def _ran(log: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_dvc_repro_reruns_only_what_changed(tmp_path, workspace, prefect_api):
     api_url = prefect_api
     project = tmp_path / "project"
