@@ -261,7 +261,7 @@ def budgeted_select(
             "larger_budget_may_change": bool(improved or margin < plan.close or (k > 1 and width < 3)) and not optimum,
         }
         values = spend.game.free_values()
-        for row in order[: max(len(order), 0)]:
+        for row in order:  # every measured set of k layers, best first
             cand = Candidate(masks[row], ["budgeted"], math.nan, 0)
             cand.calibration, cand.verified = float(values[cand.key]), True
             pool.append(cand)
