@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shapprune.baselines.cost import layer_passes, sleb_cost
 from shapprune.config import load_params
 from shapprune.estimators.budget import known_values, mask_key
 from shapprune.game import LayerGame
 from shapprune.models import load_model
 from shapprune.scoring import window_nll
-from shapprune.select import budgeted_select, sleb_cost
+from shapprune.select import budgeted_select
 from shapprune.surgery import kept_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.runtime import Stage
@@ -118,7 +119,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for k in DROPS:
         cost = sleb_cost(n_layers, k)
-        sleb_kept = sum((n_layers - j) * (n_layers - j - 1) for j in range(k))
+        sleb_kept = layer_passes("sleb", n_layers, k)
         record(k, "SLEB", 1.0, sorted(order[:k]), cost, sleb_kept, "")
         for fraction in FRACTIONS:
             budget = int(fraction * cost)

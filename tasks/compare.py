@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shapprune.baselines import LayerScores, from_values, layer_scores
+from shapprune.baselines import LayerScores, cost, from_values, layer_scores
 from shapprune.checkpoint import PartStore
 from shapprune.config import Params
 from shapprune.evaluation import variants
@@ -50,38 +50,6 @@ def ranks_of(result: LayerScores) -> np.ndarray:
     return np.argsort(result.ranking()) + 1
 
 
-def scoring_evaluations(method: str, n_layers: int, k: int, info: dict) -> int | None:
-    """Forward passes a baseline spends on the calibration windows to choose its set of ``k`` removed layers."""
-    if method == "sleb":  # greedy: every remaining layer tried at every step
-        return sum(n_layers - step for step in range(k))
-    if method == "ppl":  # one model per single removed layer
-        return n_layers
-    if method in ("block_influence", "angular", "taylor"):  # hidden states (and gradients) of the full model
-        return 1
-    if method == "random":
-        return 0
-    if method == "oracle":
-        return math.comb(n_layers, k)
-    if method == "iterative_shapley":
-        return info.get("n_evaluations")
-    return None
-
-
-def scoring_layer_forwards(method: str, n_layers: int, k: int) -> int | None:
-    """Kept layers summed over a baseline's forward passes for its set of ``k`` (x tokens: layer-token forwards)."""
-    if method == "sleb":
-        return sum((n_layers - step) * (n_layers - step - 1) for step in range(k))
-    if method == "ppl":
-        return n_layers * (n_layers - 1)
-    if method in ("block_influence", "angular", "taylor"):
-        return n_layers
-    if method == "random":
-        return 0
-    if method == "oracle":
-        return math.comb(n_layers, k) * (n_layers - k)
-    return None
-
-
 def result_record(result: LayerScores, seconds: float) -> dict:
     """A JSON record of a criterion's result (to resume without rescoring)."""
     return {
@@ -109,8 +77,8 @@ def baseline_sets(method: str, result: LayerScores, seconds: float, ks: list[int
             sets[k] = result.drop(k)
         except ValueError as err:
             notes.append(f"{method}, k={k}: {err}")
-    evals = {k: scoring_evaluations(method, result.n_layers, k, result.info) for k in sets}
-    forwards = {k: scoring_layer_forwards(method, result.n_layers, k) for k in sets}
+    evals = {k: cost.llm_evaluations(method, result.n_layers, k, result.info) for k in sets}
+    forwards = {k: cost.layer_passes(method, result.n_layers, k) for k in sets}
     return MethodSets(method, sets, ranks_of(result), seconds, evals, notes, forwards)
 
 
@@ -135,16 +103,17 @@ def scored_layer_forwards(paths: Paths, n_layers: int) -> int | None:
 
 def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     """The sets ``select`` chose and verified; its cost is the scored masks plus its verification evaluations."""
-    table = read_json(paths.select_json)
-    if table.get("method") != "select" or int(table.get("n_layers", -1)) != n_layers:
+    selection = SelectionTable.read(paths.select_json)
+    table = selection.raw
+    if selection.method != "select" or selection.n_layers != n_layers:
         raise ValueError(f"{paths.select_json}: no subset search for this model; rerun `dvc repro select`")
-    chosen = {int(k): sorted(v["dropped"]) for k, v in table["chosen"].items()}
+    chosen = selection.chosen
     missing = [k for k in ks if k not in chosen]
     notes = [f"select, k={k}: not searched (select.n_drops is {table['n_drops']}); rerun select" for k in missing]
-    design = SelectionTable.read(paths.select_json).design_evaluations(paths.metrics_file("score_masks"))
+    design = selection.design_evaluations(paths.metrics_file("score_masks"))
     scoring = read_json(paths.metrics_file("score_masks")) if design else {}
-    seconds = (scoring.get("seconds") or 0.0) + (table.get("seconds") or 0.0)
-    total = design + int(table.get("n_evaluations", 0))  # shared by every k searched
+    seconds = (scoring.get("seconds") or 0.0) + selection.seconds
+    total = design + selection.n_evaluations  # shared by every k searched
     sets = {k: chosen[k] for k in ks if k in chosen}
     own = table.get("kept_layers")
     design_forwards = scored_layer_forwards(paths, n_layers) if design else 0

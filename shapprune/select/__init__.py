@@ -1,7 +1,7 @@
 """Choose which layers to drop by searching subsets on the surrogate and verifying the best on the LLM."""
 
 from shapprune.select.blocks import best_blocks, contiguous_blocks
-from shapprune.select.budgeted import BudgetPlan, budgeted_select, sleb_cost, sleb_shares
+from shapprune.select.budgeted import BudgetPlan, budgeted_select, sleb_shares
 from shapprune.select.candidates import SOURCES, Candidate, best_scored, ranking_mask
 from shapprune.select.fit import surrogate_fit
 from shapprune.select.result import Cost, Selection
@@ -25,7 +25,6 @@ __all__ = [
     "greedy_removal",
     "ranking_mask",
     "select_subsets",
-    "sleb_cost",
     "sleb_shares",
     "surrogate_fit",
 ]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.candidates import Candidate
@@ -52,11 +53,6 @@ class BudgetPlan:
             raise ValueError(f"select: block_share must be in (0, 1], got {self.block_share}")
         if self.batch < 1 or self.min_swaps < 0:
             raise ValueError("select: batch must be at least 1 and min_swaps at least 0")
-
-
-def sleb_cost(n_layers: int, k: int) -> int:
-    """LLM evaluations SLEB spends to drop ``k`` of ``n_layers`` layers (one per remaining layer and step)."""
-    return sum(n_layers - j for j in range(k))
 
 
 def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int, int]:

@@ -7,8 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
+from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import known_values, mask_key
-from shapprune.select import BudgetPlan, budgeted_select, sleb_cost, sleb_shares
+from shapprune.select import BudgetPlan, budgeted_select, sleb_shares
 from shapprune.select.budgeted import fit_ranker, swaps
 
 

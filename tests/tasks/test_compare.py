@@ -11,22 +11,6 @@ from tasks import compare as cmp
 from tests.conftest import tiny_llama
 
 
-def test_scoring_evaluations() -> None:
-    assert cmp.scoring_evaluations("sleb", 30, 9, {}) == 234  # 30 + 29 + ... + 22
-    assert cmp.scoring_evaluations("sleb", 30, 3, {}) == 87
-    assert cmp.scoring_evaluations("ppl", 30, 9, {}) == 30
-    assert cmp.scoring_evaluations("random", 30, 9, {}) == 0
-    assert cmp.scoring_evaluations("oracle", 6, 2, {}) == 15
-
-
-def test_layer_passes_count_the_kept_layers_of_every_forward():
-    assert cmp.scoring_layer_forwards("sleb", 4, 2) == 4 * 3 + 3 * 2  # step 1: 4 masks of 3 kept; step 2: 3 of 2
-    assert cmp.scoring_layer_forwards("ppl", 30, 9) == 30 * 29
-    assert cmp.scoring_layer_forwards("block_influence", 30, 9) == 30  # one pass of the full model
-    assert cmp.scoring_layer_forwards("oracle", 6, 2) == 15 * 4 and cmp.scoring_layer_forwards("random", 6, 2) == 0
-    assert cmp.scoring_layer_forwards("iterative_shapley", 6, 2) is None  # not recorded
-
-
 def test_baseline_sets_and_records_round_trip() -> None:
     result = LayerScores("angular", np.array([0.5, np.inf, 0.1, 0.3]), chosen={1: [2]}, set_valued=True)
     back, seconds = cmp.result_from_record("angular", cmp.result_record(result, 1.5))
