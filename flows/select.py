@@ -5,7 +5,7 @@ the contribution ranking, beam search and greedy removal on the surrogate, conti
 masks already scored; the most promising are verified on the LLM (calibration and validation windows, ``select.budget``
 evaluations), the surrogate is refitted on what was verified, and the search repeats for
 ``select.rounds`` rounds. The verified mask with the best validation utility is chosen.
-``select.strategy: budgeted`` instead searches on the LLM alone (block scan, leave-one-out, swap moves; see
+``select.strategy: budgeted`` instead searches on the LLM alone (block scan, lazy greedy removal, swap moves; see
 ``shapprune/select/budgeted.py``) with every evaluation inside ``select.budget`` and reports its cost per k. Writes
 ``data/select/select.json`` (the choice per k) and ``candidates.parquet`` (every candidate). When neither
 ``prune.method`` nor ``compare.methods`` asks for select it writes a placeholder and loads nothing.

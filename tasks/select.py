@@ -51,16 +51,14 @@ def _clean(obj: object) -> object:
 def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
     """Scored masks (``data/scores.parquet``), contributions (``data/shapley``), the surrogate (``data/surrogate``)."""
     paths, cfg = stage.paths, stage.params.select
-    if cfg.strategy == "budgeted":  # the LLM alone; score_masks' values reused only when asked and comparable
-        if not (cfg.reuse_scores and cfg.repair == "none" and paths.scores.is_file()):
-            return SearchInputs(np.zeros((0, n_layers), bool), np.zeros(0), None, None)
-        scores, masks = read_masks(paths.scores, n_layers)
-        utilities = scores["utility"].to_numpy(float)
-        finite = np.isfinite(utilities)
-        return SearchInputs(masks[finite], utilities[finite], None, None, len(utilities))
+    budgeted = cfg.strategy == "budgeted"  # the LLM alone; score_masks' values reused only when asked and comparable
+    if budgeted and not (cfg.reuse_scores and cfg.repair == "none" and paths.scores.is_file()):
+        return SearchInputs(np.zeros((0, n_layers), bool), np.zeros(0), None, None)
     scores, masks = read_masks(paths.scores, n_layers)
     utilities = scores["utility"].to_numpy(float)
     finite = np.isfinite(utilities)
+    if budgeted:
+        return SearchInputs(masks[finite], utilities[finite], None, None, len(utilities))
     table = read_json(paths.shapley_json)
     contributions = np.array([row["shapley"] for row in table["layers"]], dtype=np.float64)
     if len(contributions) != n_layers:

@@ -42,7 +42,7 @@ class BudgetPlan:
     """How a budgeted search spends each ``k``'s share."""
 
     greedy_width: int = 4  # lazy greedy: candidates measured per step after the first (3 at least, or no greedy)
-    block_share: float = 0.6  # at most this fraction of what is left on the coarse block scan
+    block_share: float = 0.6  # at most this fraction of a k's share on the coarse block scan
     min_swaps: int = 8  # the leave-one-out pass runs only if it leaves this many evaluations for swaps
     batch: int = 4  # swap moves measured per hill-climbing step
     ridge: float = 1e-2  # ridge penalty of the move-ranking model
