@@ -109,7 +109,7 @@ class PrefixScorer:
                 if i + 1 in store:
                     handles.append(self._layers[i].register_forward_hook(_capturer(new_cache[i + 1])))
             try:
-                with kept_layers(self.model, suffix), torch.inference_mode():
+                with kept_layers(self.model, suffix, int(bits[:depth].sum())), torch.inference_mode():
                     logits = self.model(input_ids=ids, use_cache=False).logits
             finally:
                 for h in handles:

@@ -131,8 +131,8 @@ class SubGame:
             run[self.first - 1] = True
             cache = self._fallback
         layers = decoder_layers(self.model)
-        first_run = layers[int(np.flatnonzero(run)[0])]
-        with _inject(first_run, cache), kept_layers(self.model, run):
+        start = int(np.flatnonzero(run)[0])
+        with _inject(layers[start], cache), kept_layers(self.model, run, int(keep[:start].sum())):
             return window_nll(self.model, self.windows, self.batch_size)
 
     def __call__(self, masks: Mask) -> Utility:

@@ -1,8 +1,10 @@
 """Layer surgery that works across architectures: keep a subset of decoder layers.
 
 The decoder layer list is found generically (``model.model.layers``, ``transformer.h``, ...),
-rebuilt from the kept layers, re-indexed (every ``layer_idx`` attribute) and the config is fixed
-(``num_hidden_layers`` and, where present, the per-layer ``layer_types``).
+rebuilt from the kept layers, re-indexed (every ``layer_idx`` / ``layer_id`` attribute) and the config is
+fixed (``num_hidden_layers`` and, where present and not derived, the per-layer ``layer_types``). Two
+architecture facts live here and nowhere else: RWKV's embedding norm moves to whichever block runs first,
+and RWKV's position-dependent fp16 rescaling is turned off (exactly; see :func:`_undo_position_rescaling`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ _KNOWN_PATHS = (
     "transformer.h",
     "gpt_neox.layers",
     "model.language_model.layers",
+    "backbone.layers",  # Mamba, Mamba-2, Falcon-Mamba
+    "rwkv.blocks",
 )
 
 
@@ -72,23 +76,69 @@ def _check_mask(keep: Sequence[bool] | np.ndarray, n: int, allow_empty: bool = F
     return keep
 
 
-def _set_layers(model: nn.Module, layers: list[nn.Module], layer_types: list | None) -> None:
+# Per-layer position attributes, re-indexed after surgery (RWKV indexes its recurrent state by ``layer_id``).
+_INDEX_ATTRS = ("layer_idx", "layer_id")
+# Modules that belong to whichever layer runs first, not to one layer (RWKV's embedding norm sits in block 0).
+_FIRST_LAYER_MODULES = ("pre_ln",)
+
+
+def _set_layers(model: nn.Module, layers: list[nn.Module], layer_types: list | None, start: int = 0) -> None:
     parent, attr = find_layers(model)
+    if layers and start == 0:
+        for holder in getattr(parent, attr):
+            for name in _FIRST_LAYER_MODULES:
+                if holder is not layers[0] and name in holder._modules:
+                    layers[0].add_module(name, holder._modules.pop(name))
     setattr(parent, attr, nn.ModuleList(layers))
-    for new_idx, layer in enumerate(layers):
+    for new_idx, layer in enumerate(layers, start=start):
         for module in layer.modules():
-            if hasattr(module, "layer_idx"):
-                module.layer_idx = new_idx
+            for index in _INDEX_ATTRS:
+                if isinstance(getattr(module, index, None), int):
+                    setattr(module, index, new_idx)
     config = _text_config(model)
     config.num_hidden_layers = len(layers)
-    if layer_types is not None:
+    if layer_types is not None and not _derived(config, "layer_types"):
         config.layer_types = list(layer_types)
 
 
-def _snapshot(model: nn.Module) -> tuple[list[nn.Module], list | None, list[tuple[nn.Module, int]]]:
+def _derived(config: object, name: str) -> bool:
+    """A read-only config property (e.g. Mamba's ``layer_types``, computed from ``num_hidden_layers``)."""
+    attr = getattr(type(config), name, None)
+    return isinstance(attr, property) and attr.fset is None
+
+
+def _undo_position_rescaling(model: nn.Module) -> None:
+    """Turn off RWKV's inference rescaling, which depends on each layer's position (exact, not an approximation).
+
+    At inference RWKV halves its residual stream after every ``rescale_every`` layers and divides each
+    layer's output weights by 2**(position // rescale_every), an fp16 overflow guard. Dropping layers
+    moves positions, so the halvings and the weights would disagree; with ``rescale_every = 0`` (and the
+    weights restored) the model computes the same function without position-dependent state.
+    """
+    config = _text_config(model)
+    every = int(getattr(config, "rescale_every", 0) or 0)
+    if every <= 0:
+        return
+    for module in model.modules():
+        if getattr(module, "layers_are_rescaled", False):
+            for position, block in enumerate(module.blocks):
+                for linear in (block.attention.output, block.feed_forward.value):
+                    linear.weight.data.mul_(2 ** (position // every))
+            module.layers_are_rescaled = False
+    config.rescale_every = 0
+
+
+def _snapshot(model: nn.Module) -> tuple[list[nn.Module], list | None, list[tuple[nn.Module, str, int]]]:
+    _undo_position_rescaling(model)
     layers = list(decoder_layers(model))
     layer_types = getattr(_text_config(model), "layer_types", None)
-    indices = [(m, m.layer_idx) for layer in layers for m in layer.modules() if hasattr(m, "layer_idx")]
+    indices = [
+        (m, index, getattr(m, index))
+        for layer in layers
+        for m in layer.modules()
+        for index in _INDEX_ATTRS
+        if isinstance(getattr(m, index, None), int)
+    ]
     return layers, (list(layer_types) if layer_types is not None else None), indices
 
 
@@ -102,22 +152,24 @@ def keep_layers(model: nn.Module, keep: Sequence[bool] | np.ndarray) -> nn.Modul
 
 
 @contextmanager
-def kept_layers(model: nn.Module, keep: Sequence[bool] | np.ndarray) -> Iterator[nn.Module]:
+def kept_layers(model: nn.Module, keep: Sequence[bool] | np.ndarray, start: int = 0) -> Iterator[nn.Module]:
     """Temporarily run ``model`` with only the kept layers (dropped ones are skipped, not zeroed).
 
     An all-False mask is allowed here (embeddings straight into the final norm and head: the empty
-    coalition of the layer game); :func:`keep_layers` refuses it.
+    coalition of the layer game); :func:`keep_layers` refuses it. ``start`` is the position the first kept
+    layer takes when ``start`` layers already ran (prefix reuse injects their output): it is then not
+    the first layer, so it gets no first-layer module.
     """
     layers, layer_types, indices = _snapshot(model)
     keep = _check_mask(keep, len(layers), allow_empty=True)
     kept_types = [t for t, k in zip(layer_types, keep) if k] if layer_types is not None else None
     config = _text_config(model)
     n_before = config.num_hidden_layers
-    _set_layers(model, [layer for layer, k in zip(layers, keep) if k], kept_types)
+    _set_layers(model, [layer for layer, k in zip(layers, keep) if k], kept_types, start)
     try:
         yield model
     finally:
         _set_layers(model, layers, layer_types)
-        for module, idx in indices:
-            module.layer_idx = idx
+        for module, index, value in indices:
+            setattr(module, index, value)
         config.num_hidden_layers = n_before

@@ -26,6 +26,8 @@ MLP_OUT_NAMES = (
     "mlp.fc2",  # Phi
     "fc2",  # OPT
     "mlp.c_proj",  # GPT-2 (Conv1D: weight is [in, out])
+    "mixer.out_proj",  # Mamba, Mamba-2, Falcon-Mamba (the mixer is the whole block)
+    "feed_forward.value",  # RWKV (gated by its receptance: found, then refused as not additive)
 )
 
 
