@@ -1,4 +1,4 @@
-"""Budgeted select against SLEB at 1/4, 1/3, 1/2 and 1x SLEB's LLM evaluations, for k = 3, 6, 9.
+"""Budgeted select against SLEB at 1/4, 1/3, 1/2 and 1x SLEB's LLM evaluations, for k = compare.ratios x L.
 
 Runs after `prepare_model` and `prepare_data` (it needs data/model and the windows, nothing else: the
 budgeted search reuses no scored masks here). Both methods play the same calibration game (the
@@ -8,7 +8,8 @@ budgeted run counts its own evaluations from zero (a cache underneath only saves
 makes a run cheaper in the count). Cost is reported as LLM evaluations and as layer-token forwards
 (kept layers x tokens). Held-out perplexity on the evaluate stage's windows (3 corpora x 64 x 128).
 
-    python -m bench.select_budget        # bench/results/select_budget.{md,csv,png}
+    python -m bench.select_budget        # bench/results/select_budget.{md,csv,png}: k = 3, 6, 9 of 30
+    python -m bench.select_budget --project ../gemma --tag gemma   # another project copy's model and windows
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ from tasks.shared.artifacts import read_windows
 from tasks.shared.runtime import Stage
 
 RESULTS = Path("bench/results")
-CACHE = Path("data/bench/select_budget_values.parquet")  # mask -> calibration utility (fp32)
-HELDOUT = Path("data/bench/select_budget_heldout.json")  # dropped layers -> held-out PPL per corpus (fp32)
-DROPS = (3, 6, 9)
+CACHES = Path("data/bench")  # select_budget[_<tag>]_values.parquet: mask -> calibration utility (fp32), and
+# select_budget[_<tag>]_heldout.json: dropped layers -> held-out PPL per corpus (fp32)
 FRACTIONS = (1 / 4, 1 / 3, 1 / 2, 1.0)
 
 
@@ -88,17 +88,24 @@ def heldout(model, stage: Stage, corpora: list[str], dropped: list[int], n_layer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--project", default=".", help="the project copy whose data/model and windows are used")
+    parser.add_argument("--tag", default="", help="suffix of the result and cache files (e.g. gemma)")
     args = parser.parse_args()
-    stage = Stage.open("select", ".")
+    name = "select_budget" + (f"_{args.tag}" if args.tag else "")
+    stage = Stage.open("select", args.project)
+    params = load_params(Path(args.project) / "params.yaml")
     model, _ = load_model(str(stage.paths.model), dtype=torch.float32, device="cpu")
     windows = read_windows(stage.paths.calibration)  # [n, T]
-    game = Memo(LayerGame(model, windows, utility="ppl_ratio", batch_size=args.batch, prefix_reuse=True), CACHE)
-    corpora = list(load_params(Path("params.yaml")).prepare_data.eval_corpora)
+    memo = CACHES / f"{name}_values.parquet"
+    game = Memo(LayerGame(model, windows, utility="ppl_ratio", batch_size=args.batch, prefix_reuse=True), memo)
+    corpora = list(params.prepare_data.eval_corpora)
     n_layers, tokens = game.n_players, int(np.prod(windows.shape))
+    drops = sorted({max(1, round(r * n_layers)) for r in params.compare.ratios})  # 3, 6, 9 of 30
     full_ppl = game.game.full.perplexity
-    order = sleb(game, max(DROPS))
+    order = sleb(game, max(drops))
     rows = []
-    ppl_cache = json.loads(HELDOUT.read_text()) if HELDOUT.is_file() else {}  # "3 4 5" -> {corpus: ppl}
+    held = CACHES / f"{name}_heldout.json"
+    ppl_cache = json.loads(held.read_text()) if held.is_file() else {}  # "3 4 5" -> {corpus: ppl}
 
     def record(k: int, method: str, fraction: float, dropped: list[int], evals: int, kept: int, note: str) -> None:
         mask = np.ones(n_layers, dtype=bool)
@@ -106,7 +113,7 @@ def main() -> None:
         key = " ".join(map(str, dropped))
         if key not in ppl_cache:
             ppl_cache[key] = heldout(model, stage, corpora, dropped, n_layers, args.batch)
-            HELDOUT.write_text(json.dumps(ppl_cache, indent=1) + "\n")
+            held.write_text(json.dumps(ppl_cache, indent=1) + "\n")
         rows.append(
             {"k": k, "method": method, "fraction": fraction, "budget": evals if method == "SLEB" else None,
              "llm_evaluations": evals, "layer_token_forwards": kept * tokens, "dropped": " ".join(map(str, dropped)),
@@ -114,10 +121,10 @@ def main() -> None:
              "note": note}
         )  # fmt: skip
         print(rows[-1], flush=True)
-        pd.DataFrame(rows).to_csv(RESULTS / "select_budget.csv", index=False)
+        pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for k in DROPS:
+    for k in drops:
         cost = sleb_cost(n_layers, k)
         sleb_kept = layer_passes("sleb", n_layers, k)
         record(k, "SLEB", 1.0, sorted(order[:k]), cost, sleb_kept, "")
@@ -130,21 +137,25 @@ def main() -> None:
                    sel.costs[k].kept_layers, " ".join(flags))  # fmt: skip
             rows[-1]["budget"] = budget
     df = pd.DataFrame(rows)
-    df.to_csv(RESULTS / "select_budget.csv", index=False)
-    write_report(df, full_ppl, corpora, tokens)
+    df.to_csv(RESULTS / f"{name}.csv", index=False)
+    model_name = f"{params.export.base_model or params.base.model}, {n_layers} layers"
+    command = "python -m bench.select_budget" + (f" --project <copy> --tag {args.tag}" if args.tag else "")
+    write_report(df, full_ppl, corpora, tokens, name, model_name, command)
 
 
-def write_report(df: pd.DataFrame, full_ppl: float, corpora: list[str], tokens: int) -> None:
-    """``select_budget.md`` (the table) and ``select_budget.png`` (held-out PPL against budget, per k)."""
+def write_report(
+    df: pd.DataFrame, full_ppl: float, corpora: list[str], tokens: int, name: str, model_name: str, command: str
+) -> None:
+    """``<name>.md`` (the table) and ``<name>.png`` (held-out PPL against budget, per k)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     md = [
-        "# Budgeted select against SLEB (SmolLM2-135M, 30 layers)",
+        f"# Budgeted select against SLEB ({model_name})",
         "",
-        "`python -m bench.select_budget` (after `dvc repro prepare_data`). Calibration game: 10 x 128 tokens, "
+        f"`{command}` (after `dvc repro prepare_data`). Calibration game: 10 x 128 tokens, "
         f"fp32, full-model calibration PPL {full_ppl:.2f}; held-out PPL on the evaluate stage's windows. "
         f"Layer-token forwards = kept layers x {tokens} tokens per evaluation. Budgeted runs reuse no scored "
         "masks. Notes: `reduced` (the budget did not hold the lazy greedy pass: more budget may change the set), "
@@ -163,14 +174,14 @@ def write_report(df: pd.DataFrame, full_ppl: float, corpora: list[str], tokens: 
             f"| {r.k} | {label} | {r.budget} | {r.llm_evaluations} | {r.layer_token_forwards / 1e6:.2f} | "
             f"{r.dropped} | {r.calibration_ppl:.2f} | {cells} | {r.note if isinstance(r.note, str) else ''} |"
         )
-    (RESULTS / "select_budget.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
     curve = []  # for `dvc plots show` (template lines_by_method): one line per (k, method), SLEB flat
     for r in df.itertuples():
         fractions = FRACTIONS if r.method == "SLEB" else (r.fraction,)
         for f in fractions:
             curve += [{"method": f"k={r.k} {r.method}", "fraction": round(f, 4), "corpus": c,
                        "ppl": getattr(r, f"ppl_{c}")} for c in corpora]  # fmt: skip
-    pd.DataFrame(curve).to_csv(RESULTS / "select_budget_plot.csv", index=False)
+    pd.DataFrame(curve).to_csv(RESULTS / f"{name}_plot.csv", index=False)
     fig, axes = plt.subplots(1, len(corpora), figsize=(4 * len(corpora), 3.2), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
         for k in sorted(df["k"].unique()):
@@ -181,7 +192,7 @@ def write_report(df: pd.DataFrame, full_ppl: float, corpora: list[str], tokens: 
         ax.set(xlabel="budget / SLEB's evaluations", ylabel=f"held-out PPL ({corpus})", title=corpus)
     axes[0][0].legend(fontsize=7, title="dashed: SLEB", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "select_budget.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
     print("\n".join(md))
 
 

