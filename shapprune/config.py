@@ -33,8 +33,8 @@ class Base(_Section):
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if v not in ("auto", "cpu", "mps") and not v.startswith("cuda"):
-            raise ValueError("use auto, cpu, cuda or cuda:N")
+        if v not in ("auto", "cpu", "mps", "map") and not v.startswith("cuda"):
+            raise ValueError("use auto, cpu, cuda, cuda:N or map (the layers spread over every GPU)")
         return v
 
 

@@ -112,7 +112,8 @@ def _assemble(package: str) -> Path | None:
 def resolve_dtype(name: str, device: str) -> torch.dtype:
     """Map a dtype name to torch; ``auto`` is bfloat16 where supported, else float32."""
     if name == "auto":
-        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        on_gpu = device.startswith("cuda") or device == MAP
+        if on_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
     if name not in DTYPES:
@@ -120,8 +121,11 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
+MAP = "map"  # base.device: spread the layers over every GPU, then CPU (models larger than one device)
+
+
 def resolve_device(name: str) -> str:
-    """``auto`` is cuda when available, else cpu; an unavailable cuda request is an error."""
+    """``auto`` is cuda when available, else cpu; ``map`` stays ``map``; an unavailable cuda request is an error."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -142,7 +146,9 @@ def load_model(
 ) -> tuple[PreTrainedModel, object]:
     """Load ``(model, tokenizer)`` in eval mode; a GGUF model comes back as a clean, serialisable copy.
 
-    ``revision`` pins a hub id's commit, tag or branch (ignored for local sources).
+    ``revision`` pins a hub id's commit, tag or branch (ignored for local sources). ``device="map"`` spreads
+    the layers over every visible GPU, then CPU memory (accelerate's ``device_map="auto"``): a directory or
+    hub model is loaded straight into place in ``dtype``; a GGUF model is converted on the CPU first.
 
     A truncated or damaged weights file raises :class:`~shapprune.integrity.CorruptModelError` (one line,
     naming the file): saved directories are checked before loading (headers only), GGUF files after a
@@ -154,9 +160,14 @@ def load_model(
         kwargs["revision"] = revision
     if source.gguf_file is None and source.is_local:
         check_model_dir(source.location)
+    mapped = device == MAP and source.gguf_file is None
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=torch.float32, **kwargs)
+        if mapped:
+            kwargs["device_map"] = "auto"
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, dtype=dtype if mapped else torch.float32, **kwargs
+        )
     except Exception as err:
         if source.gguf_file:  # a damaged file raises from deep inside the GGUF parser: say which file
             check_gguf(Path(source.location) / source.gguf_file, gguf_fix(spec))
@@ -170,8 +181,26 @@ def load_model(
         ) from None
     if source.gguf_file:
         model = clean_copy(model)
+    if mapped:
+        return model.eval(), tokenizer
+    if device == MAP:
+        return dispatch(model.to(dtype)).eval(), tokenizer
     model = model.to(device=device, dtype=dtype).eval()
     return model, tokenizer
+
+
+def dispatch(model: PreTrainedModel, device_map: dict[str, str | int] | None = None) -> PreTrainedModel:
+    """Spread ``model`` over devices (accelerate; ``device_map`` None: every GPU, then CPU, whole layers)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if device_map is None:
+        device_map = infer_auto_device_map(model, no_split_module_classes=model._no_split_modules or [])
+    return dispatch_model(model, device_map)
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where token ids go: the input embedding's device (a mapped model's first device)."""
+    return model.get_input_embeddings().weight.device
 
 
 def clean_copy(model: PreTrainedModel) -> PreTrainedModel:

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError, Repair
-from shapprune.models import load_model, parameter_count, save_model
+from shapprune.models import MAP, load_model, parameter_count, save_model
 from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal
 from shapprune.surgery import keep_layers, num_layers
@@ -29,6 +29,7 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
             "`dvc repro prepare_data`, or set repair.method: none"
         )
     model, tokenizer = load_model(str(paths.model), dtype=torch.float32, device=device)  # fp32 fit
+    device = None if device == MAP else device  # a mapped model stays where accelerate put it
     info: dict = {"method": cfg.method, "windows": int(len(windows)), "parameters_pruned": None}
     if cfg.linear:
         fit = windows[: cfg.linear_windows]  # [n, T]

@@ -44,13 +44,13 @@ def test_gemma_resolves_by_package_name_and_has_its_shape(gemma):
 def test_gemma_perplexity_and_what_two_dropped_layers_cost(gemma):
     model, _, windows = gemma
     full = window_nll(model, windows).perplexity
-    assert 5 < full < 60, full  # a working model on Wikipedia text
+    assert 20 < full < 45, full  # measured 31.3 on these two windows
     keep = np.ones(18, bool)
     keep[[7, 8]] = False
     with kept_layers(model, keep):
         assert model.config.layer_types.count("full_attention") == 3
         dropped = window_nll(model, windows).perplexity
-    assert dropped > full * 1.2, (full, dropped)  # on this model two layers already cost a lot
+    assert dropped > full * 1.5, (full, dropped)  # measured 59.1: two of 18 layers nearly double it
 
 
 def test_gemma_prefix_reuse_equals_plain_scoring(gemma):

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError, Params
 from shapprune.integrity import CorruptModelError
-from shapprune.models import load_model, resolve_device, resolve_dtype
+from shapprune.models import MAP, input_device, load_model, resolve_device, resolve_dtype
 
 # data/<dir> -> the DVC stage that writes it
 REBUILT_BY = {"model": "prepare_model", "pruned": "prune", "repaired": "repair"}
@@ -30,7 +30,9 @@ def explain_corrupt(err: CorruptModelError) -> ConfigError:
 
 @task(name="load-model", cache_policy=NO_CACHE)
 def load_stage_model(model_dir: Path, params: Params) -> tuple[object, object, str]:
-    """Load a saved model directory with the device and dtype from ``base``; returns (model, tokenizer, device)."""
+    """Load a saved model directory with the device and dtype from ``base``; returns (model, tokenizer, device).
+
+    With ``base.device: map`` the returned device is the input embedding's (where token ids go)."""
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"{model_dir}: no saved model; run `dvc repro prepare_model` first")
     device = resolve_device(params.base.device)
@@ -39,7 +41,7 @@ def load_stage_model(model_dir: Path, params: Params) -> tuple[object, object, s
         model, tokenizer = load_model(str(model_dir), dtype=dtype, device=device)
     except CorruptModelError as err:
         raise explain_corrupt(err) from None
-    return model, tokenizer, device
+    return model, tokenizer, str(input_device(model)) if device == MAP else device
 
 
 def saved_layer_count(model_dir: Path) -> int:
