@@ -24,7 +24,8 @@ from tasks.shared.guards import fault_point
 from tasks.shared.progress import PrefectProgress
 
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
-_WORKER_MODEL: dict[tuple, torch.nn.Module] = {}
+_WORKER_MODEL: dict[tuple, torch.nn.Module] = {}  # this process's model, loaded once
+_WORKER_SCORER: dict[tuple, MaskScorer] = {}  # a Dask worker's scorer: its prefix cache outlives a chunk
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,47 @@ def rows_frame(mask_ids: list[int], bits: list[str], nlls: list[NLL]) -> pd.Data
     )
 
 
+def worker_device(device: str) -> str:
+    """``cuda`` inside a Dask worker on a machine with several GPUs: this worker's own GPU (worker i ->
+    ``cuda:i mod n``, so a local cluster of one worker per GPU uses every GPU); otherwise ``device``."""
+    if device != "cuda" or torch.cuda.device_count() < 2:
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):  # not in a Dask worker
+        return device
+    if isinstance(name, int) or str(name).isdigit():
+        return f"cuda:{int(name) % torch.cuda.device_count()}"
+    return device  # a named worker of an external cluster: pin it with CUDA_VISIBLE_DEVICES
+
+
 def worker_model(setup: ScoringSetup) -> torch.nn.Module:
-    """The model of this process, loaded once per worker and reused by every chunk it scores."""
+    """The model of this process (on this worker's own GPU), loaded once and reused by every chunk it scores."""
     key = (setup.model_dir, setup.dtype, setup.device)
     if key not in _WORKER_MODEL:
         if setup.threads:
             torch.set_num_threads(setup.threads)
         _WORKER_MODEL.clear()
-        _WORKER_MODEL[key] = load_model(setup.model_dir, dtype=DTYPES[setup.dtype], device=setup.device)[0]
+        device = worker_device(setup.device)
+        _WORKER_MODEL[key] = load_model(setup.model_dir, dtype=DTYPES[setup.dtype], device=device)[0]
     return _WORKER_MODEL[key]
+
+
+def worker_scorer(setup: ScoringSetup) -> MaskScorer:
+    """A Dask worker's scorer, reused by every chunk the worker scores, so that its prefix cache carries over
+    from one chunk to the next (results are bit-identical either way; only layer passes are saved)."""
+    if setup not in _WORKER_SCORER:
+        _WORKER_SCORER.clear()
+        _WORKER_SCORER[setup] = MaskScorer(worker_model(setup), read_windows(Path(setup.windows_path)), setup)
+    return _WORKER_SCORER[setup]
 
 
 @task(name="score-chunk", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def score_chunk(setup: ScoringSetup, mask_ids: list[int], bits: list[str]) -> pd.DataFrame:
     """Score one chunk of masks (in trie order) in whichever process runs the task, e.g. a Dask worker."""
-    scorer = MaskScorer(worker_model(setup), read_windows(Path(setup.windows_path)), setup)
+    scorer = worker_scorer(setup)
     masks = bits_to_masks(pd.Series(bits))
     return rows_frame(mask_ids, bits, [scorer(m) for m in masks])
 
