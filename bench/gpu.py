@@ -35,6 +35,7 @@ from shapprune.scoring import utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
+from tasks import compare_sets as cs
 from tasks.shared.artifacts import read_masks, read_windows
 from tasks.shared.paths import Paths
 
@@ -106,7 +107,7 @@ def comparison_section(spec: str, paths: Paths, params, args) -> tuple[pd.DataFr
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = PartStore(Path(tmp))
-        methods = [cmp.method_sets(params, paths, m, model, ks, store) for m in params.compare.methods]
+        methods = [cs.method_sets(params, paths, m, model, ks, store) for m in params.compare.methods]
         sets = cmp.distinct_sets(methods)
         cmp.evaluate_sets(params, paths, model, tokenizer, sets, items, store)
         table = cmp.rows(methods, store, model)

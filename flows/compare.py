@@ -31,6 +31,7 @@ from shapprune.repair.linear import fit_maps
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
+from tasks import compare_sets as cs
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.model import load_stage_model
@@ -67,12 +68,12 @@ def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
     return PartStore(paths.root.joinpath(*WORK, f"scores-{scores}")), PartStore(paths.root.joinpath(*WORK, evals))
 
 
-method_sets = task(name="score-method", cache_policy=NO_CACHE)(cmp.method_sets)
+method_sets = task(name="score-method", cache_policy=NO_CACHE)(cs.method_sets)
 evaluate_sets = task(name="evaluate-variants", cache_policy=NO_CACHE)(cmp.evaluate_sets)
 evaluate_repaired_sets = task(name="evaluate-repaired-variants", cache_policy=NO_CACHE)(cmp.evaluate_repaired_sets)
 
 
-def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cmp.MethodSets], corpora: list[str], n_layers: int):
+def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cs.MethodSets], corpora: list[str], n_layers: int):
     """CSV/JSON table, markdown report, plot data and figures; returns the two figures."""
     paths, cfg = stage.paths, stage.params.compare
     paths.compare_dir.mkdir(parents=True, exist_ok=True)

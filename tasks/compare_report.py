@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.compare import MethodSets
+from tasks.compare_sets import MethodSets
 
 
 def _fmt(x: object, digits: int = 2) -> str:

@@ -8,14 +8,15 @@ import pytest
 from shapprune.baselines import LayerScores
 from shapprune.checkpoint import PartStore
 from tasks import compare as cmp
+from tasks import compare_sets as cs
 from tests.conftest import tiny_llama
 
 
 def test_baseline_sets_and_records_round_trip() -> None:
     result = LayerScores("angular", np.array([0.5, np.inf, 0.1, 0.3]), chosen={1: [2]}, set_valued=True)
-    back, seconds = cmp.result_from_record("angular", cmp.result_record(result, 1.5))
+    back, seconds = cs.result_from_record("angular", cs.result_record(result, 1.5))
     assert seconds == 1.5 and np.array_equal(back.scores, result.scores) and back.chosen == {1: [2]}
-    sets = cmp.baseline_sets("angular", back, seconds, [1, 2])
+    sets = cs.baseline_sets("angular", back, seconds, [1, 2])
     assert sets.sets == {1: [2]} and len(sets.notes) == 1 and "n_drop=2" in sets.notes[0]
     assert sets.rank.tolist() == [3, 4, 1, 2] and sets.llm_evaluations == {1: 1} and sets.layer_forwards == {1: 4}
 
@@ -28,8 +29,8 @@ def test_rows_take_metrics_from_the_store(tmp_path) -> None:
     model = tiny_llama(n_layers=4)
     per_layer = sum(p.numel() for p in model.model.layers[0].parameters())
     total = sum(p.numel() for p in model.parameters())
-    m = cmp.MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
-    other = cmp.MethodSets("sleb", {2: [0, 2], 1: [3]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
+    m = cs.MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
+    other = cs.MethodSets("sleb", {2: [0, 2], 1: [3]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
     assert cmp.distinct_sets([m, other]) == [[], [0, 2], [3]]
     df = cmp.rows([m], store, model)
     assert df.method.tolist() == ["full", "ppl"] and df.ppl_wiki.tolist() == [10.0, 13.0]
@@ -48,11 +49,11 @@ def test_a_baseline_that_cannot_run_is_a_note_not_a_crash(tmp_path, tiny_model) 
     write_windows(windows, paths.calibration, "test")
     store = PartStore(tmp_path / "store")
     # Taylor+ protects the first 4 and last 2 of the tiny model's 6 layers: nothing is left to remove
-    taylor = cmp.method_sets(project_params(), paths, "taylor", tiny_model, [1], store)
+    taylor = cs.method_sets(project_params(), paths, "taylor", tiny_model, [1], store)
     assert taylor.sets == {} and "not compared" in taylor.notes[0] and "taylor_protect" in taylor.notes[0]
-    sleb = cmp.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], store)
+    sleb = cs.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], store)
     assert len(sleb.sets[1]) == 1 and len(sleb.sets[2]) == 2 and store.get("score-sleb")["ks"] == [1, 2]
-    again = cmp.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], PartStore(tmp_path / "store"))
+    again = cs.method_sets(project_params(), paths, "sleb", tiny_model, [1, 2], PartStore(tmp_path / "store"))
     assert again.sets == sleb.sets  # read back, not rescored
 
 
@@ -92,6 +93,6 @@ def test_a_repaired_row_is_the_model_the_repair_stage_would_save(tmp_path, smol_
         assert store.get(f"ppl-linear-{cmp.set_key(dropped)}")["ppl_wiki"] == pytest.approx(expected, rel=1e-5)
         plain = store.get(f"ppl-{cmp.set_key(dropped)}")
         assert plain is None  # the plain axis is evaluate_sets' job
-    rows = cmp.rows([cmp.MethodSets("sleb", {2: [2, 3], 1: [4]}, None, 1.0, {})], store, model, ("none", "linear"))
+    rows = cmp.rows([cs.MethodSets("sleb", {2: [2, 3], 1: [4]}, None, 1.0, {})], store, model, ("none", "linear"))
     assert rows.repair.tolist() == ["none", "none", "none", "linear", "linear"]
     assert rows[rows.repair == "linear"].ppl_wiki.notna().all() and rows[rows.repair == "none"].ppl_wiki.isna().all()

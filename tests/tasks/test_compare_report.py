@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from tasks import compare_report as rpt
-from tasks.compare import MethodSets
+from tasks.compare_sets import MethodSets
 
 
 def table() -> pd.DataFrame:
