@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,12 +164,13 @@ def load_model(
         check_model_dir(source.location)
     mapped = device == MAP and source.gguf_file is None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-        if mapped:
-            kwargs["device_map"] = "auto"
-        model = AutoModelForCausalLM.from_pretrained(
-            source.location, dtype=dtype if mapped else torch.float32, **kwargs
-        )
+        with _one_gguf_parse() if source.gguf_file else nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+            if mapped:
+                kwargs["device_map"] = "auto"
+            model = AutoModelForCausalLM.from_pretrained(
+                source.location, dtype=dtype if mapped else torch.float32, **kwargs
+            )
     except Exception as err:
         if source.gguf_file:  # a damaged file raises from deep inside the GGUF parser: say which file
             check_gguf(Path(source.location) / source.gguf_file, gguf_fix(spec))
@@ -187,6 +190,28 @@ def load_model(
         return dispatch(model.to(dtype)).eval(), tokenizer
     model = model.to(device=device, dtype=dtype).eval()
     return model, tokenizer
+
+
+@contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Parse a GGUF file once per load instead of three times (tokenizer, config, weights each build a
+    ``gguf.GGUFReader``; for a 262k-token vocabulary each parse takes tens of seconds on a CPU)."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple, object] = {}
+
+    def shared(path: object, mode: str = "r") -> object:
+        key = (str(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared  # transformers does `from gguf import GGUFReader` at each call
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 def dispatch(model: PreTrainedModel, device_map: dict[str, str | int] | None = None) -> PreTrainedModel:

