@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks import report as rpt
-from tasks.shared.contracts import ScoringSummary, read_json, write_json
+from tasks.shared.contracts import EvalSummary, ScoringSummary, read_json, write_json
 from tasks.shared.plots import close, ppl_bars
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import numeric_leaves
@@ -15,10 +15,10 @@ from tasks.shared.tracking import numeric_leaves
 def report(root: str = ".") -> dict:
     stage = Stage.open("report", root)
     paths = stage.paths
-    full, pruned = read_json(paths.eval_metrics("full")), read_json(paths.eval_metrics("pruned"))
+    full, pruned = EvalSummary.read(paths.eval_metrics("full")), EvalSummary.read(paths.eval_metrics("pruned"))
     pruning = read_json(paths.pruned / "pruning.json")
     repaired_file = paths.eval_metrics("repaired")
-    repaired = read_json(repaired_file) if repaired_file.is_file() else None
+    repaired = EvalSummary.read(repaired_file) if repaired_file.is_file() else None
     repair = read_json(paths.metrics_file("repair")) if repaired is not None else None
     surrogate = read_json(paths.metrics_file("fit_surrogate"))
     scoring = ScoringSummary.read(paths.metrics_file("score_masks"))
@@ -50,7 +50,7 @@ def report(root: str = ".") -> dict:
         tracker.log_artifact(paths.report)
         for path in (paths.report, paths.metrics):
             tracker.log_parent_artifact(path)
-        bars = {"full": full["ppl"], "pruned": pruned["ppl"]} | ({"repaired": repaired["ppl"]} if repaired else {})
+        bars = {"full": full.ppl, "pruned": pruned.ppl} | ({"repaired": repaired.ppl} if repaired else {})
         fig = ppl_bars(bars, "held-out perplexity")
         tracker.log_figure(fig, "perplexity.png")
         close(fig)

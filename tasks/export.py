@@ -18,7 +18,7 @@ from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, export_gguf
 from shapprune.models import DTYPES, load_model, resolve_source, save_model
 from shapprune.scoring import window_nll
-from tasks.shared.contracts import read_json
+from tasks.shared.contracts import EvalSummary, read_json
 from tasks.shared.paths import Paths
 from tasks.shared.registry import register_model
 from tasks.shared.tracking import Tracker
@@ -28,9 +28,8 @@ GGUF_NAME = "model.gguf"
 
 def evaluation(path: Path) -> Evaluation:
     """``data/metrics/eval_<which>.json`` as the card's :class:`Evaluation`."""
-    d = read_json(path)
-    zero = {t: (r["acc"], r["acc_stderr"], int(r["n"])) for t, r in (d.get("zero_shot") or {}).items()}
-    return Evaluation({c: float(v) for c, v in d["ppl"].items()}, zero)
+    d = EvalSummary.read(path)
+    return Evaluation(dict(d.ppl), {t: (r.acc, r.acc_stderr, r.n) for t, r in d.zero_shot.items()})
 
 
 def gguf_source(spec: str, mode: str) -> Path | None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.shared.contracts import ScoringSummary
+from tasks.shared.contracts import EvalSummary, ScoringSummary
 
 
 def summary_markdown(
-    full: dict,
-    pruned: dict,
+    full: EvalSummary,
+    pruned: EvalSummary,
     pruning: dict,
     surrogate: dict,
     scoring: ScoringSummary,
-    repaired: dict | None = None,
+    repaired: EvalSummary | None = None,
     repair: dict | None = None,
 ) -> str:
     """The one-screen summary: what was dropped, what the repair did, and what it cost."""
@@ -37,17 +37,15 @@ def summary_markdown(
         f"Surrogate held-out fit: R² {surrogate['validation']['r2']:.3f}, Spearman "
         f"{surrogate['validation']['spearman']:.3f} on {surrogate['n_validation']} masks.",
         "",
-        "| model | layers | "
-        + " | ".join(f"PPL {k}" for k in full["ppl"])
-        + " | mean acc | mean acc_norm | tokens/s |",
-        "|---|---|" + "---|" * (len(full["ppl"]) + 3),
+        "| model | layers | " + " | ".join(f"PPL {k}" for k in full.ppl) + " | mean acc | mean acc_norm | tokens/s |",
+        "|---|---|" + "---|" * (len(full.ppl) + 3),
     ]
     models = [("full", full), ("pruned", pruned)] + ([(f"repaired ({repair['method']})", repaired)] if repaired else [])
     for name, m in models:
         lines.append(
-            f"| {name} | {m['n_layers']} | "
-            + " | ".join(f"{m['ppl'][k]:.2f}" for k in full["ppl"])
-            + f" | {m['mean_acc']:.3f} | {m['mean_acc_norm']:.3f} | {m['tokens_per_s']:.0f} |"
+            f"| {name} | {m.n_layers} | "
+            + " | ".join(f"{m.ppl[k]:.2f}" for k in full.ppl)
+            + f" | {m.mean_acc:.3f} | {m.mean_acc_norm:.3f} | {m.tokens_per_s:.0f} |"
         )
     if repair:
         lines[-len(models) - 2 : -len(models) - 2] = [repair_line(repair), ""]
@@ -56,12 +54,13 @@ def summary_markdown(
         "| task | full acc | pruned acc | full acc_norm | pruned acc_norm | items |",
         "|---|---|---|---|---|---|",
     ]
-    for task, f in full["zero_shot"].items():
-        p = pruned["zero_shot"].get(task, {})
+    nan = float("nan")
+    for task, f in full.zero_shot.items():
+        p = pruned.zero_shot.get(task)
         lines.append(
-            f"| {task} | {f['acc']:.3f} ± {f['acc_stderr']:.3f} | {p.get('acc', float('nan')):.3f} ± "
-            f"{p.get('acc_stderr', float('nan')):.3f} | {f['acc_norm']:.3f} | {p.get('acc_norm', float('nan')):.3f} "
-            f"| {f['n']} |"
+            f"| {task} | {f.acc:.3f} ± {f.acc_stderr:.3f} | {p.acc if p else nan:.3f} ± "
+            f"{p.acc_stderr if p else nan:.3f} | {f.acc_norm:.3f} | {p.acc_norm if p else nan:.3f} "
+            f"| {f.n} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -138,37 +137,44 @@ def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str
 
 
 def headline_metrics(
-    full: dict, pruned: dict, pruning: dict, surrogate: dict, scoring: ScoringSummary, repaired: dict | None = None
+    full: EvalSummary,
+    pruned: EvalSummary,
+    pruning: dict,
+    surrogate: dict,
+    scoring: ScoringSummary,
+    repaired: EvalSummary | None = None,
 ) -> dict:
     """``metrics.json``: what was dropped and the full vs pruned (and repaired) quality, for ``dvc metrics diff``."""
     out = {
         "n_dropped": pruning["n_dropped"],
         "dropped_layers": pruning["dropped_layers"],
-        "full": {"ppl": full["ppl"], "mean_acc": full["mean_acc"], "mean_acc_norm": full["mean_acc_norm"]},
-        "pruned": {"ppl": pruned["ppl"], "mean_acc": pruned["mean_acc"], "mean_acc_norm": pruned["mean_acc_norm"]},
-        "ppl_ratio": {k: pruned["ppl"][k] / full["ppl"][k] for k in full["ppl"]},
+        "full": _quality(full),
+        "pruned": _quality(pruned),
+        "ppl_ratio": {k: pruned.ppl[k] / full.ppl[k] for k in full.ppl},
         "surrogate": {"val_r2": surrogate["validation"]["r2"], "val_spearman": surrogate["validation"]["spearman"]},
         "scoring": {"n_masks": scoring.n_masks, "seconds_per_mask": scoring.seconds_per_mask},
         "parameters_kept": pruning["parameters_after"] / pruning["parameters_before"],
     }
     if repaired:
-        out["repaired"] = {k: repaired[k] for k in ("ppl", "mean_acc", "mean_acc_norm")}
-        out["repaired_ppl_ratio"] = {k: repaired["ppl"][k] / full["ppl"][k] for k in full["ppl"]}
+        out["repaired"] = _quality(repaired)
+        out["repaired_ppl_ratio"] = {k: repaired.ppl[k] / full.ppl[k] for k in full.ppl}
     return out
 
 
-def flat_metrics(metrics: dict, full: dict, pruned: dict, repaired: dict | None = None) -> dict[str, float]:
+def _quality(m: EvalSummary) -> dict:
+    return {"ppl": dict(m.ppl), "mean_acc": m.mean_acc, "mean_acc_norm": m.mean_acc_norm}
+
+
+def flat_metrics(
+    metrics: dict, full: EvalSummary, pruned: EvalSummary, repaired: EvalSummary | None = None
+) -> dict[str, float]:
     """The stage run's MLflow metrics: per-corpus PPL, mean accuracy, the surrogate's fit and the cost."""
-    flat = {f"pruned_ppl_{k}": v for k, v in pruned["ppl"].items()} | {
-        f"full_ppl_{k}": v for k, v in full["ppl"].items()
-    }
+    flat = {f"pruned_ppl_{k}": v for k, v in pruned.ppl.items()} | {f"full_ppl_{k}": v for k, v in full.ppl.items()}
     if repaired:
-        flat |= {f"repaired_ppl_{k}": v for k, v in repaired["ppl"].items()} | {
-            "repaired_mean_acc": repaired["mean_acc"]
-        }
+        flat |= {f"repaired_ppl_{k}": v for k, v in repaired.ppl.items()} | {"repaired_mean_acc": repaired.mean_acc}
     return flat | {
-        "pruned_mean_acc": pruned["mean_acc"],
-        "full_mean_acc": full["mean_acc"],
+        "pruned_mean_acc": pruned.mean_acc,
+        "full_mean_acc": full.mean_acc,
         "surrogate_val_r2": metrics["surrogate"]["val_r2"],
         "surrogate_val_spearman": metrics["surrogate"]["val_spearman"],
         "n_dropped": metrics["n_dropped"],
@@ -176,14 +182,12 @@ def flat_metrics(metrics: dict, full: dict, pruned: dict, repaired: dict | None 
     }
 
 
-def plot_frames(full: dict, pruned: dict, repaired: dict | None = None) -> dict[str, pd.DataFrame]:
+def plot_frames(full: EvalSummary, pruned: EvalSummary, repaired: EvalSummary | None = None) -> dict[str, pd.DataFrame]:
     """``plots/report/{ppl,zero_shot}.csv``: full vs pruned (vs repaired) per corpus and per task."""
     models = (("full", full), ("pruned", pruned)) + ((("repaired", repaired),) if repaired else ())
-    ppl = [{"corpus": k, "model": n, "bar": f"{k} ({n})", "ppl": m["ppl"][k]} for n, m in models for k in m["ppl"]]
+    ppl = [{"corpus": k, "model": n, "bar": f"{k} ({n})", "ppl": m.ppl[k]} for n, m in models for k in m.ppl]
     zero_shot = [
-        {"task": t, "model": n, "acc": r["acc"], "acc_norm": r["acc_norm"]}
-        for n, m in models
-        for t, r in m["zero_shot"].items()
+        {"task": t, "model": n, "acc": r.acc, "acc_norm": r.acc_norm} for n, m in models for t, r in m.zero_shot.items()
     ]
     return {"ppl": pd.DataFrame(ppl), "zero_shot": pd.DataFrame(zero_shot)}
 

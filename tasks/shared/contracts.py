@@ -98,6 +98,54 @@ class ScoringSummary:
 
 
 @dataclass(frozen=True)
+class TaskScore:
+    """One zero-shot task of an evaluation: accuracies with their standard errors over ``n`` items."""
+
+    acc: float
+    acc_stderr: float
+    acc_norm: float
+    acc_norm_stderr: float
+    n: int
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """``data/metrics/eval_<which>.json``: held-out perplexity per corpus and zero-shot accuracy per task."""
+
+    which: str
+    n_layers: int
+    ppl: dict[str, float]
+    zero_shot: dict[str, TaskScore]
+    mean_acc: float
+    mean_acc_norm: float
+    tokens_per_s: float
+
+    @classmethod
+    def read(cls, path: Path) -> EvalSummary:
+        d = read_json(path)
+        try:
+            zero = {
+                t: TaskScore(_num(r["acc"]), _num(r["acc_stderr"]), _num(r["acc_norm"]), _num(r["acc_norm_stderr"]),
+                             int(r["n"]))
+                for t, r in (d.get("zero_shot") or {}).items()
+            }  # fmt: skip
+            return cls(
+                str(d["which"]),
+                int(d["n_layers"]),
+                {c: _num(v) for c, v in d["ppl"].items()},
+                zero,
+                _num(d["mean_acc"]),
+                _num(d["mean_acc_norm"]),
+                _num(d["tokens_per_s"]),
+            )
+        except KeyError as err:
+            which = path.stem.removeprefix("eval_")
+            raise ConfigError(
+                f"{path}: no {err} (written by an older version); rerun `dvc repro evaluate@{which}`"
+            ) from None
+
+
+@dataclass(frozen=True)
 class ShapleyTable:
     """``data/shapley/shapley.json``: one contribution and standard error per layer."""
 
