@@ -69,9 +69,8 @@ def select(root: str = ".") -> dict:
             metrics |= {f"k{k}_validation": c.validation, f"k{k}_round": c.round}
             if k in selection.costs:
                 metrics |= {f"k{k}_evaluations": selection.costs[k].evaluations}
-                metrics |= {
-                    f"k{k}_layer_token_forwards": selection.costs[k].kept_layers * info["tokens_per_evaluation"]
-                }
+                forwards = selection.costs[k].layer_token_forwards(info["tokens_per_evaluation"])
+                metrics |= {f"k{k}_layer_token_forwards": forwards}
             rank = selection.from_source(k, "ranking")
             if rank is not None:
                 metrics |= {f"k{k}_ranking_calibration": rank.calibration, f"k{k}_ranking_validation": rank.validation}

@@ -76,7 +76,7 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
     params, paths, cfg = stage.params, stage.paths, stage.params.select
     model, _, device = load_stage_model(paths.model, params)
     scoring = params.score_masks
-    games = _games(stage, model)
+    games = _games(stage, model, ("calibration",) if cfg.strategy == "budgeted" else ("calibration", "validation"))
     if "calibration" not in games:
         raise ConfigError(f"{paths.calibration}: no calibration windows; rerun `dvc repro prepare_data`")
     calibration, validation = games["calibration"], games.get("validation")
@@ -98,7 +98,6 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
             calibration, n_drops, cfg.budget, np.random.default_rng([params.base.seed, 8]), known=known,
             log_utility=scoring.utility == "ppl_ratio",
         )  # fmt: skip
-        info["validation_windows"] = 0  # calibration alone, as SLEB
         return selection, info
     # the masks scored up front are values of the unrepaired game: with select.repair they only train the
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
@@ -123,7 +122,9 @@ def _windows(game: LayerGame | RepairedLayerGame) -> np.ndarray:
     return game.windows if isinstance(game, LayerGame) else game.score_windows
 
 
-def _games(stage: Stage, model) -> dict[str, LayerGame | RepairedLayerGame]:
+def _games(
+    stage: Stage, model, names: tuple[str, ...] = ("calibration", "validation")
+) -> dict[str, LayerGame | RepairedLayerGame]:
     """The calibration and validation games select verifies on: plain, or after the linear repair of each mask.
 
     ``select.repair: linear`` scores each candidate after its runs are repaired with maps fitted on the repair
@@ -132,6 +133,8 @@ def _games(stage: Stage, model) -> dict[str, LayerGame | RepairedLayerGame]:
     params, paths, scoring = stage.params, stage.paths, stage.params.score_masks
     games: dict[str, LayerGame | RepairedLayerGame] = {}
     for name, path in (("calibration", paths.calibration), ("validation", paths.validation)):
+        if name not in names:  # the budgeted search judges on calibration alone, as SLEB
+            continue
         windows = read_windows(path) if path.is_file() else np.zeros((0, 0), np.int64)
         if not len(windows):
             continue
@@ -162,9 +165,10 @@ def write_selection(selection: Selection, paths: Paths, meta: dict) -> pd.DataFr
     frame = candidates_frame(selection)
     write_table(frame, paths.select_candidates)
     chosen = selection.summary()
-    for row in chosen.values():  # layer-token forwards: the cost measure that is fair to masks keeping fewer layers
-        if "kept_layers" in row:
-            row["layer_token_forwards"] = row["kept_layers"] * int(meta.get("tokens_per_evaluation", 0))
+    tokens = int(meta.get("tokens_per_evaluation", 0))
+    for k, row in chosen.items():  # layer-token forwards: the cost measure that is fair to masks keeping fewer layers
+        if int(k) in selection.costs:
+            row["layer_token_forwards"] = selection.costs[int(k)].layer_token_forwards(tokens)
     write_json(
         paths.select_json,
         {

@@ -18,6 +18,10 @@ class Cost:
     evaluations: int
     kept_layers: int
 
+    def layer_token_forwards(self, tokens_per_evaluation: int) -> int:
+        """Kept layers x tokens summed over the evaluations."""
+        return self.kept_layers * tokens_per_evaluation
+
 
 @dataclass
 class Selection:

@@ -191,6 +191,7 @@ def test_budgeted_select_runs_on_the_llm_alone_within_its_budget(tiny_pipeline, 
     table = json.loads((data / "select" / "select.json").read_text())
     assert table["strategy"] == "budgeted" and table["design_evaluations"] == 0  # nothing scored to reuse
     assert 0 < table["n_evaluations"] <= 9 and table["n_validation_evaluations"] == 0
+    assert table["validation_windows"] == 0 and table["validation_full_ppl"] is None  # no validation game built
     per_k = table["chosen"]
     assert sum(per_k[k]["evaluations"] for k in ("1", "2")) == table["n_evaluations"]
     tokens = table["tokens_per_evaluation"]
