@@ -33,9 +33,8 @@ else
 	set base.model in params.yaml" >&2; exit 2; }
 	@name=$(MODEL)-$$(date +%Y%m%d-%H%M%S); \
 	  $(VENV) dvc exp run --temp -n $$name $(MODEL_PARAMS_$(MODEL)) $(ARGS) && \
-	  ref=$$(git for-each-ref --format='%(refname)' refs/exps | grep "/$$name$$") && \
-	  git show "$$ref:reports/summary.md" && \
-	  echo "experiment $$name: dvc exp show --only-changed (compare), dvc exp apply $$name (bring it in)"
+	  $(VENV) dvc exp show --md --drop '.*' --keep 'Experiment|base.model|n_dropped|ppl_ratio|parameters_kept' && \
+	  echo "experiment $$name: \`dvc exp apply $$name\` brings its outputs (reports/summary.md, ...) into the workspace"
 endif
 
 test: setup  ## the test suite (includes a short end-to-end run on the real default model), on up to 4 workers
