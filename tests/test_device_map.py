@@ -17,6 +17,8 @@ from shapprune.scoring import masked_nll
 from shapprune.surgery import keep_layers, num_layers
 from tests.conftest import tiny_llama
 
+pytestmark = pytest.mark.slow  # saves and reloads models: the full tier
+
 MASKS = np.array([[1] * 6, [1, 0, 1, 1, 0, 1], [1, 0, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1]], bool)
 
 

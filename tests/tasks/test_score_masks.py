@@ -44,6 +44,7 @@ def test_outside_a_worker_the_device_is_unchanged(monkeypatch):
     assert sm.worker_device("cuda") == "cuda"
 
 
+@pytest.mark.slow  # saves and loads a model
 def test_a_worker_keeps_its_model_and_prefix_cache_across_chunks(tmp_path, smol_tokenizer, ids, monkeypatch):
     save_model(tiny_llama(), smol_tokenizer, tmp_path / "model")
     np.save(tmp_path / "windows.npy", ids.numpy())
