@@ -1,0 +1,82 @@
+"""Our zero-shot scorer against EleutherAI's lm-evaluation-harness itself, item by item.
+
+lm-eval runs its own task definitions (prompts, choices, targets, its acc / acc_norm rules), pointed at
+the same arrow files our loader reads; only the data location changes, plus BoolQ's target, whose field
+is ``answer`` in this copy of the data and ``label`` in super_glue's. Both harnesses score the same
+tiny random model with the real SmolLM2 tokenizer: every choice's log-likelihood and every item's acc
+and acc_norm must agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shapprune.evaluation.zero_shot import TASKS, accuracy, load_task, score_items, task_dir
+
+lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
+pytestmark = pytest.mark.slow
+
+N_ITEMS = 6  # the first items of each validation split (lm-eval's `limit`)
+LM_EVAL_YAML = {
+    "piqa": "piqa/piqa.yaml",
+    "hellaswag": "hellaswag/hellaswag.yaml",
+    "winogrande": "winogrande/default.yaml",
+    "arc_easy": "arc/arc_easy.yaml",
+    "arc_challenge": "arc/arc_challenge.yaml",
+    "boolq": "super_glue/boolq/default.yaml",
+    "openbookqa": "openbookqa/openbookqa.yaml",
+}
+OVERRIDES = {"boolq": 'doc_to_target: "{{answer|int}}"\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n'}
+
+
+def _task_configs(directory: Path) -> list[str]:
+    """lm-eval's own task YAMLs, each included by one that only points it at our local arrow file."""
+    tasks = Path(lm_eval.__file__).parent / "tasks"
+    for name, source in LM_EVAL_YAML.items():
+        arrow = next(task_dir(name).glob("*.arrow"))
+        (directory / f"ours_{name}.yaml").write_text(
+            f"include: {tasks / source}\ntask: ours_{name}\ntag: []\ndataset_path: arrow\ndataset_name: null\n"
+            f"dataset_kwargs:\n  data_files:\n    validation: {arrow}\n"
+            "training_split: null\nvalidation_split: validation\ntest_split: null\n" + OVERRIDES.get(name, "")
+        )
+    return [f"ours_{name}" for name in LM_EVAL_YAML]
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory, tiny_model, smol_tokenizer):
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    directory = tmp_path_factory.mktemp("lm_eval_tasks")
+    names = _task_configs(directory)
+    harness = HFLM(pretrained=tiny_model, tokenizer=smol_tokenizer, batch_size=4, device="cpu")
+    out = lm_eval.simple_evaluate(
+        model=harness, tasks=names, limit=N_ITEMS, log_samples=True, bootstrap_iters=0,
+        task_manager=TaskManager(include_path=str(directory)),
+    )  # fmt: skip
+    return out["samples"]
+
+
+def test_the_tasks_compared_are_all_of_ours():
+    assert sorted(LM_EVAL_YAML) == sorted(TASKS)
+
+
+@pytest.mark.parametrize("task", sorted(LM_EVAL_YAML))
+def test_every_choice_and_every_item_agrees_with_lm_eval(both, task, tiny_model, smol_tokenizer):
+    samples = sorted(both[f"ours_{task}"], key=lambda s: s["doc_id"])
+    assert len(samples) == N_ITEMS
+    items = load_task(task, None, np.random.default_rng(0))[:N_ITEMS]
+    ours = score_items(tiny_model, smol_tokenizer, items, batch_size=4)
+    for i, (item, sample) in enumerate(zip(items, samples, strict=True)):
+        theirs = [float(resp[0]) for resp in sample["filtered_resps"]]  # one log-likelihood per choice
+        mine = ours[ours["item"] == i].sort_values("choice")["loglik"].tolist()
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-4, err_msg=f"{task} item {i}")
+        if task != "winogrande":  # there the target is the shared continuation; acc below checks the gold
+            assert int(sample["target"]) == item.label, (task, i)
+        got = accuracy(ours[ours["item"] == i].assign(item=0), [item])
+        assert got["acc"] == sample["acc"], (task, i)
+        if "acc_norm" in sample:  # winogrande's partial scoring has no acc_norm in lm-eval
+            assert got["acc_norm"] == sample["acc_norm"], (task, i)
