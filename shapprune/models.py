@@ -164,7 +164,7 @@ def load_model(
         check_model_dir(source.location)
     mapped = device == MAP and source.gguf_file is None
     try:
-        with _one_gguf_parse() if source.gguf_file else nullcontext():
+        with one_gguf_parse() if source.gguf_file else nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
             if mapped:
                 kwargs["device_map"] = "auto"
@@ -193,7 +193,7 @@ def load_model(
 
 
 @contextmanager
-def _one_gguf_parse() -> Iterator[None]:
+def one_gguf_parse() -> Iterator[None]:
     """Parse a GGUF file once per load instead of three times (tokenizer, config, weights each build a
     ``gguf.GGUFReader``; for a 262k-token vocabulary each parse takes tens of seconds on a CPU)."""
     import gguf

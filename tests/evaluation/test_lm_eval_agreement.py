@@ -19,7 +19,7 @@ from shapprune.evaluation.zero_shot import TASKS, accuracy, load_task, score_ite
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
 pytestmark = pytest.mark.slow
 
-N_ITEMS = 6  # the first items of each validation split (lm-eval's `limit`)
+N_ITEMS = 4  # the first items of each validation split (lm-eval's `limit`)
 LM_EVAL_YAML = {
     "piqa": "piqa/piqa.yaml",
     "hellaswag": "hellaswag/hellaswag.yaml",

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shapprune.export.gguf import LAYOUTS, _permute, _quantise, _unpermute, export_gguf
-from shapprune.models import load_model
+from shapprune.models import load_model, one_gguf_parse
 from shapprune.surgery import keep_layers
 from tests.conftest import SMOL_GGUF, smol_dir
 
@@ -31,7 +31,8 @@ def _state(model) -> dict[str, np.ndarray]:
 
 
 def _reload(path):
-    return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    with one_gguf_parse():  # transformers alone parses the file twice (config, weights)
+        return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
 
 
 @pytest.fixture(scope="module")
