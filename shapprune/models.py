@@ -15,6 +15,7 @@ GGUF models are dequantized by transformers; :func:`clean_copy` rebuilds a plain
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -92,8 +93,12 @@ def _package_source(package: str, file: str) -> ModelSource:
     raise ValueError(f"base.model: {what} in package {package} ({directory}); check the name or reinstall it")
 
 
+@functools.cache
 def _assemble(package: str) -> Path | None:
-    """Join a chunked GGUF package's parts (its ``assemble()``, which checks the file's sha256); None if it has none."""
+    """Join a chunked GGUF package's parts (its ``assemble()``, which checks the file's sha256); None if it has none.
+
+    Once per process: a stage resolves ``base.model`` more than once (offline check, load), and each call
+    of ``assemble()`` hashes the whole file again."""
     try:
         module = importlib.import_module(package)
     except ImportError:
@@ -214,13 +219,11 @@ def one_gguf_parse() -> Iterator[None]:
         gguf.GGUFReader = original
 
 
-def dispatch(model: PreTrainedModel, device_map: dict[str, str | int] | None = None) -> PreTrainedModel:
-    """Spread ``model`` over devices (accelerate; ``device_map`` None: every GPU, then CPU, whole layers)."""
+def dispatch(model: PreTrainedModel) -> PreTrainedModel:
+    """Spread ``model`` over every GPU, then CPU, whole layers at a time (accelerate)."""
     from accelerate import dispatch_model, infer_auto_device_map
 
-    if device_map is None:
-        device_map = infer_auto_device_map(model, no_split_module_classes=model._no_split_modules or [])
-    return dispatch_model(model, device_map)
+    return dispatch_model(model, infer_auto_device_map(model, no_split_module_classes=model._no_split_modules or []))
 
 
 def input_device(model: torch.nn.Module) -> torch.device:
