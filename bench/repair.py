@@ -7,6 +7,7 @@ All rows of one run share the dtype, windows and items, so their differences are
 
     python -m bench.repair                                       # sleb at every k: none, linear, lora, linear+lora
     python -m bench.repair --methods sleb,block_influence --repairs none,linear --items 0 --dtype float32
+    python -m bench.repair --repairs none,linear --fits map,refit    # the two linear fits side by side
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from shapprune.evaluation.zero_shot import load_task
 from shapprune.models import load_model
 from shapprune.repair.linear import fit_maps
 from shapprune.repair.lora import lora_heal
-from shapprune.repair.seams import dropped_runs, merge_map
+from shapprune.repair.seams import dropped_runs
 from shapprune.surgery import keep_layers, num_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.paths import Paths
@@ -36,14 +37,14 @@ OUT = Path(__file__).parent / "results"
 REPAIRS = ("none", "linear", "lora", "linear+lora")
 
 
-def linear_maps(paths: Paths, params, sets: list[list[int]]) -> tuple[dict, float]:
-    """Every run's map for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
+def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str) -> tuple[dict, float]:
+    """Every run's fit for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
     cfg = params.repair
     model, _ = load_model(str(paths.model), dtype=torch.float32)
     runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(num_layers(model), s))})
     start = time.perf_counter()
     maps, _, skipped = fit_maps(model, runs, read_windows(paths.repair_windows)[: cfg.linear_windows],
-                                ridge=cfg.ridge, loss=cfg.loss)  # fmt: skip
+                                ridge=cfg.ridge, loss=cfg.loss, fit=fit)  # fmt: skip
     for s in skipped:
         print(f"run {s.start}-{s.stop - 1} left unrepaired: {s.reason}")
     return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
@@ -64,7 +65,7 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
         runs = [r for r in dropped_runs(keep) if r in maps]
         with torch.no_grad():
             for r in runs:
-                merge_map(model.get_submodule(maps[r].seam.target), maps[r].t)
+                maps[r].merge(model.get_submodule(maps[r].seam.target))
         info["runs_repaired"] = " ".join(f"{a}-{b - 1}" for a, b in runs)
     keep_layers(model, keep)
     if repair in ("lora", "linear+lora"):
@@ -92,15 +93,16 @@ def markdown(table: pd.DataFrame, corpora: list[str], note: str) -> str:
     lines = [
         "# Repair on the default model, side by side",
         "",
-        "| method | removed | dropped | repair | " + " | ".join(f"PPL {c} (x full)" for c in corpora)
+        "| method | removed | dropped | repair | fit | " + " | ".join(f"PPL {c} (x full)" for c in corpora)
         + (" | mean acc ± s.e." if has_acc else "") + " | repair s |",
-        "|---|---|---|---|" + "---|" * (len(corpora) + 1 + has_acc),
+        "|---|---|---|---|---|" + "---|" * (len(corpora) + 1 + has_acc),
     ]  # fmt: skip
     for r in table.to_dict("records"):
         cells = [f"{r[f'ppl_{c}']:.2f} ({r[f'ppl_{c}'] / full[f'ppl_{c}']:.2f}x)" for c in corpora]
         acc = [f"{r['mean_acc']:.3f} ± {r['mean_acc_se']:.3f}"] if has_acc else []
         lines.append(
-            f"| {r['method']} | {r['n_drop']} | {r['dropped']} | {r['repair']} | " + " | ".join(cells + acc)
+            f"| {r['method']} | {r['n_drop']} | {r['dropped']} | {r['repair']} | {r['fit']} | "
+            + " | ".join(cells + acc)
             + f" | {r['repair_s']:.0f} |"
         )  # fmt: skip
     return "\n".join(lines + ["", note]) + "\n"
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--methods", default="sleb", help="comma-separated methods of data/compare/compare.csv")
     parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: all)")
     parser.add_argument("--repairs", default=",".join(REPAIRS))
+    parser.add_argument("--fits", default=None, help="linear fits to compare, e.g. map,refit (default: repair.fit)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--eval-windows", type=int, default=None, help="held-out windows per corpus (compare's)")
     parser.add_argument("--items", type=int, default=None, help="zero-shot items per task (compare's; 0: none)")
@@ -129,20 +132,29 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     began = time.perf_counter()
     full, tokenizer = load_model(str(paths.model), dtype=dtype)
-    rows = [{"method": "full", "n_drop": 0, "dropped": "-", "repair": "none", "repair_s": 0.0}
+    rows = [{"method": "full", "n_drop": 0, "dropped": "-", "repair": "none", "fit": "-", "repair_s": 0.0}
             | measure(full, tokenizer, corpora, items, params.compare.batch_size)]  # fmt: skip
     del full
     chosen = [(m, k, sets[(sets.method == m) & (sets.n_drop == k)].iloc[0].dropped)
               for m in args.methods.split(",") for k in ks]  # fmt: skip
     linear = any(r.startswith("linear") for r in args.repairs.split(","))
-    maps, fit_s = linear_maps(paths, params, [[int(x) for x in d.split()] for _, _, d in chosen]) if linear else ({}, 0)
+    fits = (args.fits or params.repair.fit).split(",") if linear else []
+    all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
+    maps, fit_s = {}, 0.0
+    for fit in fits:
+        maps[fit], seconds = linear_maps(paths, params, all_sets, fit)
+        fit_s += seconds
     for method, k, dropped in chosen:
         for repair in args.repairs.split(","):
-            model, tokenizer, info = repaired(paths, params, [int(x) for x in dropped.split()], repair, dtype, maps)
-            metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
-            rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair} | info | metrics)
-            print(f"{method} -{k} {repair}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
-                  + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
+            for fit in fits if repair.startswith("linear") else ["-"]:
+                model, tokenizer, info = repaired(
+                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {})
+                )
+                metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
+                rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair, "fit": fit}
+                            | info | metrics)  # fmt: skip
+                print(f"{method} -{k} {repair} {fit}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
+                      + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
     table = pd.DataFrame(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"{args.out}.csv", index=False)
@@ -152,12 +164,13 @@ def main() -> None:
     note = (
         f"{args.dtype}; held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
         f"(compare's); zero-shot: {f'{n_items} items per task' if items else 'not measured'}. Repairs as the "
-        f"repair stage does them (repair.ridge {params.repair.ridge}, loss {params.repair.loss}, "
+        f"repair stage does them (repair.ridge {params.repair.ridge}, loss {params.repair.loss}; fit: map = a d x d "
+        "map on the seam projection's output, refit = the projection refitted; "
         f"{params.prepare_data.repair_windows} repair windows of calibration-source text; LoRA "
         f"{params.repair.lora_steps} steps of {params.repair.lora_batch_size} windows, r {params.repair.lora_r}, "
         f"alpha {params.repair.lora_alpha}, lr {params.repair.lora_lr}). The wiki held-out windows share the "
         "calibration source's domain; news and web measure what transfers. repair s: wall time on this machine, "
-        f"indicative, after the linear maps of every run were fitted in one pass over the repair windows "
+        f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
     )
     (OUT / f"{args.out}.md").write_text(markdown(table, list(corpora), note))

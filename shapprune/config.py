@@ -250,8 +250,9 @@ class Repair(_Section):
 
     method: Literal["none", "linear", "lora", "linear+lora"]
     linear_windows: int | None = Field(ge=1, description="repair windows the linear fit uses; null = all")
-    ridge: float = Field(ge=0, description="shrinks each map towards the identity (plain pruning)")
+    ridge: float = Field(ge=0, description="shrinks each fit towards plain pruning")
     loss: Literal["lstsq", "cosine"]
+    fit: Literal["map", "refit"] = Field(description="map: a d x d map on the seam's output; refit: the projection")
     lora_steps: int = Field(ge=1)
     lora_batch_size: int = Field(ge=1)
     lora_r: int = Field(ge=1)

@@ -9,6 +9,7 @@ the table are in :mod:`tasks.compare_report`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -88,13 +89,13 @@ def linear_maps(params: Params, paths: Paths, model, sets: Sequence[list[int]]) 
     windows = read_windows(paths.repair_windows)[: cfg.linear_windows]  # [n, T]
     device = next(model.parameters()).device
     full32, _ = load_model(str(paths.model), dtype=torch.float32, device=str(device))
-    maps, _, skipped = fit_maps(full32, runs, windows, ridge=cfg.ridge, loss=cfg.loss)
+    maps, _, skipped = fit_maps(full32, runs, windows, ridge=cfg.ridge, loss=cfg.loss, fit=cfg.fit)
     for s in skipped:
         print(f"compare: run {s.start}-{s.stop - 1} left unrepaired ({s.reason})")
     out = {}
     for m in maps:  # the same seam in the evaluated model
         seam = Seam(m.seam.start, m.seam.stop, m.seam.target, model.get_submodule(m.seam.target))
-        out[(seam.start, seam.stop)] = FittedMap(seam, m.t)
+        out[(seam.start, seam.stop)] = replace(m, seam=seam)
     return out
 
 

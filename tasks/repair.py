@@ -33,7 +33,7 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
     info: dict = {"method": cfg.method, "windows": int(len(windows)), "parameters_pruned": None}
     if cfg.linear:
         fit = windows[: cfg.linear_windows]  # [n, T]
-        report = linear_repair(model, keep, fit, ridge=cfg.ridge, loss=cfg.loss, device=device)
+        report = linear_repair(model, keep, fit, ridge=cfg.ridge, loss=cfg.loss, fit=cfg.fit, device=device)
         info["linear"] = report.to_dict()
     else:
         keep_layers(model, keep)

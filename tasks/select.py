@@ -146,7 +146,13 @@ def _games(
             continue
         fit = read_windows(paths.repair_windows)[: params.repair.linear_windows]  # [n, T]
         games[name] = RepairedLayerGame(
-            model, fit, windows, utility=scoring.utility, ridge=params.repair.ridge, batch_size=scoring.batch_size
+            model,
+            fit,
+            windows,
+            utility=scoring.utility,
+            ridge=params.repair.ridge,
+            fit=params.repair.fit,
+            batch_size=scoring.batch_size,
         )
         if name == "validation":  # the maps depend on the run only: fit each once for both games
             games[name].fits, games[name].reports = games["calibration"].fits, games["calibration"].reports

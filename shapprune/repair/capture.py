@@ -1,8 +1,10 @@
-"""What linear repair measures on the full model: per seam, the sums of ``M^T M`` and ``M^T R`` in one pass.
+"""What linear repair measures on the full model: per seam, the sums of ``X^T X`` and ``X^T R`` in one pass.
 
 Forward hooks record, for every run ``[i, j)`` of dropped layers, ``M`` (what layer ``i-1``'s MLP output
-projection writes, or layer 0's input), layer ``i-1``'s output ``Y + M`` and ``L`` (layer ``j-1``'s
-output), and a hook after the deepest needed layer stops the forward. Also the two checks that decide
+projection writes, or layer 0's input), the projection's input ``H`` (``fit="refit"`` only), layer
+``i-1``'s output ``Y + M`` and ``L`` (layer ``j-1``'s output), and a hook after the deepest needed layer
+stops the forward. ``X`` is ``M`` for a map, ``H`` (with a column of ones when the projection has a bias)
+for a refitted projection; ``R = L - Y`` either way. Also the two checks that decide
 whether a seam can take a merged map: additivity of the seam and, at layer 0, a scaled embedding input.
 See :mod:`shapprune.repair.linear` for the fit.
 """
@@ -32,7 +34,10 @@ def _layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
 
 @dataclass
 class SeamStats:
-    """Running sums for one seam: ``M^T M``, ``M^T R`` [d, d] (float64), ``||R||^2`` and optional token states."""
+    """Running sums for one seam: ``X^T X`` [m, m], ``X^T R`` [m, d] (float64), ``||R||^2``, optional states.
+
+    ``X`` is ``M`` (``m = d``) for a map, the projection's input for a refit (see the module docstring).
+    """
 
     a: torch.Tensor
     b: torch.Tensor
@@ -40,17 +45,18 @@ class SeamStats:
     states: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (M, Y, L)
 
     def residual(self, t: torch.Tensor) -> float:
-        """``||M t - R||^2 / ||R||^2`` from the sums alone."""
+        """``||X t - R||^2 / ||R||^2`` from the sums alone (``t``: [m, d])."""
         err = torch.trace(t.T @ self.a @ t) - 2 * torch.trace(t.T @ self.b) + self.rr
         return float(err.clamp_min(0) / max(self.rr, 1e-300))
 
 
 class Capture:
-    """Forward hooks that record ``M``, the output of layer ``i-1`` and ``L`` of every seam in one pass."""
+    """Forward hooks that record ``M`` (and ``H``), the output of layer ``i-1`` and ``L`` of every seam in one pass."""
 
-    def __init__(self, model: nn.Module, seams: list[Seam]) -> None:
+    def __init__(self, model: nn.Module, seams: list[Seam], inputs: bool = False) -> None:
         self.layers = decoder_layers(model)
         self.seams = seams
+        self.inputs = inputs
         self.out: dict[tuple[str, int], torch.Tensor] = {}
         self.last = max(s.stop - 1 for s in seams)
         self.handles: list = []
@@ -61,6 +67,8 @@ class Capture:
                 self.handles.append(self.layers[0].register_forward_pre_hook(self._pre(("M", k)), with_kwargs=True))
             else:
                 self.handles.append(seam.module.register_forward_hook(self._post(("M", k))))
+                if self.inputs:
+                    self.handles.append(seam.module.register_forward_hook(self._input(("H", k))))
                 self.handles.append(self.layers[seam.start - 1].register_forward_hook(self._post(("O", k))))
             self.handles.append(self.layers[seam.stop - 1].register_forward_hook(self._post(("L", k))))
         self.handles.append(self.layers[self.last].register_forward_hook(self._stop))
@@ -81,6 +89,12 @@ class Capture:
             if key in self.out:
                 raise ValueError(f"{key[0]} of run {self.seams[key[1]].start} is written twice in one forward")
             self.out[key] = _hidden(output).detach().clone()  # clone: some MLPs are added to in place
+
+        return hook
+
+    def _input(self, key: tuple[str, int]):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            self.out[key] = args[0].detach().clone()
 
         return hook
 
@@ -149,6 +163,14 @@ def not_embedding(model: nn.Module, ids: torch.Tensor, states: torch.Tensor) -> 
     return "layer 0's input is not a scaled token embedding (positional embeddings?); cannot fold the map into it"
 
 
+def projection_input(module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``[N, m]`` float64 input rows of a projection, with a column of ones appended when it has a bias."""
+    x = h.reshape(-1, h.shape[-1]).double()  # [N, m]
+    if getattr(module, "bias", None) is not None:
+        x = torch.cat([x, x.new_ones(len(x), 1)], dim=1)  # [N, m + 1]
+    return x
+
+
 def collect(
     model: nn.Module,
     seams: list[Seam],
@@ -156,10 +178,15 @@ def collect(
     batch_size: int,
     device: torch.device,
     keep_states: bool,
+    refit: bool = False,
 ) -> dict[int, SeamStats | str]:
-    """One pass of the full model over ``windows``: the sums of every seam (or why a layer-0 seam is skipped)."""
+    """One pass of the full model over ``windows``: the sums of every seam (or why a layer-0 seam is skipped).
+
+    With ``refit`` the sums of a seam after layer 0 are over the projection's inputs (``X = H``); a layer-0
+    seam has no projection to refit and keeps ``X = M`` (its map is folded into the embedding).
+    """
     out: dict[int, SeamStats | str] = {}
-    with Capture(model, seams) as capture:
+    with Capture(model, seams, inputs=refit) as capture:
         for begin in range(0, len(windows), batch_size):
             ids = windows[begin : begin + batch_size].to(device)  # [b, T]
             got = capture.run(model, ids)
@@ -177,10 +204,11 @@ def collect(
                 target = got[("L", k)].reshape(-1, d).double()  # [N, d]
                 y = got[("O", k)].reshape(-1, d).double() - m64 if seam.start > 0 else torch.zeros_like(m64)
                 r = target - y  # [N, d]
-                s = out.setdefault(k, SeamStats(m64.new_zeros(d, d), m64.new_zeros(d, d)))
+                x = projection_input(seam.module, got[("H", k)]) if refit and seam.start > 0 else m64  # [N, m]
+                s = out.setdefault(k, SeamStats(x.new_zeros(x.shape[1], x.shape[1]), x.new_zeros(x.shape[1], d)))
                 assert isinstance(s, SeamStats)
-                s.a += m64.T @ m64
-                s.b += m64.T @ r
+                s.a += x.T @ x
+                s.b += x.T @ r
                 s.rr += float((r * r).sum())
                 if keep_states:
                     s.states.append((m64.float(), y.float(), target.float()))

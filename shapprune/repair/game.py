@@ -1,10 +1,11 @@
 """The repaired layer game: the value of a mask is the model's quality after linearly repairing its cut.
 
-For each mask, every run of dropped layers gets its least-squares map (fitted on ``fit_windows`` on the
-full model, see :mod:`shapprune.repair.linear`); the maps are merged into the touched weights (copies of
-those alone are kept), the mask is scored on separate ``score_windows`` and the weights are put back, so the
-model is left exactly as it was. Maps depend only on the run, not on the rest of the mask, so each distinct run is
-fitted once (all runs new to a call in one pass over the fit windows) and cached. No prefix reuse:
+For each mask, every run of dropped layers gets its least-squares fit (a map or, ``fit="refit"``, a
+refitted projection; fitted on ``fit_windows`` on the full model, see :mod:`shapprune.repair.linear`);
+the fits are merged into the touched weights (copies of those alone are kept), the mask is scored on
+separate ``score_windows`` and the weights are put back, so the model is left exactly as it was. Fits
+depend only on the run, not on the rest of the mask, so each distinct run is fitted once (all runs new
+to a call in one pass over the fit windows) and cached. No prefix reuse:
 the merged maps change the states that a prefix cache would hold.
 """
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from shapprune.repair.linear import FittedMap, RunFit, SkippedRun, fit_maps
-from shapprune.repair.seams import dropped_runs, merge_map
+from shapprune.repair.seams import dropped_runs
 from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from shapprune.types import Mask, TokenWindows, Utility
@@ -34,7 +35,7 @@ def merged(maps: list[FittedMap]):
         saved.append([(t, t.detach().clone()) for t in tensors])
     try:
         for fitted in maps:
-            merge_map(fitted.seam.module, fitted.t)
+            fitted.merge()
         yield
     finally:
         with torch.no_grad():
@@ -52,6 +53,7 @@ class RepairedLayerGame:
     score_windows: TokenWindows
     utility: str = "ppl_ratio"
     ridge: float = 1e-4
+    fit: str = "map"
     batch_size: int = 16
     calls: int = 0
     full: NLL = field(init=False)
@@ -66,7 +68,9 @@ class RepairedLayerGame:
         new = sorted(runs - self.fits.keys())
         if not new:
             return
-        maps, fits, skipped = fit_maps(self.model, new, self.fit_windows, ridge=self.ridge, batch_size=self.batch_size)
+        maps, fits, skipped = fit_maps(
+            self.model, new, self.fit_windows, ridge=self.ridge, fit=self.fit, batch_size=self.batch_size
+        )
         self.fits.update({(m.seam.start, m.seam.stop): m for m in maps})
         self.fits.update({(s.start, s.stop): s for s in skipped})
         self.reports.update({(f.start, f.stop): f for f in fits})

@@ -19,6 +19,13 @@ really is a scaled embedding lookup (checked on the first window); otherwise the
 reported. Every run is fitted on the *full* model's states (one pass over the windows for all runs).
 Before fitting, each seam is checked to be additive (doubling ``M`` moves layer ``i-1``'s output by
 exactly ``M``); a seam that is not (e.g. a norm after the MLP) is skipped and reported.
+
+``fit="refit"`` fits more than a map of the same size: the projection itself. With ``H`` its input
+(``M = H W^T + b``), the new matrix ``P = [W^T; b]`` minimises ``||[H, 1] P - (L - Y)||^2 + lam ||P - P0||^2``
+(``P0``: the original projection, i.e. plain pruning; ``lam = ridge * trace(X^T X) / m``). ``M T`` is
+``H (W^T T)``, so every map is one of these projections and the refit's calibration residual is never
+larger; the parameters are the pruned model's, as before. A layer-0 run has no projection and keeps its
+map.
 """
 
 from __future__ import annotations
@@ -32,11 +39,20 @@ import torch
 from torch import nn
 
 from shapprune.repair.capture import SeamStats, collect, not_additive
-from shapprune.repair.seams import Seam, dropped_runs, embeddings_tied, merge_map, seam_of
+from shapprune.repair.seams import (
+    Seam,
+    dropped_runs,
+    embeddings_tied,
+    merge_map,
+    projection_matrix,
+    seam_of,
+    set_projection,
+)
 from shapprune.surgery import decoder_layers, keep_layers
 from shapprune.types import TokenWindows
 
 LOSSES = ("lstsq", "cosine")
+FITS = ("map", "refit")
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ class RepairReport:
     method: str
     loss: str
     ridge: float
+    fit: str = "map"
     tokens: int = 0
     seconds: float = 0.0
     parameters_added: int = 0
@@ -78,16 +95,16 @@ class RepairReport:
         return asdict(self)
 
 
-def _solve(stats: SeamStats, ridge: float) -> torch.Tensor:
-    """``argmin ||M T - R||^2 + lam ||T - I||^2`` from the sums; min-norm ``T - I`` when singular."""
+def _solve(stats: SeamStats, ridge: float, prior: torch.Tensor) -> torch.Tensor:
+    """``argmin ||X P - R||^2 + lam ||P - prior||^2`` [m, d] from the sums; min-norm ``P - prior`` when singular."""
     a, b = stats.a, stats.b
-    d = a.shape[0]
-    eye = torch.eye(d, dtype=a.dtype, device=a.device)
-    lam = ridge * float(torch.trace(a)) / d
+    m = a.shape[0]
+    eye = torch.eye(m, dtype=a.dtype, device=a.device)
+    lam = ridge * float(torch.trace(a)) / m
     try:
-        return torch.linalg.solve(a + lam * eye, b + lam * eye)  # [d, d]
+        return torch.linalg.solve(a + lam * eye, b + lam * prior)  # [m, d]
     except RuntimeError:  # singular (too few tokens, ridge 0)
-        return eye + torch.linalg.pinv(a + lam * eye, hermitian=True) @ (b - a)
+        return prior + torch.linalg.pinv(a + lam * eye, hermitian=True) @ (b - a @ prior)
 
 
 def _cosine_fit(stats: SeamStats, t0: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, float, float]:
@@ -115,10 +132,22 @@ def _cosine_fit(stats: SeamStats, t0: torch.Tensor, steps: int, lr: float) -> tu
 
 @dataclass(frozen=True)
 class FittedMap:
-    """The map ``t`` [d, d] (float64) of one run, to be merged into ``seam.module``."""
+    """One run's fit (float64): a map ``t`` [d, d] on ``seam.module``'s output, or its refitted matrix ``p``.
+
+    ``p`` is [m(+1), d] in :func:`shapprune.repair.seams.projection_matrix`'s layout (``fit="refit"``).
+    """
 
     seam: Seam
-    t: torch.Tensor
+    t: torch.Tensor | None = None
+    p: torch.Tensor | None = None
+
+    def merge(self, module: nn.Module | None = None) -> None:
+        """Write the fit into ``module`` (default: the seam's own module; another model's twin works too)."""
+        module = self.seam.module if module is None else module
+        if self.p is not None:
+            set_projection(module, self.p)
+        else:
+            merge_map(module, self.t)
 
 
 def _windows(windows: TokenWindows) -> torch.Tensor:
@@ -136,13 +165,21 @@ def fit_maps(
     *,
     ridge: float = 1e-4,
     loss: str = "lstsq",
+    fit: str = "map",
     batch_size: int = 8,
     cosine_steps: int = 300,
     cosine_lr: float = 1e-3,
 ) -> tuple[list[FittedMap], list[RunFit], list[SkippedRun]]:
-    """Fit the map of every run ``(start, stop)`` on the full ``model`` (left unchanged) in one pass."""
+    """Fit the map (or, ``fit="refit"``, the projection) of every run ``(start, stop)`` on the full ``model``.
+
+    One pass over ``windows``; ``model`` is left unchanged.
+    """
     if loss not in LOSSES:
         raise ValueError(f"repair.loss: unknown loss '{loss}'; use one of {', '.join(LOSSES)}")
+    if fit not in FITS:
+        raise ValueError(f"repair.fit: unknown fit '{fit}'; use one of {', '.join(FITS)}")
+    if fit == "refit" and loss == "cosine":
+        raise ValueError("repair.loss: cosine fits a map; set repair.fit: map, or repair.loss: lstsq to refit")
     device = next(model.parameters()).device
     windows = _windows(windows)
     seams: list[Seam] = []
@@ -158,18 +195,25 @@ def fit_maps(
             skipped.append(SkippedRun(start, stop, reason))
         else:
             seams.append(seam)
-    stats = collect(model, seams, windows, batch_size, device, keep_states=loss == "cosine") if seams else {}
+    refit = fit == "refit"
+    stats = collect(model, seams, windows, batch_size, device, loss == "cosine", refit) if seams else {}
     maps, fits = [], []
     for k, seam in enumerate(seams):
         s = stats[k]
         if isinstance(s, str):
             skipped.append(SkippedRun(seam.start, seam.stop, s))
             continue
-        t = _solve(s, ridge)  # [d, d]
+        if refit and seam.start > 0:
+            prior = projection_matrix(seam.module).to(s.a.device)  # [m(+1), d]
+            p = _solve(s, ridge, prior)
+            maps.append(FittedMap(seam, p=p))
+            fits.append(RunFit(seam.start, seam.stop, seam.target, s.residual(p), s.residual(prior)))
+            continue
+        eye = torch.eye(s.a.shape[0], dtype=s.a.dtype, device=s.a.device)
+        t = _solve(s, ridge, eye)  # [d, d]
         cos_start = cos_end = None
         if loss == "cosine":
             t, cos_start, cos_end = _cosine_fit(s, t, cosine_steps, cosine_lr)
-        eye = torch.eye(t.shape[0], dtype=t.dtype, device=t.device)
         maps.append(FittedMap(seam, t))
         fits.append(RunFit(seam.start, seam.stop, seam.target, s.residual(t), s.residual(eye), cos_end, cos_start))
     return maps, fits, sorted(skipped, key=lambda r: r.start)
@@ -182,6 +226,7 @@ def linear_repair(
     *,
     ridge: float = 1e-4,
     loss: str = "lstsq",
+    fit: str = "map",
     batch_size: int = 8,
     cosine_steps: int = 300,
     cosine_lr: float = 1e-3,
@@ -203,12 +248,13 @@ def linear_repair(
         windows,
         ridge=ridge,
         loss=loss,
+        fit=fit,
         batch_size=batch_size,
         cosine_steps=cosine_steps,
         cosine_lr=cosine_lr,
     )
     for fitted in maps:
-        merge_map(fitted.seam.module, fitted.t)
+        fitted.merge()
     keep_layers(model, keep)
     tokens = int(np.asarray(windows).size)
-    return RepairReport("linear", loss, ridge, tokens, time.perf_counter() - began, 0, fits, skipped)
+    return RepairReport("linear", loss, ridge, fit, tokens, time.perf_counter() - began, 0, fits, skipped)

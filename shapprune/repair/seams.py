@@ -121,3 +121,25 @@ def merge_map(module: nn.Module, t: torch.Tensor) -> None:
             module.bias.copy_(module.bias.double() @ t)  # [d]
     else:
         raise TypeError(f"cannot merge a linear map into {type(module).__name__}")
+
+
+def projection_matrix(module: nn.Module) -> torch.Tensor:
+    """A projection as the float64 matrix ``P`` [m(+1), d] with ``output = [input, 1] @ P`` (the 1 if it has a bias)."""
+    if isinstance(module, nn.Linear):
+        w = module.weight.detach().double().T  # [m, d]
+    elif isinstance(module, Conv1D):
+        w = module.weight.detach().double()  # [m, d]
+    else:
+        raise TypeError(f"cannot refit {type(module).__name__}: only nn.Linear and Conv1D projections")
+    bias = getattr(module, "bias", None)
+    return w if bias is None else torch.cat([w, bias.detach().double()[None]])
+
+
+@torch.no_grad()
+def set_projection(module: nn.Module, p: torch.Tensor) -> None:
+    """Write ``P`` [m(+1), d] (see :func:`projection_matrix`) into ``module``'s weight and bias, in their dtype."""
+    p = p.to(device=module.weight.device, dtype=torch.float64)
+    m = p.shape[0] - (getattr(module, "bias", None) is not None)
+    module.weight.copy_(p[:m].T if isinstance(module, nn.Linear) else p[:m])
+    if m < p.shape[0]:
+        module.bias.copy_(p[m])
