@@ -61,8 +61,9 @@ def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
     scores = fingerprint([*common, paths.calibration, *SCORE_CODE, p.score_layers.model_dump_json()])
     evals = fingerprint(
         [*common, *(paths.eval_windows(r) for r in p.prepare_data.eval_corpora), *EVAL_CODE,
-         p.compare.model_dump_json(exclude={"methods", "ratios", "repairs"}), str(p.evaluate.tasks),
-         *((paths.repair_windows, *REPAIR_CODE, p.repair.model_dump_json(include={"ridge", "loss", "linear_windows"}))
+         p.compare.model_dump_json(exclude={"methods", "ratios", "repairs", "bootstrap"}), str(p.evaluate.tasks),
+         *((paths.repair_windows, *REPAIR_CODE,
+            p.repair.model_dump_json(include={"ridge", "loss", "fit", "linear_windows"}))
            if "linear" in p.compare.repairs else ())]
     )  # fmt: skip
     return PartStore(paths.root.joinpath(*WORK, f"scores-{scores}")), PartStore(paths.root.joinpath(*WORK, evals))
@@ -73,11 +74,19 @@ evaluate_sets = task(name="evaluate-variants", cache_policy=NO_CACHE)(cmp.evalua
 evaluate_repaired_sets = task(name="evaluate-repaired-variants", cache_policy=NO_CACHE)(cmp.evaluate_repaired_sets)
 
 
-def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cs.MethodSets], corpora: list[str], n_layers: int):
-    """CSV/JSON table, markdown report, plot data and figures; returns the two figures."""
+def write_outputs(
+    stage: Stage,
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    methods: list[cs.MethodSets],
+    corpora: list[str],
+    n_layers: int,
+):
+    """CSV/JSON tables, markdown report, plot data and figures; returns the two figures and the report."""
     paths, cfg = stage.paths, stage.params.compare
     paths.compare_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.compare_dir / "compare.csv", index=False)
+    pairs.to_csv(paths.compare_dir / "paired.csv", index=False)
     n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
     model_name = stage.params.base.model.rsplit("/", 1)[-1]
     full, none = table[table.method == "full"], table[table.repair == "none"]
@@ -85,6 +94,8 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cs.MethodSets
     notes = [f"- {n}" for m in methods for n in m.notes]
     text = rpt.markdown(none, corpora, model_name, cfg.n_items, n_windows)
     text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
+    real = rpt.paired_markdown(pairs[pairs.repair == "none"], corpora, cfg.bootstrap, "## Which differences are real")
+    text += ("\n" + "\n".join(real) + "\n") if real else ""
     for repair in [r for r in cfg.repairs if r != "none"]:
         repaired = pd.concat([full, table[table.repair == repair]])
         heading = f"## After the {repair} repair (the repair stage's maps, fitted for each set; no parameter added)"
@@ -98,6 +109,9 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cs.MethodSets
             + "\n".join(rpt.repair_gain_lines(table, corpora, repair))
             + "\n"
         )
+        heading = f"### Which differences are real, all {repair}-repaired"
+        real = rpt.paired_markdown(pairs[pairs.repair == repair], corpora, cfg.bootstrap, heading)
+        text += ("\n" + "\n".join(real) + "\n") if real else ""
         goal += [f"{repair}: {line.removeprefix('- ')}" for line in lines]
     text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
     paths.compare_report.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +119,8 @@ def write_outputs(stage: Stage, table: pd.DataFrame, methods: list[cs.MethodSets
     write_json(
         paths.compare_dir / "compare.json",
         {"corpora": corpora, "n_layers": n_layers, "n_windows": n_windows, "n_items": cfg.n_items,
-         "goal": goal, "notes": notes, "rows": table.replace({np.nan: None}).to_dict("records")},
+         "goal": goal, "notes": notes, "rows": table.replace({np.nan: None}).to_dict("records"),
+         "paired": pairs.replace({np.nan: None}).to_dict("records")},
     )  # fmt: skip
     out = paths.plots / "compare"
     out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +138,7 @@ def write_empty(stage: Stage) -> None:
     for d in (paths.compare_dir, out, paths.compare_report.parent):
         d.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(columns=["method", "n_drop", "dropped"]).to_csv(paths.compare_dir / "compare.csv", index=False)
+    pd.DataFrame(columns=cmp.PAIRED_COLUMNS).to_csv(paths.compare_dir / "paired.csv", index=False)
     write_json(paths.compare_dir / "compare.json", {"rows": [], "note": "compare.methods is empty"})
     pd.DataFrame(columns=["method", "n_drop", "corpus", "ppl"]).to_csv(out / "ppl.csv", index=False)
     pd.DataFrame(columns=["method", "layer", "rank"]).to_csv(out / "ranks.csv", index=False)
@@ -155,7 +171,10 @@ def compare(root: str = ".") -> dict:
             n_new += evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)
         table = cmp.rows(methods, store, model, cfg.repairs)
         corpora = list(stage.params.prepare_data.eval_corpora)
-        fig_ppl, fig_ranks, text = write_outputs(stage, table, methods, corpora, n_layers)
+        tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
+        rng = np.random.default_rng([params.base.seed, 11])
+        pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
+        fig_ppl, fig_ranks, text = write_outputs(stage, table, pairs, methods, corpora, n_layers)
         for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
             tracker.log_figure(fig, name)
             close(fig)

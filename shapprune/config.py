@@ -295,6 +295,7 @@ class Compare(_Section):
     repairs: list[Literal["none", "linear"]] = Field(
         min_length=1, description="every set is measured as pruned (none) and after each repair listed"
     )
+    bootstrap: int = Field(ge=100, description="paired bootstrap resamples behind each difference's 95 % interval")
 
     @field_validator("methods")
     @classmethod

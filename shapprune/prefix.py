@@ -98,7 +98,7 @@ class PrefixScorer:
 
         suffix = np.zeros(self._n, dtype=bool)
         suffix[run] = True
-        total, tokens = 0.0, 0
+        total, tokens, per_window = 0.0, 0, []
         for b, start in enumerate(range(0, len(self.windows), self.batch_size)):
             ids = torch.as_tensor(self.windows[start : start + self.batch_size], device=self._device())
             handles = []
@@ -117,9 +117,10 @@ class PrefixScorer:
             nll = nll_of_logits(logits, ids)
             total += nll.total
             tokens += nll.tokens
+            per_window += nll.windows
         self._cache = keep_old | new_cache
         self._bits = bits
-        return NLL(total, tokens)
+        return NLL(total, tokens, tuple(per_window))
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,10 +16,15 @@ from shapprune.types import Mask, TokenWindows
 
 @dataclass(frozen=True)
 class NLL:
-    """Summed next-token negative log-likelihood over ``tokens`` predicted tokens."""
+    """Summed next-token negative log-likelihood over ``tokens`` predicted tokens.
+
+    ``windows`` holds each window's summed NLL, in window order, where the scorer kept them (paired
+    comparisons of two models on the same windows); it takes no part in equality.
+    """
 
     total: float
     tokens: int
+    windows: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def mean(self) -> float:
@@ -34,21 +39,22 @@ class NLL:
 def nll_of_logits(logits: torch.Tensor, ids: torch.Tensor) -> NLL:
     """Summed next-token NLL of ``ids [b, T]`` under ``logits [b, T, V]`` (fp32 log-softmax)."""
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [b, T-1, V]
-    nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [b, T-1]
-    return NLL(float(nll.double().sum()), nll.numel())
+    nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1).double()  # [b, T-1]
+    return NLL(float(nll.sum()), nll.numel(), tuple(nll.sum(-1).tolist()))
 
 
 @torch.inference_mode()
 def window_nll(model: nn.Module, windows: TokenWindows, batch_size: int = 16) -> NLL:
     """Sum of next-token NLL over every window (fp32 log-softmax, whatever the model dtype)."""
     device = next(model.parameters()).device
-    total, tokens = 0.0, 0
+    total, tokens, per_window = 0.0, 0, []
     for start in range(0, len(windows), batch_size):
         ids = torch.as_tensor(windows[start : start + batch_size], device=device)  # [b, T]
         nll = nll_of_logits(model(input_ids=ids, use_cache=False).logits, ids)
         total += nll.total
         tokens += nll.tokens
-    return NLL(total, tokens)
+        per_window += nll.windows
+    return NLL(total, tokens, tuple(per_window))
 
 
 def masked_nll(model: nn.Module, windows: TokenWindows, mask: np.ndarray, batch_size: int = 16) -> NLL:

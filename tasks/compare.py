@@ -17,6 +17,7 @@ import torch
 
 from shapprune.checkpoint import PartStore
 from shapprune.config import Params
+from shapprune.evaluation import paired as pairing
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import MCItem
 from shapprune.models import load_model, parameter_count
@@ -56,7 +57,9 @@ def evaluate_sets(
             if done % 4 == 0 or done == len(todo):
                 bar.step(offset[name] + done, name)
 
-        ppls = variants.variant_perplexities(model, corpora, masks, cfg.batch_size, cfg.cache_mib, step)
+        ppls = variants.variant_perplexities(
+            model, corpora, masks, cfg.batch_size, cfg.cache_mib, step, per_window=True
+        )
         speed_windows = next(iter(corpora.values()))[:8]
         for s, mask, ppl in zip(todo, masks, ppls):
             speed = variants.tokens_per_second(model, speed_windows, mask)
@@ -66,7 +69,8 @@ def evaluate_sets(
     bar = StepProgress("compare-zero-shot", "zero-shot accuracy of every variant", len(sets), done, "variants")
     for i, s in enumerate(missing, start=done + 1):
         keep = variants.keep_mask(n_layers, s)
-        store.put(f"zs-{set_key(s)}", variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size))
+        zs = variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size, per_item=True)
+        store.put(f"zs-{set_key(s)}", zs)
         bar.step(i, set_key(s))
     return len(todo) + len(missing)
 
@@ -125,10 +129,10 @@ def evaluate_repaired_sets(
         keep = variants.keep_mask(n_layers, s)
         with merged([maps[r] for r in dropped_runs(keep) if r in maps]):
             if store.get(f"ppl-linear-{set_key(s)}") is None:
-                ppl = variants.variant_perplexities(model, corpora, keep[None], cfg.batch_size, 0.0)[0]
+                ppl = variants.variant_perplexities(model, corpora, keep[None], cfg.batch_size, 0.0, per_window=True)[0]
                 speed = variants.tokens_per_second(model, speed_windows, keep)
                 store.put(f"ppl-linear-{set_key(s)}", ppl | {"tokens_per_s": speed})
-            zs = variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size)
+            zs = variants.variant_zero_shot(model, tokenizer, keep, items, cfg.batch_size, per_item=True)
         store.put(f"zs-linear-{set_key(s)}", zs)
         bar.step(i, set_key(s))
     return len(todo)
@@ -164,6 +168,64 @@ def rows(methods: list[MethodSets], store: PartStore, model, repairs: Sequence[s
     return pd.DataFrame(out)
 
 
-def _metrics(store: PartStore, dropped: list[int], repair: str = "none") -> dict:
+def _parts(store: PartStore, dropped: list[int], repair: str = "none") -> dict:
     key = set_key(dropped) if repair == "none" else f"{repair}-{set_key(dropped)}"
     return (store.get(f"ppl-{key}") or {}) | (store.get(f"zs-{key}") or {})
+
+
+def _metrics(store: PartStore, dropped: list[int], repair: str = "none") -> dict:
+    """The scalar metrics of a set (the per-window and per-item lists stay in the store, for :func:`paired`)."""
+    return {k: v for k, v in _parts(store, dropped, repair).items() if not isinstance(v, list)}
+
+
+PAIRED_COLUMNS = ["repair", "n_drop", "method", "metric", "best", "same_set", "estimate", "low", "high", "real"]
+
+
+def paired(
+    table: pd.DataFrame,
+    store: PartStore,
+    corpora: Sequence[str],
+    tokens_per_window: int,
+    n_boot: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Every method against the best one at its k and repair, paired over the same windows and items.
+
+    Per metric (``ppl_<corpus>``, lowest is best; ``mean_acc``, highest is best) one row per other method:
+    the ratio of its perplexity to the best's (or its accuracy minus the best's), the bootstrap interval
+    (``n_boot`` resamples of windows, or of items within each task) and whether the interval excludes no
+    difference. A method that drops the best's very set is marked ``same_set`` (no difference by identity).
+    """
+    out = []
+    cells = table[table.method != "full"]
+    for (repair, k), group in cells.groupby(["repair", "n_drop"], sort=True):
+        parts = {r.method: _parts(store, _layers(r.dropped), repair) for r in group.itertuples()}
+        for metric in [f"ppl_{c}" for c in corpora] + ["mean_acc"]:
+            if metric not in group or group[metric].isna().all():
+                continue
+            best = group.loc[group[metric].idxmin() if metric != "mean_acc" else group[metric].idxmax()]
+            for r in group.itertuples():
+                if r.method == best.method:
+                    continue
+                a, b = parts[r.method], parts[best.method]
+                if metric == "mean_acc":
+                    hits = {t.removeprefix("hits_"): v for t, v in a.items() if t.startswith("hits_")}
+                    if not hits:
+                        continue
+                    best_hits = {t: b[f"hits_{t}"] for t in hits}
+                    diff = pairing.accuracy_difference(hits, best_hits, n_boot, rng)
+                else:
+                    name = f"window_nll_{metric.removeprefix('ppl_')}"
+                    if name not in a or name not in b:
+                        continue
+                    diff = pairing.ppl_ratio(a[name], b[name], tokens_per_window, n_boot, rng)
+                out.append(
+                    {"repair": repair, "n_drop": int(k), "method": r.method, "metric": metric, "best": best.method}
+                    | {"same_set": r.dropped == best.dropped, "estimate": diff.estimate, "low": diff.low}
+                    | {"high": diff.high, "real": diff.real}
+                )  # fmt: skip
+    return pd.DataFrame(out, columns=PAIRED_COLUMNS)
+
+
+def _layers(dropped: str) -> list[int]:
+    return [int(x) for x in str(dropped).split()] if dropped != "-" else []

@@ -65,6 +65,47 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def paired_markdown(paired: pd.DataFrame, corpora: list[str], n_boot: int, heading: str) -> list[str]:
+    """Per ``k`` and method, each metric against the best method's at that ``k``, with its paired interval."""
+    if paired.empty:
+        return []
+    metrics = [f"ppl_{c}" for c in corpora] + ["mean_acc"]
+    lines = [
+        heading,
+        "",
+        "Each cell compares a method with the best one at that number of removed layers, on the same windows "
+        "and items: its perplexity as a multiple of the best's, or its mean accuracy minus the best's, with the "
+        f"95 % interval of {n_boot:,} paired bootstrap resamples (windows; items within each task). **Bold**: "
+        "the interval excludes no difference, so the gap is real; otherwise it is within the noise. best: the "
+        "best method on that metric; same set: it drops the best's very layers.",
+        "",
+        "| removed | method | " + " | ".join(f"PPL {c}" for c in corpora) + " | mean acc |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for k, group in paired.groupby("n_drop", sort=True):
+        best = {m: group.loc[group.metric == m, "best"].iloc[0] for m in metrics if (group.metric == m).any()}
+        for method in dict.fromkeys([*best.values(), *group.method]):
+            cells = []
+            for m in metrics:
+                row = group[(group.metric == m) & (group.method == method)]
+                if best.get(m) == method:
+                    cells.append("best")
+                elif row.empty:
+                    cells.append("–")
+                elif row.same_set.iloc[0]:
+                    cells.append("same set")
+                else:
+                    r = row.iloc[0]
+                    text = (
+                        f"{r.estimate:.3f}x [{r.low:.3f}, {r.high:.3f}]"
+                        if m != "mean_acc"
+                        else f"{r.estimate:+.3f} [{r.low:+.3f}, {r.high:+.3f}]"
+                    )
+                    cells.append(f"**{text}**" if r.real else text)
+            lines.append(f"| {k} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def goal_lines(table: pd.DataFrame, corpora: list[str], me: str = "select", rival: str = "sleb") -> list[str]:
     """Per ``k``: does ``me`` have the lowest PPL of all non-oracle methods on each corpus, and acc >= ``rival``?"""
     out = []

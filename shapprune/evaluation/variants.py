@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapprune.evaluation.zero_shot import MCItem, accuracy, score_items
+from shapprune.evaluation.zero_shot import MCItem, accuracy, item_hits, score_items
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.surgery import kept_layers
 from shapprune.types import Mask, TokenWindows
@@ -33,17 +33,21 @@ def variant_perplexities(
     batch_size: int = 16,
     cache_mib: float = 512.0,
     progress: Callable[[str, int], None] | None = None,
-) -> list[dict[str, float]]:
+    per_window: bool = False,
+) -> list[dict]:
     """``[{"ppl_<corpus>": ...}]`` for every keep-mask row of ``masks`` (``bool[n, L]``) on every corpus.
 
-    ``progress(corpus, masks_done)`` is called after each mask.
+    ``progress(corpus, masks_done)`` is called after each mask. With ``per_window`` each row also holds
+    ``window_nll_<corpus>``: every window's summed NLL (a list), for paired comparisons.
     """
-    out: list[dict[str, float]] = [{} for _ in range(len(masks))]
+    out: list[dict] = [{} for _ in range(len(masks))]
     for name, windows in corpora.items():
         step = None if progress is None else (lambda _row, _nll, done, name=name: progress(name, done))
         nlls, _ = score_with_prefix_reuse(model, windows, masks, batch_size, cache_mib, step)
         for row, nll in zip(out, nlls):
             row[f"ppl_{name}"] = nll.perplexity
+            if per_window:
+                row[f"window_nll_{name}"] = list(nll.windows)
     return out
 
 
@@ -70,19 +74,27 @@ def variant_zero_shot(
     keep: np.ndarray,
     items: Mapping[str, Sequence[MCItem]],
     batch_size: int = 16,
-) -> dict[str, float]:
+    per_item: bool = False,
+) -> dict:
     """Mean acc, acc_norm and the mean's standard error over ``items``' tasks, plus ``acc_<task>``.
 
-    The same items must be used for every variant (draw them once) so that differences are paired.
+    The same items must be used for every variant (draw them once) so that differences are paired; with
+    ``per_item`` the result also holds ``hits_<task>``, each item's 0/1 outcome by acc (a list).
     """
-    rows = {}
+    rows, hits = {}, {}
     with kept_layers(model, keep):
         for task, task_items in items.items():
-            rows[task] = accuracy(score_items(model, tokenizer, task_items, batch_size), task_items)
+            scores = score_items(model, tokenizer, task_items, batch_size)
+            rows[task] = accuracy(scores, task_items)
+            hits[f"hits_{task}"] = item_hits(scores, task_items)[0].astype(int).tolist()
     acc = np.array([r["acc"] for r in rows.values()])
     se = np.array([r["acc_stderr"] for r in rows.values()])
-    return {
-        "mean_acc": float(acc.mean()),
-        "mean_acc_norm": float(np.mean([r["acc_norm"] for r in rows.values()])),
-        "mean_acc_se": float(np.sqrt((se**2).sum()) / len(se)),  # tasks are independent samples
-    } | {f"acc_{t}": float(r["acc"]) for t, r in rows.items()}
+    return (
+        {
+            "mean_acc": float(acc.mean()),
+            "mean_acc_norm": float(np.mean([r["acc_norm"] for r in rows.values()])),
+            "mean_acc_se": float(np.sqrt((se**2).sum()) / len(se)),  # tasks are independent samples
+        }
+        | {f"acc_{t}": float(r["acc"]) for t, r in rows.items()}
+        | (hits if per_item else {})
+    )

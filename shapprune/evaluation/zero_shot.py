@@ -24,6 +24,7 @@ __all__ = [
     "TASKS",
     "MCItem",
     "accuracy",
+    "item_hits",
     "evaluate_tasks",
     "load_task",
     "preprocess_hellaswag",
@@ -261,8 +262,8 @@ def _stderr(hits: np.ndarray) -> float:
     return float(np.sqrt(hits.mean() * (1 - hits.mean()) / (n - 1))) if n > 1 else float("nan")
 
 
-def accuracy(scores: pd.DataFrame, items: Sequence[MCItem]) -> dict[str, float]:
-    """``acc`` (argmax log-likelihood), ``acc_norm`` (argmax log-likelihood per character), stderrs, ``n``."""
+def item_hits(scores: pd.DataFrame, items: Sequence[MCItem]) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits, norm_hits)``, float[n] of 0/1 per item in ``items``' order: right by log-likelihood, per character."""
     if not items:
         raise ValueError("no items to score; pass at least one item")
     expected = {i: len(item.choices) for i, item in enumerate(items)}
@@ -276,6 +277,12 @@ def accuracy(scores: pd.DataFrame, items: Sequence[MCItem]) -> dict[str, float]:
         per_char = loglik / np.maximum(group["n_chars"].to_numpy(), 1)
         hits[i] = np.argmax(loglik) == items[i].label
         norm_hits[i] = np.argmax(per_char) == items[i].label
+    return hits, norm_hits
+
+
+def accuracy(scores: pd.DataFrame, items: Sequence[MCItem]) -> dict[str, float]:
+    """``acc`` (argmax log-likelihood), ``acc_norm`` (argmax log-likelihood per character), stderrs, ``n``."""
+    hits, norm_hits = item_hits(scores, items)
     return {
         "acc": float(hits.mean()),
         "acc_stderr": _stderr(hits),

@@ -109,6 +109,12 @@ def test_all_stages_produce_their_artifacts(tiny_pipeline):
     assert (table.params_kept < 1).sum() == 10 and table.mean_acc.between(0, 1).all()
     assert "## After the linear repair" in (workspace / "reports" / "compare.md").read_text()
     assert "| select | 2 |" in (workspace / "reports" / "compare.md").read_text()
+    pairs = pd.read_csv(data / "compare" / "paired.csv")  # every other method against the best, per metric
+    assert set(pairs.repair) == {"none", "linear"} and set(pairs.metric) == {*(f"ppl_{c}" for c in full_eval["ppl"]),
+                                                                            "mean_acc"}  # fmt: skip
+    assert (pairs.low <= pairs.estimate).all() and (pairs.estimate <= pairs.high).all()
+    assert (pairs.groupby(["repair", "metric"]).size() == 4).all()  # 5 methods: 4 against the best each
+    assert "## Which differences are real" in (workspace / "reports" / "compare.md").read_text()
     assert "Layer-pruning methods compared" in summary
     long = pd.read_csv(workspace / "plots" / "compare" / "ppl.csv")
     assert len(long) == 10 * 3 * 2  # (method, repair) x corpus x (0, 2 removed)

@@ -96,3 +96,34 @@ def test_a_repaired_row_is_the_model_the_repair_stage_would_save(tmp_path, smol_
     rows = cmp.rows([cs.MethodSets("sleb", {2: [2, 3], 1: [4]}, None, 1.0, {})], store, model, ("none", "linear"))
     assert rows.repair.tolist() == ["none", "none", "none", "linear", "linear"]
     assert rows[rows.repair == "linear"].ppl_wiki.notna().all() and rows[rows.repair == "none"].ppl_wiki.isna().all()
+
+
+def test_paired_differences_against_the_best_method(tmp_path) -> None:
+    """Known answers: a set 0.05 nats/token worse on every window is 1.05x and real; the best's own set is
+    marked as such; a single flipped item is within the noise; the best by accuracy can differ from PPL's."""
+    import math
+
+    import pandas as pd
+
+    store = PartStore(tmp_path)
+    base = np.random.default_rng(0).gamma(5.0, 60.0, size=40)
+    store.put("ppl-1", {"ppl_wiki": 10.0, "window_nll_wiki": base.tolist()})
+    store.put("ppl-2", {"ppl_wiki": 10.5, "window_nll_wiki": (base + 0.05 * 15).tolist()})
+    hits = [1, 0] * 10
+    store.put("zs-1", {"mean_acc": 0.5, "hits_piqa": hits})
+    store.put("zs-2", {"mean_acc": 0.55, "hits_piqa": [1, 1] + hits[2:]})
+    table = pd.DataFrame(
+        [
+            {"method": "full", "repair": "none", "n_drop": 0, "dropped": "-", "ppl_wiki": 9.0, "mean_acc": 0.6},
+            {"method": "sleb", "repair": "none", "n_drop": 1, "dropped": "1", "ppl_wiki": 10.0, "mean_acc": 0.5},
+            {"method": "select", "repair": "none", "n_drop": 1, "dropped": "1", "ppl_wiki": 10.0, "mean_acc": 0.5},
+            {"method": "angular", "repair": "none", "n_drop": 1, "dropped": "2", "ppl_wiki": 10.5, "mean_acc": 0.55},
+        ]
+    )
+    got = cmp.paired(table, store, ["wiki"], 15, 500, np.random.default_rng(1)).set_index(["metric", "method"])
+    ppl = got.loc["ppl_wiki"]
+    assert set(ppl.best) == {"sleb"} and ppl.loc["select"].same_set and not ppl.loc["select"].real
+    assert ppl.loc["angular"].estimate == pytest.approx(math.exp(0.05)) and ppl.loc["angular"].real
+    acc = got.loc["mean_acc"]
+    assert set(acc.best) == {"angular"} and acc.loc["sleb"].estimate == pytest.approx(-0.05)
+    assert not acc.loc["sleb"].real and acc.loc["sleb"].low < 0 == acc.loc["sleb"].high  # one item: never above

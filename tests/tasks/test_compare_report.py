@@ -47,3 +47,20 @@ def test_layer_ranks_skip_methods_without_a_ranking() -> None:
     ppl = MethodSets("ppl", {2: [0, 2]}, np.array([1, 3, 2, 4]), 2.0, {2: 4})
     ranks = rpt.layer_ranks([ppl, MethodSets("select", {2: [1, 2]}, None, None, {2: 9})])
     assert set(ranks.method) == {"ppl"} and ranks["rank"].tolist() == [1, 3, 2, 4]
+
+
+def test_paired_markdown_bolds_only_real_differences() -> None:
+    rows = [
+        {"n_drop": 3, "method": "angular", "metric": "ppl_wiki", "best": "sleb", "same_set": False}
+        | {"estimate": 1.2, "low": 1.1, "high": 1.3, "real": True, "repair": "none"},
+        {"n_drop": 3, "method": "select", "metric": "ppl_wiki", "best": "sleb", "same_set": True}
+        | {"estimate": 1.0, "low": 1.0, "high": 1.0, "real": False, "repair": "none"},
+        {"n_drop": 3, "method": "angular", "metric": "mean_acc", "best": "sleb", "same_set": False}
+        | {"estimate": -0.02, "low": -0.05, "high": 0.01, "real": False, "repair": "none"},
+    ]
+    lines = rpt.paired_markdown(pd.DataFrame(rows), ["wiki"], 2000, "## Real?")
+    body = {line.split(" | ")[1]: line for line in lines if line.startswith("| 3 |")}
+    assert body["sleb"] == "| 3 | sleb | best | best |"
+    assert "**1.200x [1.100, 1.300]**" in body["angular"] and "-0.020 [-0.050, +0.010] |" in body["angular"]
+    assert "same set" in body["select"] and "2,000" in lines[2]
+    assert rpt.paired_markdown(pd.DataFrame(columns=list(rows[0])), ["wiki"], 2000, "x") == []
