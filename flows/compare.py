@@ -156,7 +156,7 @@ def compare(root: str = ".") -> dict:
             write_empty(stage)
             print("compare.methods is empty: nothing compared")
             return {"rows": 0}
-        model, tokenizer, _ = load_stage_model(paths.model, stage.params)
+        model, tokenizer, _ = load_stage_model(paths.model, stage.params, stage.params.evaluate.dtype)
         n_layers = num_layers(model)
         ks = cfg.resolve_n_drops(n_layers)
         score_store, store = work_stores(stage, model)

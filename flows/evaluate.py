@@ -102,7 +102,7 @@ def evaluate(which: str = "pruned", root: str = ".") -> dict:
     stage = Stage.open(f"evaluate@{which}", root)
     model_dir = {"full": stage.paths.model, "pruned": stage.paths.pruned, "repaired": stage.paths.repaired}[which]
     with stage.tracking() as tracker:
-        model, tokenizer, device = load_stage_model(model_dir, stage.params)
+        model, tokenizer, device = load_stage_model(model_dir, stage.params, stage.params.evaluate.dtype)
         store = work_store(stage, which, model_dir, model)
         ppl_parts, task_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
         ppl = {role: r["ppl"] for role, r in ppl_parts.items()}
@@ -114,6 +114,7 @@ def evaluate(which: str = "pruned", root: str = ".") -> dict:
             "which": which,
             "n_layers": num_layers(model),
             "parameters": parameter_count(model),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "ppl": ppl,
             "tokens_per_s": tps,
             "zero_shot": task_parts,

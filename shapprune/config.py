@@ -270,9 +270,14 @@ class Repair(_Section):
 
 
 class Evaluate(_Section):
+    """Held-out perplexity and zero-shot accuracy of a model; ``compare`` scores its variants the same way."""
+
     tasks: list[str]
     n_items: int | None = Field(ge=1)
     batch_size: int = Field(ge=1)
+    dtype: Literal["float32", "base", "bfloat16", "float16"] = Field(
+        description="precision of the evaluation: float32 (results independent of batching) or base (base.dtype)"
+    )
 
     @field_validator("tasks")
     @classmethod

@@ -84,6 +84,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             *_MODEL,
             "prepare_data.eval_corpora",
             "evaluate.tasks",
+            "evaluate.dtype",
             "score_layers",
             "compare",
             "repair.linear_windows",

@@ -54,8 +54,8 @@ def markdown(
     lines += [
         "",
         f"Held-out windows per corpus: {', '.join(f'{c} {n}' for c, n in n_windows.items())}; zero-shot: "
-        f"{n_items or 'all'} items per task, the same items for every model (a difference under about two standard "
-        "errors is noise). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
+        f"{n_items or 'all'} items per task, the same items for every model (which differences are real: the paired "
+        "intervals below). Bold: lowest perplexity among the non-oracle methods at that number of removed layers. "
         "LLM evals: forward passes of a (masked) model on calibration text spent choosing that set (select and "
         "shapley: the masks scored by score_masks, plus select's verification, shared by every k; sleb: its "
         "greedy steps up to k). layer passes: kept layers summed over those forward passes (a mask that keeps "

@@ -29,14 +29,15 @@ def explain_corrupt(err: CorruptModelError) -> ConfigError:
 
 
 @task(name="load-model", cache_policy=NO_CACHE)
-def load_stage_model(model_dir: Path, params: Params) -> tuple[object, object, str]:
+def load_stage_model(model_dir: Path, params: Params, dtype: str = "base") -> tuple[object, object, str]:
     """Load a saved model directory with the device and dtype from ``base``; returns (model, tokenizer, device).
 
-    With ``base.device: map`` the returned device is the input embedding's (where token ids go)."""
+    ``dtype`` other than ``"base"`` overrides ``base.dtype`` (``evaluate.dtype``). With ``base.device: map``
+    the returned device is the input embedding's (where token ids go)."""
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"{model_dir}: no saved model; run `dvc repro prepare_model` first")
     device = resolve_device(params.base.device)
-    dtype = resolve_dtype(params.base.dtype, device)
+    dtype = resolve_dtype(params.base.dtype if dtype == "base" else dtype, device)
     try:
         model, tokenizer = load_model(str(model_dir), dtype=dtype, device=device)
     except CorruptModelError as err:

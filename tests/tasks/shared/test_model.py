@@ -58,3 +58,15 @@ def test_model_download_retries_only_on_errors_a_retry_can_fix():
     assert _retry_unless_bad_input(None, None, _State(ConnectionError("reset"))) is True
     assert _retry_unless_bad_input(None, None, _State(CorruptModelError("x.gguf", "truncated", "fix"))) is False
     assert _retry_unless_bad_input(None, None, _State(ValueError("base.model: package 'x' is not installed"))) is False
+
+
+@pytest.mark.parametrize(("evaluate_dtype", "expected"), [("float32", "torch.float32"), ("base", "torch.bfloat16")])
+def test_the_evaluation_dtype_overrides_base_dtype(saved, smol_tokenizer, tmp_path, evaluate_dtype, expected):
+    """evaluate.dtype: float32 scores in fp32 whatever base.dtype (batch-independent results); base keeps it."""
+    saved = shutil.copytree(saved, tmp_path / "model")
+    smol_tokenizer.save_pretrained(saved)
+    params = project_params({"base": {"dtype": "bfloat16", "device": "cpu"}, "evaluate": {"dtype": evaluate_dtype}})
+    model, _, _ = load_stage_model.fn(saved, params, params.evaluate.dtype)
+    assert str(next(model.parameters()).dtype) == expected
+    model, _, _ = load_stage_model.fn(saved, params)  # every other stage: base.dtype
+    assert str(next(model.parameters()).dtype) == "torch.bfloat16"
