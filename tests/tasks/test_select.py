@@ -37,5 +37,8 @@ def test_select_verifies_on_the_game_it_is_asked_for(tmp_path, repair):
         games["calibration"](mask)
         games["validation"](mask)
         assert games["validation"].fits is games["calibration"].fits and list(games["calibration"].fits) == [(2, 4)]
-        direct = RepairedLayerGame(model, games["calibration"].fit_windows, games["validation"].score_windows)
+        assert games["calibration"].fit == yaml.safe_load((ROOT / "params.yaml").read_text())["repair"]["fit"]
+        direct = RepairedLayerGame(
+            model, games["calibration"].fit_windows, games["validation"].score_windows, fit=games["calibration"].fit
+        )
         assert direct(mask)[0] == pytest.approx(games["validation"](mask)[0], rel=1e-9)
