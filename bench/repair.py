@@ -111,6 +111,7 @@ def markdown(table: pd.DataFrame, corpora: list[str], note: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="sleb", help="comma-separated methods of data/compare/compare.csv")
+    parser.add_argument("--sets", default=None, help="a CSV of more sets (method, n_drop, dropped), all measured")
     parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: all)")
     parser.add_argument("--repairs", default=",".join(REPAIRS))
     parser.add_argument("--fits", default=None, help="linear fits to compare, e.g. map,refit (default: repair.fit)")
@@ -128,6 +129,11 @@ def main() -> None:
     sets = pd.read_csv(paths.compare_dir / "compare.csv")
     if "repair" in sets:
         sets = sets[sets.repair == "none"]
+    methods = args.methods.split(",")
+    if args.sets:
+        extra = pd.read_csv(args.sets)
+        sets = pd.concat([sets, extra[["method", "n_drop", "dropped"]]], ignore_index=True)
+        methods += [m for m in dict.fromkeys(extra.method) if m not in methods]
     ks = sorted(sets.n_drop.unique()[1:]) if args.ks is None else [int(k) for k in args.ks.split(",")]
     dtype = getattr(torch, args.dtype)
     began = time.perf_counter()
@@ -136,7 +142,7 @@ def main() -> None:
             | measure(full, tokenizer, corpora, items, params.compare.batch_size)]  # fmt: skip
     del full
     chosen = [(m, k, sets[(sets.method == m) & (sets.n_drop == k)].iloc[0].dropped)
-              for m in args.methods.split(",") for k in ks]  # fmt: skip
+              for m in methods for k in ks]  # fmt: skip
     linear = any(r.startswith("linear") for r in args.repairs.split(","))
     fits = (args.fits or params.repair.fit).split(",") if linear else []
     all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
