@@ -269,11 +269,20 @@ class Repair(_Section):
         return self.method in ("lora", "linear+lora")
 
 
+def _all_items(v: object) -> object:
+    """``n_items: all`` is the whole task set (stored as None, as ``null`` is)."""
+    if isinstance(v, str):
+        if v != "all":
+            raise ValueError(f"'{v}' is not a number of items; give one (e.g. 100) or all")
+        return None
+    return v
+
+
 class Evaluate(_Section):
     """Held-out perplexity and zero-shot accuracy of a model; ``compare`` scores its variants the same way."""
 
     tasks: list[str]
-    n_items: int | None = Field(ge=1)
+    n_items: int | None = Field(ge=1, description="zero-shot items per task; all (or null) = the whole task set")
     batch_size: int = Field(ge=1)
     dtype: Literal["float32", "base", "bfloat16", "float16"] = Field(
         description="precision of the evaluation: float32 (results independent of batching) or base (base.dtype)"
@@ -287,6 +296,11 @@ class Evaluate(_Section):
             raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
         return v
 
+    @field_validator("n_items", mode="before")
+    @classmethod
+    def _n_items(cls, v: object) -> object:
+        return _all_items(v)
+
 
 class Compare(_Section):
     """Every method at several pruning ratios on held-out text: the table, plots and one MLflow run per cell."""
@@ -294,7 +308,13 @@ class Compare(_Section):
     methods: list[str]
     ratios: list[float] = Field(description="fractions of layers removed; k = round(ratio * L)")
     eval_windows: int | None = Field(ge=1, description="held-out windows per corpus; null = all of them")
-    n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); null = all")
+    n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); all (or null) = all")
+
+    @field_validator("n_items", mode="before")
+    @classmethod
+    def _n_items(cls, v: object) -> object:
+        return _all_items(v)
+
     batch_size: int = Field(ge=1)
     cache_mib: float = Field(ge=0, description="prefix-reuse cache for the held-out perplexities")
     repairs: list[Literal["none", "linear"]] = Field(

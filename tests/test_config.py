@@ -46,6 +46,10 @@ def test_default_params_are_valid():
         ("prepare_data", {"calibration_fraction": 0.95, "validation_fraction": 0.1}, "prepare_data"),
         ("fit_surrogate", {"optimizer": "lbfgs"}, "fit_surrogate.optimizer"),
         ("fit_surrogate", {"epochs": -1}, "fit_surrogate.epochs"),
+        ("evaluate", {"n_items": "most"}, "evaluate.n_items"),
+        ("evaluate", {"dtype": "int8"}, "evaluate.dtype"),
+        ("repair", {"fit": "full"}, "repair.fit"),
+        ("compare", {"bootstrap": 10}, "compare.bootstrap"),
     ],
 )
 def test_bad_values_name_the_key(section, values, key):
@@ -129,3 +133,8 @@ def test_a_missing_key_names_the_fix():
         "value) (got {'n_drops': None, 'strategy': 'surrogate', 'reuse_scores': True, 'per_k_candidates': 8, "
         "'beam_width': 32, 'n_blocks': 4, 'rounds': 3, 'surrogate': 'mlp', 'repair': 'none'})"
     )
+
+
+def test_n_items_all_is_the_whole_task_set():
+    params = parse_params(_with("evaluate", n_items="all"))
+    assert params.evaluate.n_items is None and parse_params(_with("compare", n_items="all")).compare.n_items is None
