@@ -109,7 +109,8 @@ def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit
     detail = []
     if linear:
         runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"])
-        detail.append(f"least-squares maps merged after the removed runs {runs}" if runs else "no run repaired")
+        what = "projections refitted" if linear.get("fit") == "refit" else "maps merged"
+        detail.append(f"least-squares {what} before the removed runs {runs}" if runs else "no run repaired")
     if lora:
         detail.append(f"LoRA {lora['steps']} steps, merged")
     base = params.export.base_model or params.base.model
