@@ -50,7 +50,7 @@ def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str) -> tuple[
     return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
 
 
-def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict):
+def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict, fit: str = "-"):
     """The full model cut to ``dropped``, repaired as ``repair.method: <repair>`` would; (model, tokenizer, info).
 
     The linear maps are the repair stage's (each run fitted on the full model's states, independently of the
@@ -69,7 +69,8 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
         info["runs_repaired"] = " ".join(f"{a}-{b - 1}" for a, b in runs)
     keep_layers(model, keep)
     if repair in ("lora", "linear+lora"):
-        work = OUT / "work" / f"lora-{'-'.join(map(str, dropped))}-{repair}"
+        suffix = f"-{fit}" if repair == "linear+lora" else ""
+        work = OUT / "work" / f"lora-{'-'.join(map(str, dropped))}-{repair}{suffix}"  # a checkpoint per recipe
         model, healed = lora_heal(
             model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
             batch_size=cfg.lora_batch_size, r=cfg.lora_r, alpha=cfg.lora_alpha, lr=cfg.lora_lr,
@@ -154,7 +155,7 @@ def main() -> None:
         for repair in args.repairs.split(","):
             for fit in fits if repair.startswith("linear") else ["-"]:
                 model, tokenizer, info = repaired(
-                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {})
+                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {}), fit
                 )
                 metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
                 rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair, "fit": fit}
