@@ -1,0 +1,104 @@
+"""What is measured and shipped: ``evaluate``, ``compare``, ``report``, ``export``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from shapprune.baselines.registry import METHODS
+from shapprune.config.section import _Section
+from shapprune.evaluation.zero_shot import TASKS
+
+
+def _all_items(v: object) -> object:
+    """``n_items: all`` is the whole task set (stored as None, as ``null`` is)."""
+    if isinstance(v, str):
+        if v != "all":
+            raise ValueError(f"'{v}' is not a number of items; give one (e.g. 100) or all")
+        return None
+    return v
+
+
+class Evaluate(_Section):
+    """Held-out perplexity and zero-shot accuracy of a model; ``compare`` scores its variants the same way."""
+
+    tasks: list[str]
+    n_items: int | None = Field(ge=1, description="zero-shot items per task; all (or null) = the whole task set")
+    batch_size: int = Field(ge=1)
+    dtype: Literal["float32", "base", "bfloat16", "float16"] = Field(
+        description="precision of the evaluation: float32 (results independent of batching) or base (base.dtype)"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        unknown = [t for t in v if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+        return v
+
+    @field_validator("n_items", mode="before")
+    @classmethod
+    def _n_items(cls, v: object) -> object:
+        return _all_items(v)
+
+
+class Compare(_Section):
+    """Every method at several pruning ratios on held-out text: the table, plots and one MLflow run per cell."""
+
+    methods: list[str]
+    ratios: list[float] = Field(description="fractions of layers removed; k = round(ratio * L)")
+    eval_windows: int | None = Field(ge=1, description="held-out windows per corpus; null = all of them")
+    n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); all (or null) = all")
+
+    @field_validator("n_items", mode="before")
+    @classmethod
+    def _n_items(cls, v: object) -> object:
+        return _all_items(v)
+
+    batch_size: int = Field(ge=1)
+    cache_mib: float = Field(ge=0, description="prefix-reuse cache for the held-out perplexities")
+    repairs: list[Literal["none", "linear"]] = Field(
+        min_length=1, description="every set is measured as pruned (none) and after each repair listed"
+    )
+    bootstrap: int = Field(ge=100, description="paired bootstrap resamples behind each difference's 95 % interval")
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (or [] to skip)")
+        return list(dict.fromkeys(v))
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: list[float]) -> list[float]:
+        if not v or not all(0 < r < 1 for r in v):
+            raise ValueError("list fractions of layers to remove, each in (0, 1)")
+        return v
+
+    def resolve_n_drops(self, n_layers: int) -> list[int]:
+        """Distinct numbers of removed layers, each in [1, L - 1]."""
+        return sorted({min(n_layers - 1, max(1, int(round(r * n_layers)))) for r in self.ratios})
+
+
+class Report(_Section):
+    pass
+
+
+class Export(_Section):
+    """The shippable model: the repaired weights in ``dtype`` with a card, a GGUF file, an MLflow registry entry."""
+
+    dtype: Literal["bfloat16", "float16", "float32"] = Field(description="precision of the saved HF folder")
+    gguf: Literal["auto", "true", "false"] = Field(description="auto: write model.gguf when base.model is a GGUF")
+    base_model: str | None = Field(description="the card's base_model (the source's hub id); null = base.model")
+    registered_name: str | None = Field(description="MLflow registry name; null = shapprune-<base_model's name>")
+    mlflow_max_mb: float = Field(ge=0, description="larger exports are logged by reference and not registered")
+    check_windows: int = Field(ge=1, description="validation windows on which each shipped file is checked")
+
+    @field_validator("gguf", mode="before")
+    @classmethod
+    def _gguf(cls, v: object) -> object:
+        return str(v).lower() if isinstance(v, bool) else v  # YAML's true/false, as the strings the schema lists

@@ -1,0 +1,50 @@
+"""The model and the text: ``base``, ``prepare_model`` and ``prepare_data``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shapprune.config.section import _Section
+
+
+class Base(_Section):
+    seed: int = Field(ge=0)
+    model: str
+    revision: str | None = Field(description="hub ids only: the commit, tag or branch to load; null = main")
+    device: str
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]
+    threads: int = Field(ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "mps", "map") and not v.startswith("cuda"):
+            raise ValueError("use auto, cpu, cuda, cuda:N or map (the layers spread over every GPU)")
+        return v
+
+
+class PrepareModel(_Section):
+    pass
+
+
+class PrepareData(_Section):
+    calibration_source: str
+    eval_corpora: dict[str, str]
+    seq_len: int = Field(ge=8)
+    calibration_windows: int = Field(ge=1)
+    validation_windows: int = Field(ge=0)
+    repair_windows: int = Field(ge=0, description="calibration-source windows for the repair stage's fit")
+    eval_windows: int = Field(ge=1)
+    calibration_fraction: float = Field(gt=0, lt=1)
+    validation_fraction: float = Field(ge=0, lt=1)
+    add_bos: Literal["auto", True, False]
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PrepareData:
+        if self.calibration_fraction + self.validation_fraction >= 1:
+            raise ValueError("calibration_fraction + validation_fraction must leave room for held-out text (< 1)")
+        if not self.eval_corpora:
+            raise ValueError("eval_corpora is empty; name at least one corpus")
+        return self
