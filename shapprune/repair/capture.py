@@ -190,6 +190,7 @@ def collect(
         for begin in range(0, len(windows), batch_size):
             ids = windows[begin : begin + batch_size].to(device)  # [b, T]
             got = capture.run(model, ids)
+            grams: dict[int, torch.Tensor] = {}  # X^T X depends on the run's start only: once per start and batch
             for k, seam in enumerate(seams):
                 if isinstance(out.get(k), str):
                     continue
@@ -207,7 +208,9 @@ def collect(
                 x = projection_input(seam.module, got[("H", k)]) if refit and seam.start > 0 else m64  # [N, m]
                 s = out.setdefault(k, SeamStats(x.new_zeros(x.shape[1], x.shape[1]), x.new_zeros(x.shape[1], d)))
                 assert isinstance(s, SeamStats)
-                s.a += x.T @ x
+                if seam.start not in grams:
+                    grams[seam.start] = x.T @ x  # [m, m]
+                s.a += grams[seam.start]
                 s.b += x.T @ r
                 s.rr += float((r * r).sum())
                 if keep_states:

@@ -108,3 +108,14 @@ def test_bad_fit_arguments() -> None:
         linear_repair(tiny(), [1, 0, 1, 1, 1, 1], IDS.numpy(), fit="full")
     with pytest.raises(ValueError, match="repair.fit: map"):
         linear_repair(tiny(), [1, 0, 1, 1, 1, 1], IDS.numpy(), fit="refit", loss="cosine")
+
+
+@pytest.mark.parametrize("fit", ["map", "refit"])
+def test_runs_sharing_a_start_fitted_together_equal_each_fitted_alone(fit: str) -> None:
+    """One pass for (2, 3) and (2, 4) (their X^T X is computed once per batch) gives each run's own fit."""
+    model = tiny().double()
+    together, _, _ = fit_maps(model, [(2, 3), (2, 4)], IDS.numpy(), fit=fit)
+    for fitted in together:
+        (alone,), _, _ = fit_maps(model, [(fitted.seam.start, fitted.seam.stop)], IDS.numpy(), fit=fit)
+        got, want = (fitted.p, alone.p) if fit == "refit" else (fitted.t, alone.t)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
