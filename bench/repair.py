@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from shapprune.config import load_params
+from shapprune.evaluation import paired as pairing
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import load_task
 from shapprune.models import load_model
@@ -84,7 +85,7 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
 def measure(model, tokenizer, corpora: dict, items: dict, batch_size: int) -> dict:
     """Held-out PPL per corpus and (with items) zero-shot accuracy of a model, every layer it has kept."""
     keep = np.ones(num_layers(model), dtype=bool)
-    out = variants.variant_perplexities(model, corpora, keep[None], batch_size, 0.0)[0]
+    out = variants.variant_perplexities(model, corpora, keep[None], batch_size, 0.0, per_window=True)[0]
     return out | (variants.variant_zero_shot(model, tokenizer, keep, items, batch_size) if items else {})
 
 
@@ -109,6 +110,32 @@ def markdown(table: pd.DataFrame, corpora: list[str], note: str) -> str:
     return "\n".join(lines + ["", note]) + "\n"
 
 
+def paired_lines(table: pd.DataFrame, windows: dict, corpora: list[str], ref: str, tokens: int) -> list[str]:
+    """Each row against ``ref``'s row at the same k, repair and fit: PPL ratio and paired 95 % interval."""
+    lines = [
+        f"## Paired against {ref}",
+        "",
+        f"PPL as a multiple of {ref}'s at the same k, repair and fit, on the same windows, with the 95 % interval "
+        "of 2,000 paired bootstrap resamples of the windows; **bold**: the interval excludes 1 (a real difference).",
+        "",
+        "| method | removed | repair | fit | " + " | ".join(f"PPL {c} / {ref}'s" for c in corpora) + " |",
+        "|---|---|---|---|" + "---|" * len(corpora),
+    ]
+    rng = np.random.default_rng(0)
+    for i, r in table.iterrows():
+        match = table[(table.method == ref) & (table.n_drop == r.n_drop) & (table.repair == r.repair)
+                      & (table.fit == r.fit)]  # fmt: skip
+        if r.method == ref or r.n_drop == 0 or match.empty:
+            continue
+        cells = []
+        for c in corpora:
+            d = pairing.ppl_ratio(windows[i][c], windows[match.index[0]][c], tokens, 2000, rng)
+            text = f"{d.estimate:.3f}x [{d.low:.3f}, {d.high:.3f}]"
+            cells.append(f"**{text}**" if d.real else text)
+        lines.append(f"| {r.method} | {r.n_drop} | {r.repair} | {r.fit} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="sleb", help="comma-separated methods of data/compare/compare.csv")
@@ -119,6 +146,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--eval-windows", type=int, default=None, help="held-out windows per corpus (compare's)")
     parser.add_argument("--items", type=int, default=None, help="zero-shot items per task (compare's; 0: none)")
+    parser.add_argument("--pair-with", default=None, help="a method every other row is compared with, paired")
     parser.add_argument("--out", default="repair")
     args = parser.parse_args()
     params, paths = load_params(ROOT / "params.yaml"), Paths(ROOT)
@@ -162,6 +190,7 @@ def main() -> None:
                             | info | metrics)  # fmt: skip
                 print(f"{method} -{k} {repair} {fit}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
                       + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
+    windows = [{c: row.pop(f"window_nll_{c}") for c in corpora} for row in rows]  # per row: corpus -> [W]
     table = pd.DataFrame(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"{args.out}.csv", index=False)
@@ -180,9 +209,13 @@ def main() -> None:
         f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
     )
-    (OUT / f"{args.out}.md").write_text(markdown(table, list(corpora), note))
+    text = markdown(table, list(corpora), note)
+    if args.pair_with:
+        tokens = next(iter(corpora.values())).shape[1] - 1  # predicted tokens per window
+        text += "\n" + "\n".join(paired_lines(table, windows, list(corpora), args.pair_with, tokens)) + "\n"
+    (OUT / f"{args.out}.md").write_text(text)
     (OUT / f"{args.out}.json").write_text(json.dumps({"args": vars(args)}, indent=2) + "\n")
-    print(markdown(table, list(corpora), note))
+    print(text)
 
 
 if __name__ == "__main__":
