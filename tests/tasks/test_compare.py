@@ -87,7 +87,8 @@ def test_a_repaired_row_is_the_model_the_repair_stage_would_save(tmp_path, smol_
     for dropped in sets:
         repaired = tiny_llama(n_layers=6)
         keep = ~np.isin(np.arange(6), dropped)
-        report = linear_repair(repaired, keep, np.asarray(cmp.read_windows(paths.repair_windows)), ridge=1e-3)
+        windows = np.asarray(cmp.read_windows(paths.repair_windows))
+        report = linear_repair(repaired, keep, windows, ridge=1e-3, fit=params.repair.fit)
         assert len(report.repaired) == 1 and not report.skipped
         expected = window_nll(repaired, held_out).perplexity
         assert store.get(f"ppl-linear-{cmp.set_key(dropped)}")["ppl_wiki"] == pytest.approx(expected, rel=1e-5)
