@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from shapprune.baselines.registry import METHODS
 from shapprune.config.section import _Section
@@ -20,11 +20,14 @@ def _all_items(v: object) -> object:
     return v
 
 
+ItemCount = Annotated[int | None, BeforeValidator(_all_items)]  # a number of items per task, or all (None)
+
+
 class Evaluate(_Section):
     """Held-out perplexity and zero-shot accuracy of a model; ``compare`` scores its variants the same way."""
 
     tasks: list[str]
-    n_items: int | None = Field(ge=1, description="zero-shot items per task; all (or null) = the whole task set")
+    n_items: ItemCount = Field(ge=1, description="zero-shot items per task; all (or null) = the whole task set")
     batch_size: int = Field(ge=1)
     dtype: Literal["float32", "base", "bfloat16", "float16"] = Field(
         description="precision of the evaluation: float32 (results independent of batching) or base (base.dtype)"
@@ -38,11 +41,6 @@ class Evaluate(_Section):
             raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
         return v
 
-    @field_validator("n_items", mode="before")
-    @classmethod
-    def _n_items(cls, v: object) -> object:
-        return _all_items(v)
-
 
 class Compare(_Section):
     """Every method at several pruning ratios on held-out text: the table, plots and one MLflow run per cell."""
@@ -50,12 +48,7 @@ class Compare(_Section):
     methods: list[str]
     ratios: list[float] = Field(description="fractions of layers removed; k = round(ratio * L)")
     eval_windows: int | None = Field(ge=1, description="held-out windows per corpus; null = all of them")
-    n_items: int | None = Field(ge=1, description="zero-shot items per task (evaluate.tasks); all (or null) = all")
-
-    @field_validator("n_items", mode="before")
-    @classmethod
-    def _n_items(cls, v: object) -> object:
-        return _all_items(v)
+    n_items: ItemCount = Field(ge=1, description="zero-shot items per task (evaluate.tasks); all (or null) = all")
 
     batch_size: int = Field(ge=1)
     cache_mib: float = Field(ge=0, description="prefix-reuse cache for the held-out perplexities")
