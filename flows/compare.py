@@ -98,7 +98,7 @@ def write_outputs(
     text += ("\n" + "\n".join(real) + "\n") if real else ""
     for repair in [r for r in cfg.repairs if r != "none"]:
         repaired = pd.concat([full, table[table.repair == repair]])
-        heading = f"## After the {repair} repair (the repair stage's maps, fitted for each set; no parameter added)"
+        heading = f"## After the {repair} repair (the repair stage's linear fit, made for each set; no parameter added)"
         text += "\n" + rpt.markdown(repaired, corpora, model_name, cfg.n_items, n_windows, heading)
         lines = rpt.goal_lines(repaired, corpora)
         text += (f"\n### select against the other methods, all {repair}-repaired\n\n" + "\n".join(lines) + "\n") * bool(
