@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,10 @@ from tasks import compare_sets as cs
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.model import load_stage_model
+from tasks.shared.paths import Paths
 from tasks.shared.plots import close
 from tasks.shared.runtime import Stage, stage_main
+from tasks.shared.tracking import Tracker
 
 WORK = ("data", ".compare_work")
 # the code that computes the numbers (not this file's orchestration): a change there invalidates those parts
@@ -147,52 +150,86 @@ def write_empty(stage: Stage) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Compared:
+    """Every (method, k, repair) row, the paired differences, each method's sets and the run's bookkeeping."""
+
+    table: pd.DataFrame  # one row per method, k and repair, the full model's first
+    pairs: pd.DataFrame  # PAIRED_COLUMNS: each set against select's, with bootstrap intervals
+    methods: list[cs.MethodSets]
+    corpora: list[str]
+    n_layers: int
+    n_new: int  # variants evaluated by this run (the others came from the checkpoints)
+    seconds: float
+    stores: tuple[PartStore, PartStore]  # the baselines' scores and the evaluations
+
+
+def compute(stage: Stage) -> Compared:
+    """Score the methods, evaluate each distinct set (and its repair) once, pair every set with select's."""
+    cfg, paths, params = stage.params.compare, stage.paths, stage.params
+    model, tokenizer, _ = load_stage_model(paths.model, params, params.evaluate.dtype)
+    n_layers = num_layers(model)
+    ks = cfg.resolve_n_drops(n_layers)
+    score_store, store = work_stores(stage, model)
+    start = time.perf_counter()
+    methods = [method_sets(params, paths, m, model, ks, score_store) for m in cfg.methods]
+    sets = cmp.distinct_sets(methods)
+    print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
+    items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
+    n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
+    if "linear" in cfg.repairs:
+        n_new += evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)
+    table = cmp.rows(methods, store, model, cfg.repairs)
+    corpora = list(params.prepare_data.eval_corpora)
+    tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
+    rng = np.random.default_rng([params.base.seed, 11])
+    pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
+    seconds = time.perf_counter() - start
+    return Compared(table, pairs, methods, corpora, n_layers, n_new, seconds, (score_store, store))
+
+
+def write(stage: Stage, out: Compared):
+    """The tables, report and figures (``write_outputs``); then the parts of other models, windows, options
+    or code go. Returns the two figures and the report's text."""
+    figures = write_outputs(stage, out.table, out.pairs, out.methods, out.corpora, out.n_layers)
+    keep = {s.directory for s in out.stores}
+    for stale in out.stores[1].directory.parent.glob("*"):
+        if stale not in keep:
+            shutil.rmtree(stale, ignore_errors=True)
+    return figures
+
+
+def log(tracker: Tracker, paths: Paths, out: Compared, fig_ppl, fig_ranks) -> None:
+    """The figures, the report on the parent run, and one child run per cell (the full model's too:
+    MLflow's table compares them)."""
+    for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
+        tracker.log_figure(fig, name)
+        close(fig)
+    tracker.log_parent_artifact(paths.compare_report)
+    tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
+    for row in out.table.to_dict("records"):
+        metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
+        cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
+        metrics = {k: v for k, v in metrics.items() if k not in cell}
+        name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
+        name = "full model" if row["n_drop"] == 0 else name
+        tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
+    tracker.log_metrics({"seconds": out.seconds, "variants_evaluated": out.n_new})
+
+
 @flow(name="compare", log_prints=True)
 def compare(root: str = ".") -> dict:
     stage = Stage.open("compare", root)
-    cfg, paths = stage.params.compare, stage.paths
     with stage.tracking() as tracker:
-        if not cfg.methods:
+        if not stage.params.compare.methods:
             write_empty(stage)
             print("compare.methods is empty: nothing compared")
             return {"rows": 0}
-        model, tokenizer, _ = load_stage_model(paths.model, stage.params, stage.params.evaluate.dtype)
-        n_layers = num_layers(model)
-        ks = cfg.resolve_n_drops(n_layers)
-        score_store, store = work_stores(stage, model)
-        start = time.perf_counter()
-        params = stage.params
-        methods = [method_sets(params, paths, m, model, ks, score_store) for m in cfg.methods]
-        sets = cmp.distinct_sets(methods)
-        print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
-        items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
-        n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
-        if "linear" in cfg.repairs:
-            n_new += evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)
-        table = cmp.rows(methods, store, model, cfg.repairs)
-        corpora = list(stage.params.prepare_data.eval_corpora)
-        tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
-        rng = np.random.default_rng([params.base.seed, 11])
-        pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
-        fig_ppl, fig_ranks, text = write_outputs(stage, table, pairs, methods, corpora, n_layers)
-        for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
-            tracker.log_figure(fig, name)
-            close(fig)
-        tracker.log_parent_artifact(paths.compare_report)
-        tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
-        for row in table.to_dict("records"):  # one run per cell, the full model's too: MLflow's table compares them
-            metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
-            cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
-            metrics = {k: v for k, v in metrics.items() if k not in cell}
-            name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
-            name = "full model" if row["n_drop"] == 0 else name
-            tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
-        tracker.log_metrics({"seconds": time.perf_counter() - start, "variants_evaluated": n_new})
-        for stale in store.directory.parent.glob("*"):  # parts of other models, windows, options or code
-            if stale not in (store.directory, score_store.directory):
-                shutil.rmtree(stale, ignore_errors=True)
-        print(text)
-        return {"rows": len(table), "evaluated": n_new}
+        out = compute(stage)
+        fig_ppl, fig_ranks, text = write(stage, out)
+        log(tracker, stage.paths, out, fig_ppl, fig_ranks)
+    print(text)
+    return {"rows": len(out.table), "evaluated": out.n_new}
 
 
 if __name__ == "__main__":

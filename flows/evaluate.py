@@ -24,9 +24,11 @@ from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.guards import fault_point
 from tasks.shared.model import load_stage_model
+from tasks.shared.paths import Paths
 from tasks.shared.plots import accuracy_bars, close
 from tasks.shared.progress import StepProgress
 from tasks.shared.runtime import Stage, stage_main
+from tasks.shared.tracking import Tracker
 
 WHICH = ("full", "pruned", "repaired")  # data/model, data/pruned, data/repaired
 
@@ -97,44 +99,63 @@ def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore
     return {r: results[f"ppl-{r}"] for r in corpora}, {t: results[f"task-{t}"] for t in cfg.tasks}, n_new
 
 
+def record(which: str, model, ppl_parts: dict, task_parts: dict, n_new: int) -> dict:
+    """``data/metrics/eval_<which>.json``: PPL per corpus, tokens/s, accuracy per task and their means."""
+    seconds = sum(r["seconds"] for r in ppl_parts.values())
+    accs = [r["acc"] for r in task_parts.values()]
+    norms = [r["acc_norm"] for r in task_parts.values()]
+    return {
+        "which": which,
+        "n_layers": num_layers(model),
+        "parameters": parameter_count(model),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "ppl": {role: r["ppl"] for role, r in ppl_parts.items()},
+        "tokens_per_s": sum(r["tokens"] for r in ppl_parts.values()) / seconds if seconds > 0 else float("nan"),
+        "zero_shot": task_parts,
+        "mean_acc": float(np.mean(accs)) if accs else float("nan"),
+        "mean_acc_norm": float(np.mean(norms)) if norms else float("nan"),
+        "n_parts_this_run": n_new,
+    }
+
+
+def compute(stage: Stage, which: str) -> tuple[dict, PartStore]:
+    """Evaluate (or read back from the checkpoints) every part of the ``which`` model; returns its record."""
+    model_dir = {"full": stage.paths.model, "pruned": stage.paths.pruned, "repaired": stage.paths.repaired}[which]
+    model, tokenizer, device = load_stage_model(model_dir, stage.params, stage.params.evaluate.dtype)
+    store = work_store(stage, which, model_dir, model)
+    ppl_parts, task_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
+    return record(which, model, ppl_parts, task_parts, n_new), store
+
+
+def write(paths: Paths, info: dict, store: PartStore) -> None:
+    """The record; then this run's checkpoints and stale ones, all done with, go."""
+    write_json(paths.eval_metrics(info["which"]), info)
+    for work in store.directory.parent.glob(f"{info['which']}-*"):
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def log(tracker: Tracker, info: dict) -> None:
+    """PPL per corpus, accuracy per task, the means, tokens/s and the accuracy bars in MLflow."""
+    tracker.log_metrics(
+        {f"ppl_{k}": v for k, v in info["ppl"].items()}
+        | {f"acc_{t}": r["acc"] for t, r in info["zero_shot"].items()}
+        | {"mean_acc": info["mean_acc"], "mean_acc_norm": info["mean_acc_norm"], "tokens_per_s": info["tokens_per_s"]}
+    )
+    fig = accuracy_bars(info["zero_shot"], f"{info['which']} model: zero-shot accuracy (±1 s.e.)")
+    tracker.log_figure(fig, f"zero_shot_{info['which']}.png")
+    close(fig)
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate(which: str = "pruned", root: str = ".") -> dict:
     stage = Stage.open(f"evaluate@{which}", root)
-    model_dir = {"full": stage.paths.model, "pruned": stage.paths.pruned, "repaired": stage.paths.repaired}[which]
     with stage.tracking() as tracker:
-        model, tokenizer, device = load_stage_model(model_dir, stage.params, stage.params.evaluate.dtype)
-        store = work_store(stage, which, model_dir, model)
-        ppl_parts, task_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
-        ppl = {role: r["ppl"] for role, r in ppl_parts.items()}
-        seconds = sum(r["seconds"] for r in ppl_parts.values())
-        tps = sum(r["tokens"] for r in ppl_parts.values()) / seconds if seconds > 0 else float("nan")
-        accs = [r["acc"] for r in task_parts.values()]
-        norms = [r["acc_norm"] for r in task_parts.values()]
-        info = {
-            "which": which,
-            "n_layers": num_layers(model),
-            "parameters": parameter_count(model),
-            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-            "ppl": ppl,
-            "tokens_per_s": tps,
-            "zero_shot": task_parts,
-            "mean_acc": float(np.mean(accs)) if accs else float("nan"),
-            "mean_acc_norm": float(np.mean(norms)) if norms else float("nan"),
-            "n_parts_this_run": n_new,
-        }
-        write_json(stage.paths.eval_metrics(which), info)
-        for work in store.directory.parent.glob(f"{which}-*"):  # this run's parts and stale ones: all done
-            shutil.rmtree(work, ignore_errors=True)
-        tracker.log_metrics(
-            {f"ppl_{k}": v for k, v in ppl.items()}
-            | {f"acc_{t}": r["acc"] for t, r in info["zero_shot"].items()}
-            | {"mean_acc": info["mean_acc"], "mean_acc_norm": info["mean_acc_norm"], "tokens_per_s": tps}
-        )
-        fig = accuracy_bars(info["zero_shot"], f"{which} model: zero-shot accuracy (±1 s.e.)")
-        tracker.log_figure(fig, f"zero_shot_{which}.png")
-        close(fig)
-        print(f"{which}: PPL {', '.join(f'{k} {v:.2f}' for k, v in ppl.items())}; mean acc {info['mean_acc']:.3f}")
-        return info
+        info, store = compute(stage, which)
+        write(stage.paths, info, store)
+        log(tracker, info)
+    ppl = ", ".join(f"{k} {v:.2f}" for k, v in info["ppl"].items())
+    print(f"{which}: PPL {ppl}; mean acc {info['mean_acc']:.3f}")
+    return info
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ unless it is over ``export.mlflow_max_mb`` (then only a reference to the DVC-tra
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 import torch
 from prefect import flow
 
+from shapprune.export.card import CardFacts
 from shapprune.models import load_model, parameter_count
 from tasks.export import (
     GGUF_NAME,
@@ -29,12 +31,22 @@ from tasks.export import (
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import kept_mask, write_json
 from tasks.shared.runtime import Stage, stage_main
-from tasks.shared.tracking import directory_mb, git_commit, log_model_dir
+from tasks.shared.tracking import Tracker, directory_mb, git_commit, log_model_dir
 
 
-@flow(name="export", log_prints=True)
-def export(root: str = ".") -> dict:
-    stage = Stage.open("export", root)
+@dataclass
+class Shipped:
+    """What ``ship`` wrote: the record (``data/metrics/export.json``), the card's facts and text."""
+
+    info: dict
+    facts: CardFacts
+    card: str
+    n_kept: int
+
+
+def ship(stage: Stage) -> Shipped:
+    """Write the HF folder (``export.dtype``), the GGUF (when the source is one) and the card, reload each as
+    a user would and check it against the fp32 weights, and write ``export.json`` (not yet registered)."""
     paths, cfg = stage.paths, stage.params.export
     keep = kept_mask(paths.pruned)
     kept, dropped = [int(i) for i in keep.nonzero()[0]], [int(i) for i in (~keep).nonzero()[0]]
@@ -43,18 +55,17 @@ def export(root: str = ".") -> dict:
 
     model, tokenizer = load_model(str(paths.repaired), dtype=torch.float32)  # fp32: the weights evaluate measured
     files = save_shippable(model, tokenizer, paths.export / "model", cfg.dtype)
-    licence = None
+    licence, gguf = None, None
     if source is not None:
         shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
-        files[GGUF_NAME] = shipped_gguf.bytes
-        licence = shipped_gguf.license
+        files[GGUF_NAME], licence = shipped_gguf.bytes, shipped_gguf.license
+        gguf = {"copied": len(shipped_gguf.copied), "requantised": shipped_gguf.requantised, "n_blocks": len(kept)}
     facts = card_facts(paths, stage.params, files, "dvc repro export", git_commit(paths.root), licence)
     card = write_card(paths.export / "model", facts)
     files["README.md"] = card.stat().st_size  # the card lists the files written before it, not itself
     checks = check_roundtrip(
         model, paths.export, read_windows(paths.validation)[: cfg.check_windows], with_gguf=source is not None
     )
-
     info = {
         "dtype": cfg.dtype,
         "dropped_layers": dropped,
@@ -62,37 +73,49 @@ def export(root: str = ".") -> dict:
         "files_bytes": files,
         "hf_mb": directory_mb(paths.export / "model"),
         "source_gguf_bytes": source.stat().st_size if source is not None else None,
-        "gguf": None
-        if source is None
-        else {"copied": len(shipped_gguf.copied), "requantised": shipped_gguf.requantised, "n_blocks": len(kept)},
+        "gguf": gguf,
         "checks": checks,
+        "registered": None,
     }
-    info["registered"] = None
     write_json(paths.metrics_file("export"), info)  # the export is complete: tracking below cannot lose it
+    return Shipped(info, facts, card.read_text(), len(kept))
 
+
+def log(tracker: Tracker, stage: Stage, shipped: Shipped) -> None:
+    """Sizes and check perplexities; the folder registered as a model version (``export.json`` then records
+    it), or only referenced when it is over ``export.mlflow_max_mb``."""
+    paths, cfg, info = stage.paths, stage.params.export, shipped.info
+    tracker.log_metrics({"hf_mb": info["hf_mb"], "parameters": info["parameters"]})
+    tracker.log_metrics({f"check.{fmt}.ppl": r["ppl"] for fmt, r in info["checks"].items() if isinstance(r, dict)})
+    if GGUF_NAME in info["files_bytes"]:
+        tracker.log_metrics({"gguf_mb": info["files_bytes"][GGUF_NAME] / 2**20})
+    if info["hf_mb"] > cfg.mlflow_max_mb:
+        log_model_dir(tracker, paths.export / "model", "model", max_mb=cfg.mlflow_max_mb)  # a reference only
+        tracker.set_tags({"registry": f"not registered: {info['hf_mb']:.0f} MiB > export.mlflow_max_mb"})
+    else:
+        info["registered"] = register_export(tracker, paths.export / "model", cfg, shipped.facts, shipped.card)
+        if info["registered"] is not None:
+            write_json(paths.metrics_file("export"), info)
+
+
+def summary(shipped: Shipped) -> str:
+    """One line: layers, precision, sizes, requantised tensors, the registered version."""
+    info, reg = shipped.info, shipped.info["registered"]
+    line = f"exported {shipped.n_kept} layers in {info['dtype']}: {info['hf_mb']:.1f} MiB HF folder"
+    if info["gguf"] is not None:
+        gguf_mb = info["files_bytes"][GGUF_NAME] / 2**20
+        line += f", {gguf_mb:.1f} MiB GGUF ({len(info['gguf']['requantised'])} tensors requantised)"
+    return line + (f"; registered {reg['name']} version {reg['version']}" if reg else "")
+
+
+@flow(name="export", log_prints=True)
+def export(root: str = ".") -> dict:
+    stage = Stage.open("export", root)
+    shipped = ship(stage)
     with stage.tracking() as tracker:
-        tracker.log_metrics({"hf_mb": info["hf_mb"], "parameters": info["parameters"]})
-        tracker.log_metrics({f"check.{fmt}.ppl": r["ppl"] for fmt, r in checks.items() if isinstance(r, dict)})
-        if source is not None:
-            tracker.log_metrics({"gguf_mb": files[GGUF_NAME] / 2**20})
-        if info["hf_mb"] > cfg.mlflow_max_mb:
-            log_model_dir(tracker, paths.export / "model", "model", max_mb=cfg.mlflow_max_mb)  # a reference only
-            tracker.set_tags({"registry": f"not registered: {info['hf_mb']:.0f} MiB > export.mlflow_max_mb"})
-        else:
-            info["registered"] = register_export(tracker, paths.export / "model", cfg, facts, card.read_text())
-            if info["registered"] is not None:
-                write_json(paths.metrics_file("export"), info)
-    reg = info["registered"]
-    print(
-        f"exported {len(kept)} layers in {cfg.dtype}: {info['hf_mb']:.1f} MiB HF folder"
-        + (
-            f", {files[GGUF_NAME] / 2**20:.1f} MiB GGUF ({len(shipped_gguf.requantised)} tensors requantised)"
-            if source is not None
-            else ""
-        )
-        + (f"; registered {reg['name']} version {reg['version']}" if reg else "")
-    )
-    return info
+        log(tracker, stage, shipped)
+    print(summary(shipped))
+    return shipped.info
 
 
 if __name__ == "__main__":

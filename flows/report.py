@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import pandas as pd
 from prefect import flow
 
 from tasks import report as rpt
 from tasks.shared.contracts import EvalSummary, ScoringSummary, read_json, write_json
+from tasks.shared.paths import Paths
 from tasks.shared.plots import close, ppl_bars
 from tasks.shared.runtime import Stage, stage_main
-from tasks.shared.tracking import numeric_leaves
+from tasks.shared.tracking import Tracker, numeric_leaves
 
 
-@flow(name="report", log_prints=True)
-def report(root: str = ".") -> dict:
-    stage = Stage.open("report", root)
-    paths = stage.paths
+@dataclass(frozen=True)
+class Report:
+    """The summary's markdown, metrics.json, its flat MLflow view and the plot data."""
+
+    text: str
+    metrics: dict  # metrics.json (nested)
+    flat: dict[str, float]  # the stage run's MLflow metrics
+    frames: dict[str, pd.DataFrame]  # plots/report/<name>.csv
+    ppl: dict[str, dict[str, float]]  # model -> corpus -> PPL, for the bar chart
+
+
+def compute(paths: Paths) -> Report:
+    """Read every stage's record and build the summary from them."""
     full, pruned = EvalSummary.read(paths.eval_metrics("full")), EvalSummary.read(paths.eval_metrics("pruned"))
     pruning = read_json(paths.pruned / "pruning.json")
     repaired_file = paths.eval_metrics("repaired")
@@ -35,27 +48,42 @@ def report(root: str = ".") -> dict:
     text = rpt.summary_markdown(full, pruned, pruning, surrogate, scoring, repaired, repair)
     text += f"\n{select_text}" if select_text else ""
     flat = rpt.flat_metrics(metrics, full, pruned, repaired) | select_metrics
+    ppl = {"full": full.ppl, "pruned": pruned.ppl} | ({"repaired": repaired.ppl} if repaired else {})
+    return Report(text, metrics, flat, rpt.plot_frames(full, pruned, repaired), ppl)
 
-    write_json(paths.metrics, metrics)
-    for name, frame in rpt.plot_frames(full, pruned, repaired).items():
+
+def write(paths: Paths, report: Report) -> None:
+    """metrics.json, plots/report/*.csv and reports/summary.md."""
+    write_json(paths.metrics, report.metrics)
+    for name, frame in report.frames.items():
         (paths.plots / "report").mkdir(parents=True, exist_ok=True)
         frame.to_csv(paths.plots / "report" / f"{name}.csv", index=False)
     paths.report.parent.mkdir(parents=True, exist_ok=True)
-    paths.report.write_text(text)
+    paths.report.write_text(report.text)
 
+
+def log(tracker: Tracker, paths: Paths, report: Report) -> None:
+    """The flat metrics on this run, all of metrics.json on the pipeline's parent run, the files, the bars."""
+    tracker.log_metrics(report.flat)
+    summary = {k: v for k, v in numeric_leaves(report.metrics).items() if k.replace(".", "_") not in report.flat}
+    tracker.log_parent_metrics(report.flat | summary)
+    tracker.log_artifact(paths.report)
+    for path in (paths.report, paths.metrics):
+        tracker.log_parent_artifact(path)
+    fig = ppl_bars(report.ppl, "held-out perplexity")
+    tracker.log_figure(fig, "perplexity.png")
+    close(fig)
+
+
+@flow(name="report", log_prints=True)
+def report(root: str = ".") -> dict:
+    stage = Stage.open("report", root)
+    result = compute(stage.paths)
+    write(stage.paths, result)  # before tracking: a tracking failure cannot lose the report
     with stage.tracking() as tracker:
-        tracker.log_metrics(flat)
-        summary = {k: v for k, v in numeric_leaves(metrics).items() if k.replace(".", "_") not in flat}
-        tracker.log_parent_metrics(flat | summary)  # all of metrics.json on the pipeline's parent run
-        tracker.log_artifact(paths.report)
-        for path in (paths.report, paths.metrics):
-            tracker.log_parent_artifact(path)
-        bars = {"full": full.ppl, "pruned": pruned.ppl} | ({"repaired": repaired.ppl} if repaired else {})
-        fig = ppl_bars(bars, "held-out perplexity")
-        tracker.log_figure(fig, "perplexity.png")
-        close(fig)
-    print(text)
-    return metrics
+        log(tracker, stage.paths, result)
+    print(result.text)
+    return result.metrics
 
 
 if __name__ == "__main__":

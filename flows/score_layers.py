@@ -18,8 +18,10 @@ from shapprune.surgery import num_layers
 from tasks.score_layers import write_layer_table, write_placeholder
 from tasks.shared.artifacts import read_windows
 from tasks.shared.model import load_stage_model
+from tasks.shared.paths import Paths
 from tasks.shared.plots import close, contribution_bars
 from tasks.shared.runtime import Stage, stage_main
+from tasks.shared.tracking import Tracker
 
 
 @task(name="score-layers", cache_policy=NO_CACHE)
@@ -40,6 +42,29 @@ def score(stage: Stage, method: str) -> tuple[LayerScores, float]:
     return result, time.perf_counter() - start
 
 
+def write(paths: Paths, method: str, result: LayerScores, seconds: float):
+    """The layer table (CSV + JSON, with the set per k) and the score bars; returns the figure."""
+    write_layer_table(
+        result,
+        paths.layer_scores_csv,
+        paths.layer_scores_json,
+        n_calibration_windows=len(read_windows(paths.calibration)),
+        seconds=seconds,
+    )
+    finite = np.where(np.isfinite(result.scores), result.scores, np.nan)
+    title = f"{method} layer scores (lower = removed first)"
+    return contribution_bars(finite, np.zeros_like(finite), [], title, paths.layer_scores_csv.with_name("scores.png"))
+
+
+def log(tracker: Tracker, paths: Paths, fig, seconds: float) -> None:
+    """The bars, both tables and the seconds in MLflow."""
+    tracker.log_figure(fig, "scores.png")
+    close(fig)
+    tracker.log_artifact(paths.layer_scores_csv)
+    tracker.log_artifact(paths.layer_scores_json)
+    tracker.log_metrics({"seconds": seconds})
+
+
 @flow(name="score_layers", log_prints=True)
 def score_layers(root: str = ".") -> dict:
     stage = Stage.open("score_layers", root)
@@ -51,28 +76,11 @@ def score_layers(root: str = ".") -> dict:
             print(f"prune.method is {method}: nothing to score here (see data/{method})")
             return {"method": method}
         result, seconds = score(stage, method)
-        write_layer_table(
-            result,
-            paths.layer_scores_csv,
-            paths.layer_scores_json,
-            n_calibration_windows=len(read_windows(paths.calibration)),
-            seconds=seconds,
-        )
-        finite = np.where(np.isfinite(result.scores), result.scores, np.nan)
-        fig = contribution_bars(
-            finite,
-            np.zeros_like(finite),
-            [],
-            f"{method} layer scores (lower = removed first)",
-            paths.layer_scores_csv.with_name("scores.png"),
-        )
-        tracker.log_figure(fig, "scores.png")
-        close(fig)
-        tracker.log_artifact(paths.layer_scores_csv)
-        tracker.log_artifact(paths.layer_scores_json)
-        tracker.log_metrics({"seconds": seconds})
-        print(f"{method}: layers from first to last removed {result.ranking().tolist()} ({seconds:.1f} s)")
-        return {"method": method, "ranking": result.ranking().tolist(), "chosen": result.chosen, "seconds": seconds}
+        fig = write(paths, method, result, seconds)
+        log(tracker, paths, fig, seconds)
+    ranking = result.ranking().tolist()
+    print(f"{method}: layers from first to last removed {ranking} ({seconds:.1f} s)")
+    return {"method": method, "ranking": ranking, "chosen": result.chosen, "seconds": seconds}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from prefect import flow
 from prefect.futures import as_completed
 
@@ -30,6 +31,7 @@ from tasks.score_masks import (
 from tasks.shared.artifacts import read_masks, write_table
 from tasks.shared.contracts import write_json
 from tasks.shared.model import saved_layer_count
+from tasks.shared.paths import Paths
 from tasks.shared.runtime import Stage, stage_main
 
 
@@ -55,17 +57,14 @@ def score_on_dask(setup: ScoringSetup, chunks: list, store_dir: str, total: int,
         report(finished)
 
 
-@flow(name="score_masks", log_prints=True)
-def score_masks(root: str = ".") -> dict:
-    stage = Stage.open("score_masks", root)
+def setup_for(stage: Stage) -> tuple[ScoringSetup, ChunkStore, str | None]:
+    """What every scorer needs (model, windows, dtype, device, batching), the checkpoint folder keyed by
+    what changes a score, and the Dask scheduler address (None: a local cluster or this process)."""
     cfg, paths = stage.params.score_masks, stage.paths
-    n_layers = saved_layer_count(paths.model)
-    table, masks = read_masks(paths.masks, n_layers)
     device = resolve_device(stage.params.base.device)
     dtype = str(resolve_dtype(stage.params.base.dtype, device)).removeprefix("torch.")
     scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler
     distributed = bool(scheduler) or cfg.workers > 0
-    threads = stage.params.base.threads or (1 if distributed and not scheduler else 0)
     setup = ScoringSetup(
         model_dir=str(paths.model),
         windows_path=str(paths.calibration),
@@ -74,64 +73,84 @@ def score_masks(root: str = ".") -> dict:
         batch_size=cfg.batch_size,
         prefix_reuse=cfg.prefix_reuse,
         cache_mib=cfg.cache_mib,
-        threads=threads,
+        threads=stage.params.base.threads or (1 if distributed and not scheduler else 0),
     )
     key = fingerprint(
         [*sorted(paths.model.glob("*.safetensors")), paths.model / "config.json", paths.calibration,
          dtype, device, str(cfg.batch_size)]
     )  # fmt: skip
-    store = ChunkStore(paths.root / "data" / ".score_masks_work" / key)
+    return setup, ChunkStore(paths.root / "data" / ".score_masks_work" / key), scheduler
 
-    with stage.tracking() as tracker:
-        done = store.load()
-        done_bits = set(done["bits"]) if done is not None else set()
-        ids = [FULL_ID, *table["mask_id"].tolist()]
-        all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
-        todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
-        if done is not None:
-            print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
-        chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
-        report = progress_logger(len(ids), len(ids) - len(todo))
-        start = time.perf_counter()
-        saved = float("nan")
-        if not chunks:
-            pass
-        elif distributed:
-            runner = _dask_runner(cfg.workers, scheduler)
-            score_on_dask.with_options(task_runner=runner)(
-                setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
-            )
-        else:
-            saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
-        seconds = time.perf_counter() - start
-        scores, full = assemble(store.load(), table, cfg.utility)
-        write_table(scores, paths.scores)
-        store.clear()
-        n_bad = int((~scores["finite"]).sum())
-        info = {
-            "n_masks": len(scores),
-            "n_scored_this_run": len(todo),
-            "n_nonfinite": n_bad,
-            "full_ppl": full.perplexity,
-            "full_nll_mean": full.mean,
-            "calibration_tokens": full.tokens,
-            "seconds": seconds,
-            "seconds_per_mask": seconds / max(1, len(todo)),
-            "prefix_saved_fraction": saved,
-            "workers": cfg.workers if distributed else 0,
-            "device": device,
-            "dtype": dtype,
-            "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
-        }
-        write_json(paths.metrics_file("score_masks"), info)
-        tracker.log_metrics({k: v for k, v in info.items() if isinstance(v, (int, float))})
-        if n_bad:
-            print(f"WARNING: {n_bad} masks have non-finite utility; kept in the table with finite=False")
-        print(
-            f"scored {len(todo)} masks in {seconds:.0f}s ({info['seconds_per_mask']:.2f} s/mask); "
-            f"full-model calibration PPL {full.perplexity:.3f}"
+
+def compute(stage: Stage) -> tuple[pd.DataFrame, dict, ChunkStore]:
+    """Score every mask not yet in the checkpoints (the full model first), in process or on Dask; returns
+    the scores table, its metrics record and the checkpoints."""
+    cfg, paths = stage.params.score_masks, stage.paths
+    n_layers = saved_layer_count(paths.model)
+    table, masks = read_masks(paths.masks, n_layers)
+    setup, store, scheduler = setup_for(stage)
+    distributed = bool(scheduler) or cfg.workers > 0
+    done = store.load()
+    done_bits = set(done["bits"]) if done is not None else set()
+    ids = [FULL_ID, *table["mask_id"].tolist()]
+    all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
+    todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
+    if done is not None:
+        print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
+    chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
+    report = progress_logger(len(ids), len(ids) - len(todo))
+    start = time.perf_counter()
+    saved = float("nan")
+    if not chunks:
+        pass
+    elif distributed:
+        runner = _dask_runner(cfg.workers, scheduler)
+        score_on_dask.with_options(task_runner=runner)(
+            setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
         )
-        return info
+    else:
+        saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
+    seconds = time.perf_counter() - start
+    scores, full = assemble(store.load(), table, cfg.utility)
+    info = {
+        "n_masks": len(scores),
+        "n_scored_this_run": len(todo),
+        "n_nonfinite": int((~scores["finite"]).sum()),
+        "full_ppl": full.perplexity,
+        "full_nll_mean": full.mean,
+        "calibration_tokens": full.tokens,
+        "seconds": seconds,
+        "seconds_per_mask": seconds / max(1, len(todo)),
+        "prefix_saved_fraction": saved,
+        "workers": cfg.workers if distributed else 0,
+        "device": setup.device,
+        "dtype": setup.dtype,
+        "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
+    }
+    return scores, info, store
+
+
+def write(paths: Paths, scores: pd.DataFrame, info: dict, store: ChunkStore) -> None:
+    """The scores table and metrics; then the checkpoints, now redundant, go."""
+    write_table(scores, paths.scores)
+    store.clear()
+    write_json(paths.metrics_file("score_masks"), info)
+
+
+@flow(name="score_masks", log_prints=True)
+def score_masks(root: str = ".") -> dict:
+    stage = Stage.open("score_masks", root)
+    with stage.tracking() as tracker:
+        scores, info, store = compute(stage)
+        write(stage.paths, scores, info, store)
+        tracker.log_metrics({k: v for k, v in info.items() if isinstance(v, (int, float))})
+    if info["n_nonfinite"]:
+        print(f"WARNING: {info['n_nonfinite']} masks have non-finite utility; kept in the table with finite=False")
+    print(
+        f"scored {info['n_scored_this_run']} masks in {info['seconds']:.0f}s ({info['seconds_per_mask']:.2f} s/mask); "
+        f"full-model calibration PPL {info['full_ppl']:.3f}"
+    )
+    return info
 
 
 if __name__ == "__main__":

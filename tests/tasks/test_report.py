@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.report import report_section
+import pytest
+
+from tasks.report import repair_line, report_section
 from tests.tasks.test_prune import TABLE
 
 
@@ -22,3 +24,15 @@ def test_report_section_states_what_a_budgeted_search_cost_per_k():
     text, _ = report_section(TABLE | {"strategy": "budgeted", "chosen": {"2": row}})
     assert "- k=2: 12 evaluations, 5,120 layer-token forwards; a larger budget may change it" in text
     assert "Budgeted search" not in report_section(TABLE)[0]
+
+
+@pytest.mark.parametrize("fit, words", [("refit", "seam projections refitted"), ("map", "linear maps")])
+def test_repair_line_names_the_linear_fit_that_ran(fit: str, words: str):
+    run = {"start": 13, "stop": 19}
+    linear = {"fit": fit, "seconds": 41.6, "repaired": [run], "skipped": [{"start": 0, "stop": 1, "reason": "layer 0"}]}
+    lora = {"steps": 64, "tokens": 65536, "seconds": 390.2}
+    line = repair_line({"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0})
+    assert line == (
+        f"Repair: **linear+lora** on 256 calibration-source windows; {words} for the runs 13-18 (42 s); "
+        "run 0-0 left unrepaired: layer 0; LoRA 64 steps, 65,536 tokens (390 s); 0 parameters added."
+    )
