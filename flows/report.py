@@ -45,7 +45,14 @@ def compute(paths: Paths) -> Report:
     metrics = rpt.headline_metrics(full, pruned, pruning, surrogate, scoring, repaired)
     if select_metrics:
         metrics["select"] = select_metrics
-    text = rpt.summary_markdown(full, pruned, pruning, surrogate, scoring, repaired, repair)
+    source = read_json(paths.metrics_file("prepare_model"))
+    weights = rpt.weights_line(
+        source["source"],
+        source,
+        read_json(paths.metrics_file("score_masks")).get("dtype"),
+        read_json(paths.eval_metrics("full")).get("dtype"),
+    )
+    text = rpt.summary_markdown(full, pruned, pruning, surrogate, scoring, repaired, repair, weights)
     text += f"\n{select_text}" if select_text else ""
     flat = rpt.flat_metrics(metrics, full, pruned, repaired) | select_metrics
     ppl = {"full": full.ppl, "pruned": pruned.ppl} | ({"repaired": repaired.ppl} if repaired else {})

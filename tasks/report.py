@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from tasks.shared.contracts import EvalSummary, ScoringSummary
@@ -15,11 +17,14 @@ def summary_markdown(
     scoring: ScoringSummary,
     repaired: EvalSummary | None = None,
     repair: dict | None = None,
+    weights: str | None = None,
 ) -> str:
-    """The one-screen summary: what was dropped, what the repair did, and what it cost."""
+    """The one-screen summary: what was measured (``weights``), what was dropped, what the repair did, and
+    what it cost."""
     lines = [
         "# shapprune report",
         "",
+        *([weights, ""] if weights else []),
         f"Dropped layers ({pruning['method']}): **{pruning['dropped_layers']}** "
         f"({pruning['n_dropped']} of {pruning['n_layers_before']}); parameters "
         f"{pruning['parameters_after']:,} / {pruning['parameters_before']:,} "
@@ -63,6 +68,31 @@ def summary_markdown(
             f"| {f.n} |"
         )
     return "\n".join(lines) + "\n"
+
+
+_QUANT = re.compile(r"[._-](I?Q\d\w*|BF16|F16|F32)$", re.IGNORECASE)  # a GGUF name's quantisation suffix
+
+
+def weights_line(source: str, model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:
+    """What was measured, named honestly: the model, the file its weights came from and how they were read
+    (a GGUF's quantised weights are dequantized), the precision of scoring and of evaluation."""
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    gguf = name.lower().endswith((".gguf", "_gguf", "-gguf"))
+    if gguf:
+        name = name[:-5]
+        quant = _QUANT.search(name)
+        kind = f"{quant.group(1).upper()} GGUF" if quant else "GGUF"
+        name = name[: quant.start()] if quant else name
+        how = f"its {kind} weights dequantized"
+    else:
+        how = "its weights as saved"
+    precision = [
+        f"{what} in {dtype}" for what, dtype in (("masks scored", scoring_dtype), ("evaluated", eval_dtype)) if dtype
+    ]
+    return (
+        f"Model: **{name}** (`{source}`: {'; '.join([how, *precision])}); "
+        f"{model['n_layers']} layers, {model['parameters']:,} parameters."
+    )
 
 
 def repair_line(repair: dict) -> str:

