@@ -30,7 +30,7 @@ from tasks.score_masks import (
 )
 from tasks.shared.artifacts import read_masks, write_table
 from tasks.shared.contracts import write_json
-from tasks.shared.model import saved_layer_count
+from tasks.shared.model import saved_layer_count, warn_if_slow
 from tasks.shared.paths import Paths
 from tasks.shared.runtime import Stage, stage_main
 
@@ -62,7 +62,9 @@ def setup_for(stage: Stage) -> tuple[ScoringSetup, ChunkStore, str | None]:
     what changes a score, and the Dask scheduler address (None: a local cluster or this process)."""
     cfg, paths = stage.params.score_masks, stage.paths
     device = resolve_device(stage.params.base.device)
-    dtype = str(resolve_dtype(stage.params.base.dtype, device)).removeprefix("torch.")
+    torch_dtype = resolve_dtype(stage.params.base.dtype, device)
+    warn_if_slow(torch_dtype, device)
+    dtype = str(torch_dtype).removeprefix("torch.")
     scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler
     distributed = bool(scheduler) or cfg.workers > 0
     setup = ScoringSetup(

@@ -128,6 +128,31 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     return DTYPES[name]
 
 
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that run bfloat16 matrix products natively
+
+
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` in ``/proc/cpuinfo``);
+    None where that cannot be told (no ``/proc/cpuinfo``, or no x86 ``flags`` line in it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.partition(":")[2].split()}
+    return any(f in flags for f in BF16_CPU_FLAGS) if flags else None
+
+
+def slow_dtype_warning(dtype: torch.dtype, device: str, fast_bf16: bool | None) -> str | None:
+    """A one-line warning when bfloat16 runs on a CPU known to lack native bfloat16 (torch then emulates it)."""
+    if dtype != torch.bfloat16 or device != "cpu" or fast_bf16 is not False:
+        return None
+    return (
+        "base.dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16 runs several times slower than float32 "
+        "(bench/results/dtype.md); set base.dtype: float32 to go faster (its choices can differ from a bf16 run's)"
+    )
+
+
 MAP = "map"  # base.device: spread the layers over every GPU, then CPU (models larger than one device)
 
 

@@ -1,12 +1,13 @@
-"""Model sources: which need the hub, the revision pin, and the one-line error when the hub cannot be reached."""
+"""Model sources (hub need, revision pin, the one-line error when the hub is unreachable); the bf16 speed check."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import torch
 
-from shapprune.models import load_model, resolve_source
+from shapprune.models import cpu_has_fast_bf16, load_model, resolve_source, slow_dtype_warning
 from tasks.shared.runtime import hub_env
 from tests.conftest import SMOL_GGUF, project_params
 
@@ -103,3 +104,22 @@ def test_bad_packages_name_the_fix(tmp_path, monkeypatch):
         resolve_source("pkg://broken_chunks_pkg")
     with pytest.raises(ValueError, match="package 'not_installed_pkg' is not installed; install it"):
         resolve_source("pkg://not_installed_pkg")
+
+
+INTEL_AMX = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+EPYC_ZEN2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd bf16\n"
+
+
+@pytest.mark.parametrize("cpuinfo, fast", [(INTEL_AMX, True), (EPYC_ZEN2, False), (ARM, None), ("", None)])
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo: str, fast: bool | None) -> None:
+    assert cpu_has_fast_bf16(cpuinfo) is fast
+
+
+def test_bf16_warns_only_on_a_cpu_known_to_emulate_it() -> None:
+    message = slow_dtype_warning(torch.bfloat16, "cpu", False)
+    assert message is not None and "set base.dtype: float32" in message and "\n" not in message
+    assert slow_dtype_warning(torch.bfloat16, "cpu", True) is None
+    assert slow_dtype_warning(torch.bfloat16, "cpu", None) is None  # unknown: no guess
+    assert slow_dtype_warning(torch.float32, "cpu", False) is None
+    assert slow_dtype_warning(torch.bfloat16, "cuda", False) is None

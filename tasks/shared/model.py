@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError, Params
 from shapprune.integrity import CorruptModelError
-from shapprune.models import MAP, input_device, load_model, resolve_device, resolve_dtype
+from shapprune.models import (
+    MAP,
+    cpu_has_fast_bf16,
+    input_device,
+    load_model,
+    resolve_device,
+    resolve_dtype,
+    slow_dtype_warning,
+)
 
 # data/<dir> -> the DVC stage that writes it
 REBUILT_BY = {"model": "prepare_model", "pruned": "prune", "repaired": "repair"}
@@ -38,11 +48,19 @@ def load_stage_model(model_dir: Path, params: Params, dtype: str = "base") -> tu
         raise ConfigError(f"{model_dir}: no saved model; run `dvc repro prepare_model` first")
     device = resolve_device(params.base.device)
     dtype = resolve_dtype(params.base.dtype if dtype == "base" else dtype, device)
+    warn_if_slow(dtype, device)
     try:
         model, tokenizer = load_model(str(model_dir), dtype=dtype, device=device)
     except CorruptModelError as err:
         raise explain_corrupt(err) from None
     return model, tokenizer, str(input_device(model)) if device == MAP else device
+
+
+def warn_if_slow(dtype: torch.dtype, device: str) -> None:
+    """Print ``slow_dtype_warning``'s line (bfloat16 on a CPU without native bfloat16), if it applies."""
+    message = slow_dtype_warning(dtype, device, cpu_has_fast_bf16())
+    if message:
+        print(f"WARNING: {message}", file=sys.stderr)
 
 
 def saved_layer_count(model_dir: Path) -> int:
