@@ -90,6 +90,7 @@ def test_tensors_a_repair_changed_are_quantised_again_in_their_own_type(pruned, 
             assert np.array_equal(got, value), hf
 
 
+@pytest.mark.slow  # loads the real default model (about 30 s)
 def test_a_plain_cut_needs_no_model(pruned, tmp_path):
     """state=None copies the kept blocks as they are: the same file as exporting the unchanged pruned model."""
     plain = export_gguf(smol_dir() / SMOL_GGUF, tmp_path / "plain.gguf", KEPT, None, HEADS)
