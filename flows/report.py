@@ -45,13 +45,7 @@ def compute(paths: Paths) -> Report:
     metrics = rpt.headline_metrics(full, pruned, pruning, surrogate, scoring, repaired)
     if select_metrics:
         metrics["select"] = select_metrics
-    source = read_json(paths.metrics_file("prepare_model"))
-    weights = rpt.weights_line(
-        source["source"],
-        source,
-        read_json(paths.metrics_file("score_masks")).get("dtype"),
-        read_json(paths.eval_metrics("full")).get("dtype"),
-    )
+    weights = rpt.weights_line(read_json(paths.metrics_file("prepare_model")), scoring.dtype, full.dtype)
     text = rpt.summary_markdown(full, pruned, pruning, surrogate, scoring, repaired, repair, weights)
     text += f"\n{select_text}" if select_text else ""
     flat = rpt.flat_metrics(metrics, full, pruned, repaired) | select_metrics

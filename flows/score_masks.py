@@ -57,16 +57,14 @@ def score_on_dask(setup: ScoringSetup, chunks: list, store_dir: str, total: int,
         report(finished)
 
 
-def setup_for(stage: Stage) -> tuple[ScoringSetup, ChunkStore, str | None]:
-    """What every scorer needs (model, windows, dtype, device, batching), the checkpoint folder keyed by
-    what changes a score, and the Dask scheduler address (None: a local cluster or this process)."""
+def setup_for(stage: Stage, scheduler: str | None, distributed: bool) -> tuple[ScoringSetup, ChunkStore]:
+    """What every scorer needs (model, windows, dtype, device, batching) and the checkpoint folder keyed by
+    what changes a score."""
     cfg, paths = stage.params.score_masks, stage.paths
     device = resolve_device(stage.params.base.device)
     torch_dtype = resolve_dtype(stage.params.base.dtype, device)
     warn_if_slow(torch_dtype, device)
     dtype = str(torch_dtype).removeprefix("torch.")
-    scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler
-    distributed = bool(scheduler) or cfg.workers > 0
     setup = ScoringSetup(
         model_dir=str(paths.model),
         windows_path=str(paths.calibration),
@@ -81,7 +79,7 @@ def setup_for(stage: Stage) -> tuple[ScoringSetup, ChunkStore, str | None]:
         [*sorted(paths.model.glob("*.safetensors")), paths.model / "config.json", paths.calibration,
          dtype, device, str(cfg.batch_size)]
     )  # fmt: skip
-    return setup, ChunkStore(paths.root / "data" / ".score_masks_work" / key), scheduler
+    return setup, ChunkStore(paths.root / "data" / ".score_masks_work" / key)
 
 
 def compute(stage: Stage) -> tuple[pd.DataFrame, dict, ChunkStore]:
@@ -90,8 +88,9 @@ def compute(stage: Stage) -> tuple[pd.DataFrame, dict, ChunkStore]:
     cfg, paths = stage.params.score_masks, stage.paths
     n_layers = saved_layer_count(paths.model)
     table, masks = read_masks(paths.masks, n_layers)
-    setup, store, scheduler = setup_for(stage)
+    scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler  # None: a local cluster or in process
     distributed = bool(scheduler) or cfg.workers > 0
+    setup, store = setup_for(stage, scheduler, distributed)
     done = store.load()
     done_bits = set(done["bits"]) if done is not None else set()
     ids = [FULL_ID, *table["mask_id"].tolist()]

@@ -69,9 +69,10 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def weights_line(source: str, model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:
-    """What was measured, named honestly: the model, the file its weights came from and how they were read
-    (a GGUF's quantised weights are dequantized), the precision of scoring and of evaluation."""
+def weights_line(model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:
+    """What was measured, named honestly from prepare_model's record (``source``, ``n_layers``, ``parameters``):
+    the model, the file its weights came from and how they were read, the precision of scoring and of evaluation."""
+    source = model["source"]
     name, how = describe_weights(source)
     precision = [
         f"{what} in {dtype}" for what, dtype in (("masks scored", scoring_dtype), ("evaluated", eval_dtype)) if dtype

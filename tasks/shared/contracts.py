@@ -71,6 +71,7 @@ class ScoringSummary:
     seconds: float
     seconds_per_mask: float
     device: str
+    dtype: str | None = None  # the precision masks were scored in (None: an older file)
 
     @property
     def full_nll(self) -> NLL:
@@ -90,6 +91,7 @@ class ScoringSummary:
                 _num(d["seconds"]),
                 _num(d["seconds_per_mask"]),
                 str(d["device"]),
+                d.get("dtype"),
             )
         except KeyError as err:
             raise ConfigError(
@@ -119,6 +121,7 @@ class EvalSummary:
     mean_acc: float
     mean_acc_norm: float
     tokens_per_s: float
+    dtype: str | None = None  # the precision it was evaluated in (None: an older file)
 
     @classmethod
     def read(cls, path: Path) -> EvalSummary:
@@ -137,6 +140,7 @@ class EvalSummary:
                 _num(d["mean_acc"]),
                 _num(d["mean_acc_norm"]),
                 _num(d["tokens_per_s"]),
+                d.get("dtype"),
             )
         except KeyError as err:
             which = path.stem.removeprefix("eval_")

@@ -54,8 +54,8 @@ MODEL = {"n_layers": 30, "parameters": 134515008}
     ],
 )
 def test_weights_line_names_the_model_its_file_and_how_it_was_read(source: str, named: str):
-    line = weights_line(source, MODEL, "bfloat16", "float32")
+    line = weights_line(MODEL | {"source": source}, "bfloat16", "float32")
     assert line == f"Model: {named.format(source)}; masks scored in bfloat16; evaluated in float32); " + (
         "30 layers, 134,515,008 parameters."
     )
-    assert "masks scored" not in weights_line(source, MODEL, None, "float32")
+    assert "masks scored" not in weights_line(MODEL | {"source": source}, None, "float32")
