@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError, PrepareData
-from shapprune.data import Document, assert_disjoint, load_documents, make_windows, split_documents
+from shapprune.data import Document, load_documents
+from shapprune.data.splits import WindowPlan, draw_splits
 from shapprune.types import TokenWindows
 
 
@@ -24,46 +24,19 @@ def load_source(source: str) -> list[Document]:
 def build_windows(
     cfg: PrepareData, tokenizer: object, seed: int
 ) -> tuple[dict[str, TokenWindows], dict[str, TokenWindows], dict[str, int]]:
-    """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint.
-
-    Repair windows come from the calibration documents (never held-out text) by a stream of their own.
-    """
-    rng = np.random.default_rng(seed)
+    """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint."""
     sources = {cfg.calibration_source, *cfg.eval_corpora.values()}
     docs = {s: load_source(s) for s in sorted(sources)}
-    # articles that also appear in another corpus (same title) never enter calibration/validation
-    other_ids = {d.doc_id for s, ds in docs.items() if s != cfg.calibration_source for d in ds}
-    split = split_documents(
-        docs[cfg.calibration_source],
-        {
-            "calibration": cfg.calibration_fraction,
-            "validation": cfg.validation_fraction,
-            "test": 1 - cfg.calibration_fraction - cfg.validation_fraction,
-        },
-        rng,
-        exclude_ids=other_ids,
+    plan = WindowPlan(
+        calibration_source=cfg.calibration_source,
+        eval_corpora=dict(cfg.eval_corpora),
+        seq_len=cfg.seq_len,
+        calibration_windows=cfg.calibration_windows,
+        validation_windows=cfg.validation_windows,
+        repair_windows=cfg.repair_windows,
+        eval_windows=cfg.eval_windows,
+        calibration_fraction=cfg.calibration_fraction,
+        validation_fraction=cfg.validation_fraction,
+        add_bos=cfg.add_bos,
     )
-    calib = {
-        "calibration": make_windows(
-            tokenizer, split["calibration"], cfg.seq_len, cfg.calibration_windows, rng, cfg.add_bos
-        )
-    }
-    if cfg.validation_windows:
-        calib["validation"] = make_windows(
-            tokenizer, split["validation"], cfg.seq_len, cfg.validation_windows, rng, cfg.add_bos
-        )
-    evals = {}
-    for role, source in cfg.eval_corpora.items():
-        pool = split["test"] if source == cfg.calibration_source else docs[source]
-        evals[role] = make_windows(tokenizer, pool, cfg.seq_len, cfg.eval_windows, rng, cfg.add_bos)
-    if cfg.repair_windows:  # its own stream: its count moves no other window
-        repair_rng = np.random.default_rng([seed, 7])
-        calib["repair"] = make_windows(
-            tokenizer, split["calibration"], cfg.seq_len, cfg.repair_windows, repair_rng, cfg.add_bos
-        )
-    for windows in evals.values():
-        for cal in calib.values():
-            assert_disjoint(cal, windows)
-    counts = {f"docs_{s}": len(d) for s, d in docs.items()}
-    counts |= {f"docs_{k}": len(v) for k, v in split.items()}
-    return calib, evals, counts
+    return draw_splits(plan, docs, tokenizer, seed)

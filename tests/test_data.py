@@ -116,6 +116,63 @@ def test_split_documents_fraction_edge_cases() -> None:
         data.split_documents(docs, {"a": 0.5, "b": 0.01}, np.random.default_rng(0))
 
 
+def _plan(**change) -> data.WindowPlan:
+    plan = dict(
+        calibration_source="lee_news",
+        eval_corpora={"news": "lee_news"},
+        seq_len=32,
+        calibration_windows=8,
+        validation_windows=4,
+        repair_windows=6,
+        eval_windows=5,
+        calibration_fraction=0.5,
+        validation_fraction=0.1,
+    )
+    return data.WindowPlan(**(plan | change))
+
+
+def _draw(plan: data.WindowPlan, tokenizer, seed: int = 0) -> dict[str, np.ndarray]:
+    calib, held_out, _ = data.draw_splits(plan, {"lee_news": data.load_documents("lee_news")}, tokenizer, seed)
+    return calib | {f"heldout:{role}": w for role, w in held_out.items()}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"calibration_windows": 12}, {"validation_windows": 7}, {"repair_windows": 2}, {"eval_windows": 9}],
+    ids=lambda change: next(iter(change)),
+)
+def test_changing_one_split_count_leaves_every_other_split_byte_identical(change: dict, smol_tokenizer) -> None:
+    before, after = _draw(_plan(), smol_tokenizer), _draw(_plan(**change), smol_tokenizer)
+    ((count, n),) = change.items()
+    moved = {"calibration_windows": "calibration", "validation_windows": "validation",
+             "repair_windows": "repair", "eval_windows": "heldout:news"}[count]  # fmt: skip
+    assert after[moved].shape == (n, 32) and before[moved].shape != after[moved].shape
+    for split in before.keys() - {moved}:
+        assert before[split].tobytes() == after[split].tobytes(), split
+
+
+def test_a_new_held_out_corpus_moves_no_other_split(smol_tokenizer) -> None:
+    before = _draw(_plan(), smol_tokenizer)
+    after = _draw(_plan(eval_corpora={"news": "lee_news", "more_news": "lee_news"}), smol_tokenizer)
+    assert after.keys() - before.keys() == {"heldout:more_news"}
+    assert all(before[split].tobytes() == after[split].tobytes() for split in before)
+    assert after["heldout:more_news"].tobytes() != after["heldout:news"].tobytes()  # a stream per role
+
+
+def test_the_seed_moves_every_split(smol_tokenizer) -> None:
+    first, second = _draw(_plan(), smol_tokenizer, seed=0), _draw(_plan(), smol_tokenizer, seed=1)
+    assert all(first[split].tobytes() != second[split].tobytes() for split in first)
+
+
+def test_calibration_windows_continue_the_document_split_stream(smol_tokenizer) -> None:
+    """The calibration windows are the seed's stream after the document split: the committed scores keep their text."""
+    docs = data.load_documents("lee_news")
+    rng = np.random.default_rng(0)
+    split = data.split_documents(docs, {"calibration": 0.5, "validation": 0.1, "test": 0.4}, rng)
+    expected = data.make_windows(smol_tokenizer, split["calibration"], 32, 8, rng)
+    np.testing.assert_array_equal(_draw(_plan(), smol_tokenizer)["calibration"], expected)
+
+
 # ---------------------------------------------------------------------------------------------- windows
 
 

@@ -1,7 +1,7 @@
 """English text corpora (offline and Hub) turned into fixed-length token windows.
 
 ``sources``: corpora as documents; ``ngrams``: near-duplicate removal and disjointness checks;
-``windows``: splits by document and token windows.
+``windows``: splits by document and token windows; ``splits``: every split, each from its own stream.
 """
 
 from shapprune.data.documents import DOC_SEPARATOR, Document
@@ -17,6 +17,7 @@ from shapprune.data.sources import (
     package_dir,
     parse_hf_source,
 )
+from shapprune.data.splits import WindowPlan, draw_splits, split_stream
 from shapprune.data.windows import make_windows, resolve_add_bos, split_documents, tokenize_stream
 
 __all__ = [
@@ -25,11 +26,13 @@ __all__ = [
     "HF_ALIASES",
     "OFFLINE_SOURCES",
     "Document",
+    "WindowPlan",
     "HFSpec",
     "assert_disjoint",
     "clean_wiki_markup",
     "deduplicate",
     "document_ids",
+    "draw_splits",
     "group_wikitext_articles",
     "load_documents",
     "make_windows",
@@ -38,5 +41,6 @@ __all__ = [
     "resolve_add_bos",
     "shared_ngrams",
     "split_documents",
+    "split_stream",
     "tokenize_stream",
 ]

@@ -1,0 +1,76 @@
+"""Every split of the prepared text, each drawn from a random stream of its own.
+
+Changing one split's count moves no other split: an experiment that differs from another only in its
+calibration size is measured on the same validation, repair and held-out windows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from shapprune.data.documents import Document
+from shapprune.data.ngrams import assert_disjoint
+from shapprune.data.windows import make_windows, split_documents
+
+
+def split_stream(seed: int, split: str) -> np.random.Generator:
+    """The random stream of one named split (``validation``, ``repair``, ``heldout:<role>``)."""
+    return np.random.default_rng([seed, zlib.crc32(split.encode())])
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How many windows of ``seq_len`` tokens each split gets, and from which documents."""
+
+    calibration_source: str
+    eval_corpora: Mapping[str, str]  # role -> source
+    seq_len: int
+    calibration_windows: int
+    validation_windows: int
+    repair_windows: int
+    eval_windows: int
+    calibration_fraction: float
+    validation_fraction: float
+    add_bos: bool | Literal["auto"] = "auto"
+
+
+def draw_splits(
+    plan: WindowPlan, docs: Mapping[str, Sequence[Document]], tokenizer: Any, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, int]]:
+    """``(calibration-source windows by split, held-out windows by role, document counts)``; all int64 (n, seq_len).
+
+    The document split and then the calibration windows use ``default_rng(seed)`` (the calibration
+    windows are that stream's last draw, so nothing after them moves); validation, repair and each
+    held-out corpus have a stream of their own (``split_stream``). Repair windows come from the
+    calibration documents, never from held-out text. Every held-out set is checked disjoint (by
+    n-grams) from every calibration-source split.
+    """
+    base = np.random.default_rng(seed)
+    # articles that also appear in another corpus (same title) never enter calibration/validation
+    other_ids = {d.doc_id for s, ds in docs.items() if s != plan.calibration_source for d in ds}
+    test_fraction = 1 - plan.calibration_fraction - plan.validation_fraction
+    fractions = {"calibration": plan.calibration_fraction, "validation": plan.validation_fraction}
+    split = split_documents(docs[plan.calibration_source], fractions | {"test": test_fraction}, base, other_ids)
+
+    def windows(pool: Sequence[Document], n: int, rng: np.random.Generator) -> np.ndarray:
+        return make_windows(tokenizer, pool, plan.seq_len, n, rng, plan.add_bos)
+
+    calib = {"calibration": windows(split["calibration"], plan.calibration_windows, base)}
+    if plan.validation_windows:
+        calib["validation"] = windows(split["validation"], plan.validation_windows, split_stream(seed, "validation"))
+    if plan.repair_windows:
+        calib["repair"] = windows(split["calibration"], plan.repair_windows, split_stream(seed, "repair"))
+    held_out = {}
+    for role, source in plan.eval_corpora.items():
+        pool = split["test"] if source == plan.calibration_source else docs[source]
+        held_out[role] = windows(pool, plan.eval_windows, split_stream(seed, f"heldout:{role}"))
+    for evaluation in held_out.values():
+        for cal in calib.values():
+            assert_disjoint(cal, evaluation)
+    counts = {f"docs_{s}": len(d) for s, d in docs.items()} | {f"docs_{k}": len(v) for k, v in split.items()}
+    return calib, held_out, counts
