@@ -1,7 +1,8 @@
-"""Stage ``evaluate`` (``evaluate@full``, ``evaluate@pruned``): held-out perplexity and zero-shot accuracy.
+"""Stage ``evaluate`` (``@full``, ``@pruned``, ``@repaired``): held-out perplexity, zero-shot accuracy, lm-eval tasks.
 
-Every held-out corpus and every zero-shot task is a part, checkpointed as soon as it is done under
-``data/.evaluate_work/<which>-<fingerprint>/``, so a killed run resumes with the parts it had not finished.
+Every held-out corpus, every zero-shot task and every ``lm_eval_tasks`` entry is a part, checkpointed as soon
+as it is done under ``data/.evaluate_work/<which>-<fingerprint>/``, so a killed run resumes with the parts it
+had not finished.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.checkpoint import PartStore, fingerprint
+from shapprune.evaluation.harness import check_tasks, run_task
 from shapprune.evaluation.zero_shot import evaluate_tasks
 from shapprune.models import parameter_count
 from shapprune.scoring import window_nll
@@ -34,7 +36,7 @@ WHICH = ("full", "pruned", "repaired")  # data/model, data/pruned, data/repaired
 
 
 WORK = ("data", ".evaluate_work")  # checkpoints of finished parts: data/.evaluate_work/<which>-<fingerprint>/
-CODE = (Path(inspect.getfile(window_nll)), Path(inspect.getfile(evaluate_tasks)), Path(__file__))
+CODE = tuple(Path(inspect.getfile(f)) for f in (window_nll, evaluate_tasks, run_task)) + (Path(__file__),)
 
 
 @task(name="perplexity", cache_policy=NO_CACHE)
@@ -54,6 +56,15 @@ def zero_shot(model, tokenizer, stage: Stage, name: str, device: str) -> dict:
     return {k: v for k, v in rows.to_dict("records")[0].items() if k != "task"}
 
 
+@task(name="lm-eval", cache_policy=NO_CACHE)
+def harness_task(model, tokenizer, stage: Stage, name: str, device: str) -> dict:
+    """lm-eval's own metrics of one lm-eval task or group on this model, with the seconds it took."""
+    cfg = stage.params.evaluate
+    start = time.perf_counter()
+    metrics = run_task(model, tokenizer, name, cfg.n_items, cfg.batch_size, device, stage.params.base.seed)
+    return metrics | {"seconds": time.perf_counter() - start}
+
+
 def work_store(stage: Stage, which: str, model_dir: Path, model) -> PartStore:
     """Checkpoint folder of this evaluation, keyed by everything that changes its numbers."""
     cfg, base = stage.params.evaluate, stage.params.base
@@ -67,14 +78,16 @@ def work_store(stage: Stage, which: str, model_dir: Path, model) -> PartStore:
     return PartStore(stage.paths.root.joinpath(*WORK, f"{which}-{key}"))
 
 
-def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore) -> tuple[dict, dict, int]:
-    """Perplexity per held-out corpus and accuracy per zero-shot task, each checkpointed as soon as it is done.
+def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore) -> tuple[dict, dict, dict, int]:
+    """Perplexity per held-out corpus, accuracy per zero-shot task and lm-eval's metrics per ``lm_eval_tasks``
+    entry, each checkpointed as soon as it is done.
 
     Parts that a killed run finished are read back, not recomputed. Returns the perplexity records by
-    corpus, the task records by task and how many parts this run computed.
+    corpus, the task records by task, the lm-eval records by task and how many parts this run computed.
     """
     cfg, corpora = stage.params.evaluate, list(stage.params.prepare_data.eval_corpora)
     parts = [f"ppl-{role}" for role in corpora] + [f"task-{name}" for name in cfg.tasks]
+    parts += [f"lmeval-{name}" for name in cfg.lm_eval_tasks]
     results = {name: record for name in parts if (record := store.get(name)) is not None}
     if results:
         print(
@@ -90,17 +103,21 @@ def evaluate_parts(model, tokenizer, device: str, stage: Stage, store: PartStore
         kind, _, what = name.partition("-")
         if kind == "ppl":
             results[name] = perplexity(model, stage.paths.eval_windows(what), cfg.batch_size)
+        elif kind == "lmeval":
+            results[name] = harness_task(model, tokenizer, stage, what, device)
         else:
             results[name] = zero_shot(model, tokenizer, stage, what, device)
         store.put(name, results[name])
         n_new += 1
         progress.step(len(results), name)
         fault_point("evaluate:part", len(store.names()))  # crash tests: SHAPPRUNE_FAULT=evaluate:part:N
-    return {r: results[f"ppl-{r}"] for r in corpora}, {t: results[f"task-{t}"] for t in cfg.tasks}, n_new
+    ppl, tasks = {r: results[f"ppl-{r}"] for r in corpora}, {t: results[f"task-{t}"] for t in cfg.tasks}
+    return ppl, tasks, {t: results[f"lmeval-{t}"] for t in cfg.lm_eval_tasks}, n_new
 
 
-def record(which: str, model, ppl_parts: dict, task_parts: dict, n_new: int) -> dict:
-    """``data/metrics/eval_<which>.json``: PPL per corpus, tokens/s, accuracy per task and their means."""
+def record(which: str, model, ppl_parts: dict, task_parts: dict, harness_parts: dict, n_new: int) -> dict:
+    """``data/metrics/eval_<which>.json``: PPL per corpus, tokens/s, accuracy per task and their means, and
+    lm-eval's metrics per ``lm_eval_tasks`` entry (not in the means)."""
     seconds = sum(r["seconds"] for r in ppl_parts.values())
     accs = [r["acc"] for r in task_parts.values()]
     norms = [r["acc_norm"] for r in task_parts.values()]
@@ -114,6 +131,7 @@ def record(which: str, model, ppl_parts: dict, task_parts: dict, n_new: int) -> 
         "zero_shot": task_parts,
         "mean_acc": float(np.mean(accs)) if accs else float("nan"),
         "mean_acc_norm": float(np.mean(norms)) if norms else float("nan"),
+        "lm_eval": harness_parts,
         "n_parts_this_run": n_new,
     }
 
@@ -121,10 +139,12 @@ def record(which: str, model, ppl_parts: dict, task_parts: dict, n_new: int) -> 
 def compute(stage: Stage, which: str) -> tuple[dict, PartStore]:
     """Evaluate (or read back from the checkpoints) every part of the ``which`` model; returns its record."""
     model_dir = {"full": stage.paths.model, "pruned": stage.paths.pruned, "repaired": stage.paths.repaired}[which]
+    if stage.params.evaluate.lm_eval_tasks:  # an unknown name or unreachable data stops here, before any work
+        check_tasks(stage.params.evaluate.lm_eval_tasks)
     model, tokenizer, device = load_stage_model(model_dir, stage.params, stage.params.evaluate.dtype)
     store = work_store(stage, which, model_dir, model)
-    ppl_parts, task_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
-    return record(which, model, ppl_parts, task_parts, n_new), store
+    ppl_parts, task_parts, harness_parts, n_new = evaluate_parts(model, tokenizer, device, stage, store)
+    return record(which, model, ppl_parts, task_parts, harness_parts, n_new), store
 
 
 def write(paths: Paths, info: dict, store: PartStore) -> None:
@@ -135,10 +155,11 @@ def write(paths: Paths, info: dict, store: PartStore) -> None:
 
 
 def log(tracker: Tracker, info: dict) -> None:
-    """PPL per corpus, accuracy per task, the means, tokens/s and the accuracy bars in MLflow."""
+    """PPL per corpus, accuracy per task, the means, lm-eval's metrics, tokens/s and the accuracy bars in MLflow."""
     tracker.log_metrics(
         {f"ppl_{k}": v for k, v in info["ppl"].items()}
         | {f"acc_{t}": r["acc"] for t, r in info["zero_shot"].items()}
+        | {f"lm_eval_{t}_{k}": v for t, r in info["lm_eval"].items() for k, v in r.items() if k != "seconds"}
         | {"mean_acc": info["mean_acc"], "mean_acc_norm": info["mean_acc_norm"], "tokens_per_s": info["tokens_per_s"]}
     )
     fig = accuracy_bars(info["zero_shot"], f"{info['which']} model: zero-shot accuracy (±1 s.e.)")

@@ -66,7 +66,25 @@ def summary_markdown(
             f"{p.acc_stderr if p else nan:.3f} | {f.acc_norm:.3f} | {p.acc_norm if p else nan:.3f} "
             f"| {f.n} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + harness_lines(models)) + "\n"
+
+
+def harness_lines(models: list[tuple[str, EvalSummary]]) -> list[str]:
+    """The ``evaluate.lm_eval_tasks`` table: lm-eval's own metrics (± its standard error) of every model."""
+    tasks = models[0][1].lm_eval
+    if not tasks:
+        return []
+    lines = ["", "| lm-eval task | metric | " + " | ".join(name for name, _ in models) + " | documents |",
+             "|---|---|" + "---|" * (len(models) + 1)]  # fmt: skip
+    for task, metrics in tasks.items():
+        for metric in (k for k in metrics if k not in ("n", "seconds") and not k.endswith("_stderr")):
+            cells = []
+            for _, m in models:
+                r = m.lm_eval.get(task, {})
+                se = r.get(f"{metric}_stderr")
+                cells.append(f"{r[metric]:.4g}" + (f" ± {se:.3g}" if se is not None else "") if metric in r else "n/a")
+            lines.append(f"| {task} | {metric} | " + " | ".join(cells) + f" | {int(metrics.get('n', 0))} |")
+    return lines
 
 
 def weights_line(model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:

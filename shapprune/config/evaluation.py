@@ -33,6 +33,11 @@ class Evaluate(_Section):
         description="precision of the evaluation: float32 (results independent of batching) or base (base.dtype)"
     )
 
+    lm_eval_tasks: list[str] = Field(
+        description="other lm-eval tasks or groups (mmlu, lambada_openai, ...) run by lm-eval itself on the same "
+        "model, n_items documents each (lm-eval's limit: the first ones); most need internet for their data"
+    )
+
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, v: list[str]) -> list[str]:
@@ -40,6 +45,14 @@ class Evaluate(_Section):
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
         return v
+
+    @field_validator("lm_eval_tasks")
+    @classmethod
+    def _lm_eval_tasks(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if not t or "/" in t or t.startswith(".")]
+        if bad:
+            raise ValueError(f"lm_eval_tasks: {bad} are not task names; give lm-eval's names, e.g. [mmlu]")
+        return list(dict.fromkeys(v))
 
 
 class Compare(_Section):

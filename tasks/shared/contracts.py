@@ -122,6 +122,7 @@ class EvalSummary:
     mean_acc_norm: float
     tokens_per_s: float
     dtype: str | None = None  # the precision it was evaluated in (None: an older file)
+    lm_eval: dict[str, dict[str, float]] = field(default_factory=dict)  # lm-eval task -> its metrics
 
     @classmethod
     def read(cls, path: Path) -> EvalSummary:
@@ -141,6 +142,7 @@ class EvalSummary:
                 _num(d["mean_acc_norm"]),
                 _num(d["tokens_per_s"]),
                 d.get("dtype"),
+                {t: {k: _num(v) for k, v in r.items()} for t, r in (d.get("lm_eval") or {}).items()},
             )
         except KeyError as err:
             which = path.stem.removeprefix("eval_")

@@ -160,6 +160,21 @@ def test_a_corrupt_pruned_checkpoint_stops_evaluate_with_one_line(pipeline, tmp_
     assert line.startswith(f"error: {weights} is corrupt (") and line.endswith("; rerun `dvc repro -f prune`")
 
 
+def test_an_lm_eval_task_without_its_data_stops_evaluate_with_one_line_before_any_work(tiny_pipeline, tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
+    root = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["evaluate"]["lm_eval_tasks"] = ["lambada_openai"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    code, log = run_stage(root, "evaluate", "--which", "full", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    assert code == 2, log[-2000:]
+    [line] = _errors(log)
+    assert line.startswith("error: evaluate.lm_eval_tasks: lm-eval cannot load the data of 'lambada_openai' offline")
+    assert line.endswith("run with internet and HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0, or drop it from the list")
+    assert not (root / "data" / ".evaluate_work").exists()  # refused before the model was even loaded
+
+
 def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(tiny_pipeline, tmp_path):
     root = tiny_pipeline.root
     gguf = tmp_path / "model.gguf"

@@ -1,10 +1,11 @@
-"""The report stage's select section."""
+"""The report stage's content: the select section, the repair and weights lines, the lm-eval table."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.report import repair_line, report_section, weights_line
+from tasks.report import harness_lines, repair_line, report_section, weights_line
+from tasks.shared.contracts import EvalSummary, write_json
 from tests.tasks.test_prune import TABLE
 
 
@@ -59,3 +60,29 @@ def test_weights_line_names_the_model_its_file_and_how_it_was_read(source: str, 
         "30 layers, 134,515,008 parameters."
     )
     assert "masks scored" not in weights_line(MODEL | {"source": source}, None, "float32")
+
+
+def _summary(lm_eval: dict) -> EvalSummary:
+    return EvalSummary("full", 30, {"wiki": 20.0}, {}, 0.5, 0.5, 100.0, "float32", lm_eval)
+
+
+def test_lm_eval_table_shows_every_metric_of_every_model_with_its_error():
+    full = _summary({"mmlu": {"acc": 0.25, "acc_stderr": 0.01, "n": 570.0, "seconds": 9.0}})
+    pruned = _summary({"mmlu": {"acc": 0.231, "acc_stderr": 0.0105, "n": 570.0, "seconds": 8.0}})
+    assert harness_lines([("full", full), ("pruned", pruned), ("repaired", _summary({}))]) == [
+        "",
+        "| lm-eval task | metric | full | pruned | repaired | documents |",
+        "|---|---|---|---|---|---|",
+        "| mmlu | acc | 0.25 ± 0.01 | 0.231 ± 0.0105 | n/a | 570 |",
+    ]
+    assert harness_lines([("full", _summary({})), ("pruned", pruned)]) == []  # none asked for: no table
+
+
+def test_eval_summary_reads_lm_eval_metrics_and_older_files_without_them(tmp_path):
+    path = tmp_path / "eval_full.json"
+    record = {"which": "full", "n_layers": 30, "ppl": {"wiki": 20.0}, "zero_shot": {}, "mean_acc": 0.5,
+              "mean_acc_norm": 0.5, "tokens_per_s": 100.0}  # fmt: skip
+    write_json(path, record)
+    assert EvalSummary.read(path).lm_eval == {}
+    write_json(path, record | {"lm_eval": {"lambada_openai": {"perplexity": 30.5, "acc": 0.4, "n": 10}}})
+    assert EvalSummary.read(path).lm_eval == {"lambada_openai": {"perplexity": 30.5, "acc": 0.4, "n": 10.0}}
