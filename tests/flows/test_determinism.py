@@ -1,4 +1,4 @@
-"""Same params and seeds -> byte-identical masks, scores (CPU), Shapley table and pruning choice."""
+"""Same params and seeds -> byte-identical masks, scores (CPU), Shapley table, pruning choice and healed weights."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from flows.fit_surrogate import fit_surrogate
 from flows.prepare_data import prepare_data
 from flows.prepare_model import prepare_model
 from flows.prune import prune
+from flows.repair import repair
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from flows.select import select
@@ -53,3 +54,17 @@ def test_another_seed_gives_other_masks(tiny_pipeline, tmp_path, monkeypatch, se
     update_params(other, "base", seed=seed)
     sample_masks(root=str(other))
     assert _sha(tiny_pipeline.root / "data/masks.parquet") != _sha(other / "data/masks.parquet")
+
+
+def test_lora_healing_twice_gives_byte_identical_weights(tiny_pipeline, tmp_path, monkeypatch):
+    """The refit and LoRA, merged, from the same pruned model and windows: the same bytes, run after run."""
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    weights = []
+    for name in ("first", "second"):
+        root = tiny_pipeline.copy(tmp_path / name, "data/model", "data/pruned", "data/windows")
+        update_params(root, "repair", method="linear+lora")
+        info = repair(root=str(root))
+        assert info["method"] == "linear+lora" and info["lora"]["steps"] == 4
+        weights.append(_sha(root / "data/repaired/model.safetensors"))
+    assert weights[0] == weights[1]
+    assert weights[0] != _sha(tiny_pipeline.root / "data/repaired/model.safetensors")  # the LoRA changed them
