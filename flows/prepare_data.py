@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from tasks.prepare_data import build_windows
 from tasks.shared.artifacts import write_windows
@@ -17,7 +17,8 @@ def prepare_data(root: str = ".") -> dict:
     cfg = stage.params.prepare_data
     with stage.tracking() as tracker:
         tokenizer = AutoTokenizer.from_pretrained(stage.paths.model)
-        calib, evals, counts = build_windows(cfg, tokenizer, stage.params.base.seed)
+        context = getattr(AutoConfig.from_pretrained(stage.paths.model), "max_position_embeddings", None)
+        calib, evals, counts = build_windows(cfg, tokenizer, stage.params.base.seed, context)
         write_windows(calib["calibration"], stage.paths.calibration, cfg.calibration_source)
         for split in ("validation", "repair"):
             if split in calib:

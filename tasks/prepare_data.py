@@ -22,11 +22,10 @@ def load_source(source: str) -> list[Document]:
 
 @task(name="build-windows", cache_policy=NO_CACHE)
 def build_windows(
-    cfg: PrepareData, tokenizer: object, seed: int
+    cfg: PrepareData, tokenizer: object, seed: int, max_positions: int | None = None
 ) -> tuple[dict[str, TokenWindows], dict[str, TokenWindows], dict[str, int]]:
-    """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint."""
-    sources = {cfg.calibration_source, *cfg.eval_corpora.values()}
-    docs = {s: load_source(s) for s in sorted(sources)}
+    """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint;
+    none longer than the model's context, ``max_positions``, checked before any text is read."""
     plan = WindowPlan(
         calibration_source=cfg.calibration_source,
         eval_corpora=dict(cfg.eval_corpora),
@@ -38,5 +37,8 @@ def build_windows(
         calibration_fraction=cfg.calibration_fraction,
         validation_fraction=cfg.validation_fraction,
         add_bos=cfg.add_bos,
+        eval_seq_len=cfg.eval_seq_len,
     )
+    plan.check_context(max_positions)
+    docs = {s: load_source(s) for s in sorted({cfg.calibration_source, *cfg.eval_corpora.values()})}
     return draw_splits(plan, docs, tokenizer, seed)

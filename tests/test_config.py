@@ -138,3 +138,10 @@ def test_a_missing_key_names_the_fix():
 def test_n_items_all_is_the_whole_task_set():
     params = parse_params(_with("evaluate", n_items="all"))
     assert params.evaluate.n_items is None and parse_params(_with("compare", n_items="all")).compare.n_items is None
+
+
+def test_eval_windows_all_is_every_window_and_a_word_is_refused_by_name():
+    params = parse_params(_with("prepare_data", eval_windows="all", eval_seq_len=2048))
+    assert params.prepare_data.eval_windows is None and params.prepare_data.eval_seq_len == 2048
+    with pytest.raises(ConfigError, match="'many' is not a number of windows; give one .* or all"):
+        parse_params(_with("prepare_data", eval_windows="many"))

@@ -164,6 +164,29 @@ def test_the_seed_moves_every_split(smol_tokenizer) -> None:
     assert all(first[split].tobytes() != second[split].tobytes() for split in first)
 
 
+def test_long_held_out_windows_leave_the_calibration_source_splits_as_they_are(smol_tokenizer) -> None:
+    short, long = _draw(_plan(), smol_tokenizer), _draw(_plan(eval_seq_len=96), smol_tokenizer)
+    assert long["heldout:news"].shape == (5, 96)
+    assert all(long[s].tobytes() == short[s].tobytes() for s in ("calibration", "validation", "repair"))
+
+
+def test_every_held_out_window_when_no_count_is_given(smol_tokenizer) -> None:
+    docs = data.load_documents("lee_news")
+    split = data.split_documents(docs, {"calibration": 0.5, "validation": 0.1, "test": 0.4}, np.random.default_rng(0))
+    every = data.make_windows(smol_tokenizer, split["test"], 64)
+    got = _draw(_plan(eval_windows=None, eval_seq_len=64), smol_tokenizer)["heldout:news"]
+    np.testing.assert_array_equal(got, every)  # the whole held-out stream, in order (SLEB's protocol)
+
+
+def test_windows_longer_than_the_model_context_are_refused_in_one_line() -> None:
+    _plan(eval_seq_len=2048).check_context(2048)
+    _plan(eval_seq_len=2048).check_context(None)  # a model that states no context
+    with pytest.raises(ValueError, match=r"^prepare_data.eval_seq_len=2048 is longer than the model's context of 512"):
+        _plan(eval_seq_len=2048).check_context(512)
+    with pytest.raises(ValueError, match="prepare_data.seq_len=32 .* context of 16 tokens; set it to 16 or less"):
+        _plan().check_context(16)
+
+
 def test_calibration_windows_continue_the_document_split_stream(smol_tokenizer) -> None:
     """The calibration windows are the seed's stream after the document split: the committed scores keep their text."""
     docs = data.load_documents("lee_news")

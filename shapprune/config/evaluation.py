@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import Field, field_validator
 
 from shapprune.baselines.registry import METHODS
-from shapprune.config.section import _Section
+from shapprune.config.section import ItemCount, _Section
 from shapprune.evaluation.zero_shot import TASKS
-
-
-def _all_items(v: object) -> object:
-    """``n_items: all`` is the whole task set (stored as None, as ``null`` is)."""
-    if isinstance(v, str):
-        if v != "all":
-            raise ValueError(f"'{v}' is not a number of items; give one (e.g. 100) or all")
-        return None
-    return v
-
-
-ItemCount = Annotated[int | None, BeforeValidator(_all_items)]  # a number of items per task, or all (None)
 
 
 class Evaluate(_Section):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shapprune.config.section import _Section
+from shapprune.config.section import WindowCount, _Section
 
 
 class Base(_Section):
@@ -36,7 +36,10 @@ class PrepareData(_Section):
     calibration_windows: int = Field(ge=1)
     validation_windows: int = Field(ge=0)
     repair_windows: int = Field(ge=0, description="calibration-source windows for the repair stage's fit")
-    eval_windows: int = Field(ge=1)
+    eval_windows: WindowCount = Field(ge=1, description="held-out windows per corpus; all (or null) = every one")
+    eval_seq_len: int | None = Field(
+        ge=8, description="tokens per held-out window; null = seq_len (2048: SLEB's and LinearPatch's protocol)"
+    )
     calibration_fraction: float = Field(gt=0, lt=1)
     validation_fraction: float = Field(ge=0, lt=1)
     add_bos: Literal["auto", True, False]

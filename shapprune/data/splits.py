@@ -33,10 +33,20 @@ class WindowPlan:
     calibration_windows: int
     validation_windows: int
     repair_windows: int
-    eval_windows: int
+    eval_windows: int | None  # None: every window of the held-out text
     calibration_fraction: float
     validation_fraction: float
     add_bos: bool | Literal["auto"] = "auto"
+    eval_seq_len: int | None = None  # tokens per held-out window; None: seq_len
+
+    def check_context(self, max_positions: int | None) -> None:
+        """Refuse windows longer than the model's context (``max_position_embeddings``), in one line."""
+        for key, n in (("seq_len", self.seq_len), ("eval_seq_len", self.eval_seq_len)):
+            if max_positions and n and n > max_positions:
+                raise ValueError(
+                    f"prepare_data.{key}={n} is longer than the model's context of {max_positions} tokens; "
+                    f"set it to {max_positions} or less"
+                )
 
 
 def draw_splits(
@@ -46,8 +56,9 @@ def draw_splits(
 
     The document split and then the calibration windows use ``default_rng(seed)`` (the calibration
     windows are that stream's last draw, so nothing after them moves); validation, repair and each
-    held-out corpus have a stream of their own (``split_stream``). Repair windows come from the
-    calibration documents, never from held-out text. Every held-out set is checked disjoint (by
+    held-out corpus have a stream of their own (``split_stream``). Held-out windows are ``eval_seq_len``
+    tokens long (every window when ``eval_windows`` is None). Repair windows come from the calibration
+    documents, never from held-out text. Every held-out set is checked disjoint (by
     n-grams) from every calibration-source split.
     """
     base = np.random.default_rng(seed)
@@ -57,8 +68,8 @@ def draw_splits(
     fractions = {"calibration": plan.calibration_fraction, "validation": plan.validation_fraction}
     split = split_documents(docs[plan.calibration_source], fractions | {"test": test_fraction}, base, other_ids)
 
-    def windows(pool: Sequence[Document], n: int, rng: np.random.Generator) -> np.ndarray:
-        return make_windows(tokenizer, pool, plan.seq_len, n, rng, plan.add_bos)
+    def windows(pool: Sequence[Document], n: int | None, rng: np.random.Generator, seq_len: int = plan.seq_len):
+        return make_windows(tokenizer, pool, seq_len, n, rng, plan.add_bos)  # (n, seq_len) int64
 
     calib = {"calibration": windows(split["calibration"], plan.calibration_windows, base)}
     if plan.validation_windows:
@@ -68,7 +79,8 @@ def draw_splits(
     held_out = {}
     for role, source in plan.eval_corpora.items():
         pool = split["test"] if source == plan.calibration_source else docs[source]
-        held_out[role] = windows(pool, plan.eval_windows, split_stream(seed, f"heldout:{role}"))
+        rng = split_stream(seed, f"heldout:{role}")
+        held_out[role] = windows(pool, plan.eval_windows, rng, plan.eval_seq_len or plan.seq_len)
     for evaluation in held_out.values():
         for cal in calib.values():
             assert_disjoint(cal, evaluation)
