@@ -8,11 +8,12 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shapprune.baselines.registry import BASELINES, layer_scores
+from shapprune.models import parameter_count
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.repair.linear import linear_repair
-from shapprune.repair.lora import lora_targets
+from shapprune.repair.lora import lora_heal, lora_targets
 from shapprune.repair.seams import layers_prefix
-from shapprune.scoring import score_masks
+from shapprune.scoring import score_masks, window_nll
 from shapprune.surgery import keep_layers, kept_layers, num_layers
 from tests.architectures import CONFIGS, N_LAYERS, NOT_ADDITIVE, VOCAB, tiny
 
@@ -126,3 +127,23 @@ def test_linear_repair_merges_where_the_layer_is_additive_and_says_why_not_elsew
         assert [(r.start, r.stop) for r in report.repaired] == [(1, 2), (4, 5)]
         assert all(r.residual <= r.baseline for r in report.repaired)
     assert lora_targets(model)  # LoRA healing finds projections in every family
+
+
+@pytest.mark.slow  # about a second per family
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lora_heals_every_family_and_merges_to_a_plain_model(family, ids, tmp_path):
+    """LoRA applies where the linear repair cannot (Gemma, RWKV): the loss falls, the adapters merge away,
+    and plain transformers reloads the healed model with its logits."""
+    model = tiny(family)
+    keep_layers(model, KEEPS[0])
+    if family in ("mamba", "mamba2", "falcon_mamba"):  # peft refuses out_proj there (fused kernels bypass it)
+        assert not [t for t in lora_targets(model) if t.endswith("out_proj")]
+        assert [t for t in lora_targets(model) if t.endswith("in_proj")]
+    windows = ids.numpy()
+    before, size = window_nll(model, windows).mean, parameter_count(model)
+    healed, report = lora_heal(model, windows, steps=8, rng=np.random.default_rng(0), batch_size=3, lr=1e-2)
+    assert window_nll(healed, windows).mean < before and report.losses[-1] < report.losses[0]
+    assert parameter_count(healed) == size and not any("lora" in k for k in healed.state_dict())
+    healed.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(_logits(reloaded, ids), _logits(healed.eval(), ids), rtol=1e-5, atol=1e-5)
