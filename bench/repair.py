@@ -8,6 +8,7 @@ All rows of one run share the dtype, windows and items, so their differences are
     python -m bench.repair                                       # sleb at every k: none, linear, lora, linear+lora
     python -m bench.repair --methods sleb,block_influence --repairs none,linear --items 0 --dtype float32
     python -m bench.repair --repairs none,linear --fits map,refit    # the two linear fits side by side
+    python -m bench.repair --root <gemma root> --sets <csv> --repairs none,lora   # another model's project root
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
     keep_layers(model, keep)
     if repair in ("lora", "linear+lora"):
         suffix = f"-{fit}" if repair == "linear+lora" else ""
-        work = OUT / "work" / f"lora-{'-'.join(map(str, dropped))}-{repair}{suffix}"  # a checkpoint per recipe
+        project = "" if paths.root.resolve() == ROOT else f"{paths.root.resolve().name}-"  # another model's root
+        work = OUT / "work" / f"lora-{project}{'-'.join(map(str, dropped))}-{repair}{suffix}"  # one per recipe
         model, healed = lora_heal(
             model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
             batch_size=cfg.lora_batch_size, r=cfg.lora_r, alpha=cfg.lora_alpha, lr=cfg.lora_lr,
@@ -147,15 +149,23 @@ def main() -> None:
     parser.add_argument("--eval-windows", type=int, default=None, help="held-out windows per corpus (compare's)")
     parser.add_argument("--items", type=int, default=None, help="zero-shot items per task (compare's; 0: none)")
     parser.add_argument("--pair-with", default=None, help="a method every other row is compared with, paired")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="a project root of another model (its params.yaml, "
+        "data/model and data/windows, after prepare_data there); then --sets names the sets",
+    )
     parser.add_argument("--out", default="repair")
     args = parser.parse_args()
-    params, paths = load_params(ROOT / "params.yaml"), Paths(ROOT)
+    params, paths = load_params(args.root / "params.yaml"), Paths(args.root)
     cut = args.eval_windows or params.compare.eval_windows
     corpora = {r: read_windows(paths.eval_windows(r))[:cut] for r in params.prepare_data.eval_corpora}
     n_items = params.compare.n_items if args.items is None else args.items
     rng = np.random.default_rng
     items = {t: load_task(t, n_items, rng(params.base.seed)) for t in params.evaluate.tasks} if n_items else {}
-    sets = pd.read_csv(paths.compare_dir / "compare.csv")
+    compared = paths.compare_dir / "compare.csv"
+    sets = pd.read_csv(compared) if compared.exists() else pd.DataFrame(columns=["method", "n_drop", "dropped"])
     if "repair" in sets:
         sets = sets[sets.repair == "none"]
     methods = args.methods.split(",")
@@ -170,8 +180,12 @@ def main() -> None:
     rows = [{"method": "full", "n_drop": 0, "dropped": "-", "repair": "none", "fit": "-", "repair_s": 0.0}
             | measure(full, tokenizer, corpora, items, params.compare.batch_size)]  # fmt: skip
     del full
-    chosen = [(m, k, sets[(sets.method == m) & (sets.n_drop == k)].iloc[0].dropped)
-              for m in methods for k in ks]  # fmt: skip
+    chosen = [
+        (m, k, rows_mk.iloc[0].dropped)
+        for m in methods
+        for k in ks
+        if len(rows_mk := sets[(sets.method == m) & (sets.n_drop == k)])
+    ]  # fmt: skip (a method may lack a k)
     linear = any(r.startswith("linear") for r in args.repairs.split(","))
     fits = (args.fits or params.repair.fit).split(",") if linear else []
     all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
@@ -195,10 +209,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"{args.out}.csv", index=False)
     command = "python -m bench.repair " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k != "out"
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in vars(args).items()
+        if v is not None and k != "out" and not (k == "root" and v == ROOT)
     )
     note = (
-        f"{args.dtype}; held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
+        f"Model: `{params.base.model}`; {args.dtype}; "
+        f"held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
         f"(compare's); zero-shot: {f'{n_items} items per task' if items else 'not measured'}. Repairs as the "
         f"repair stage does them (repair.ridge {params.repair.ridge}, loss {params.repair.loss}; fit: map = a d x d "
         "map on the seam projection's output, refit = the projection refitted; "
@@ -214,7 +231,7 @@ def main() -> None:
         tokens = next(iter(corpora.values())).shape[1] - 1  # predicted tokens per window
         text += "\n" + "\n".join(paired_lines(table, windows, list(corpora), args.pair_with, tokens)) + "\n"
     (OUT / f"{args.out}.md").write_text(text)
-    (OUT / f"{args.out}.json").write_text(json.dumps({"args": vars(args)}, indent=2) + "\n")
+    (OUT / f"{args.out}.json").write_text(json.dumps({"args": vars(args)}, indent=2, default=str) + "\n")
     print(text)
 
 
