@@ -91,11 +91,11 @@ def measure(model, tokenizer, corpora: dict, items: dict, batch_size: int) -> di
     return out | (variants.variant_zero_shot(model, tokenizer, keep, items, batch_size) if items else {})
 
 
-def markdown(table: pd.DataFrame, corpora: list[str], note: str) -> str:
+def markdown(table: pd.DataFrame, corpora: list[str], note: str, model: str = "the default model") -> str:
     full = table.iloc[0]
     has_acc = "mean_acc" in table
     lines = [
-        "# Repair on the default model, side by side",
+        f"# Repair on {model}, side by side",
         "",
         "| method | removed | dropped | repair | fit | " + " | ".join(f"PPL {c} (x full)" for c in corpora)
         + (" | mean acc ± s.e." if has_acc else "") + " | repair s |",
@@ -226,7 +226,8 @@ def main() -> None:
         f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
     )
-    text = markdown(table, list(corpora), note)
+    model = "the default model" if args.root == ROOT else f"`{params.base.model}`"
+    text = markdown(table, list(corpora), note, model)
     if args.pair_with:
         tokens = next(iter(corpora.values())).shape[1] - 1  # predicted tokens per window
         text += "\n" + "\n".join(paired_lines(table, windows, list(corpora), args.pair_with, tokens)) + "\n"
