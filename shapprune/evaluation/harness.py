@@ -47,22 +47,30 @@ def _metrics(entry: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _known(manager: Any, task: str) -> None:
+    if task not in manager.all_tasks:
+        raise HarnessError(f"evaluate.lm_eval_tasks: lm-eval has no task '{task}'; `lm_eval ls tasks` lists them")
+
+
+def _cannot_load(task: str, err: Exception) -> HarnessError:
+    where = "offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set)" if _offline() else "from here"
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return HarnessError(
+        f"evaluate.lm_eval_tasks: lm-eval cannot load the data of '{task}' {where} ({first}); run with "
+        "internet and HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0, or drop it from the list"
+    )
+
+
 def check_tasks(tasks: list[str], include_path: str | None = None) -> None:
     """Refuse, in one line and before any evaluation, a name lm-eval does not know or a task whose data
     cannot be loaded here; loading fetches the data into the datasets cache, where ``run_task`` finds it."""
     manager = task_manager(include_path)
     for task in tasks:
-        if task not in manager.all_tasks:
-            raise HarnessError(f"evaluate.lm_eval_tasks: lm-eval has no task '{task}'; `lm_eval ls tasks` lists them")
+        _known(manager, task)
         try:
             manager.load([task])
         except (ConnectionError, OSError) as err:
-            where = "offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set)" if _offline() else "from here"
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise HarnessError(
-                f"evaluate.lm_eval_tasks: lm-eval cannot load the data of '{task}' {where} ({first}); run with "
-                "internet and HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0, or drop it from the list"
-            ) from err
+            raise _cannot_load(task, err) from err
 
 
 def run_task(
@@ -81,16 +89,20 @@ def run_task(
     seeded; ``seed`` seeds lm-eval's few-shot sampler only. Returns ``{metric: value}`` (``acc``,
     ``acc_stderr``, ...) plus ``n``, the documents scored (summed over a group's tasks).
     """
-    check_tasks([task], include_path)
+    manager = task_manager(include_path)
+    _known(manager, task)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
-    out = lm_eval.simple_evaluate(
-        model=harness, tasks=[task], num_fewshot=0, limit=limit, task_manager=task_manager(include_path),
-        bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False, random_seed=None, numpy_random_seed=None,
-        torch_random_seed=None, fewshot_random_seed=seed,
-    )  # fmt: skip
+    try:
+        out = lm_eval.simple_evaluate(
+            model=harness, tasks=[task], num_fewshot=0, limit=limit, task_manager=manager,
+            bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False, random_seed=None, numpy_random_seed=None,
+            torch_random_seed=None, fewshot_random_seed=seed,
+        )  # fmt: skip
+    except (ConnectionError, OSError) as err:
+        raise _cannot_load(task, err) from err
     entry = out["results"].get(task) or out.get("groups", {}).get(task, {})
     n = sum(int(v.get("effective", 0)) for v in out.get("n-samples", {}).values())
     return {k: v for k, v in _metrics(entry).items() if not math.isnan(v)} | {"n": float(n)}

@@ -61,3 +61,11 @@ def test_a_hub_task_offline_is_refused_with_the_fix_after_a_local_one_passes(loc
     check_tasks(["local_piqa"], include_path=local_piqa)  # its data is on disk
     with pytest.raises(HarnessError, match="cannot load the data of 'lambada_openai' offline.*HF_DATASETS_OFFLINE=0"):
         check_tasks(["local_piqa", "lambada_openai"], include_path=local_piqa)
+
+
+@pytest.mark.slow
+def test_run_task_alone_refuses_a_hub_task_offline_in_the_same_line(tiny_model, smol_tokenizer, monkeypatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HarnessError, match="cannot load the data of 'lambada_openai' offline.*drop it from the list$"):
+        run_task(tiny_model, smol_tokenizer, "lambada_openai", 2, 4, "cpu", 0)
