@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from shapprune.evaluation.harness import HarnessError, _metrics, check_tasks, run_task
-from shapprune.evaluation.zero_shot import accuracy, load_task, score_items, task_dir
+from shapprune.evaluation.zero_shot import accuracy, load_task, score_items
+from tests.evaluation.lm_eval_tasks import local_task_configs
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
 
@@ -21,24 +20,18 @@ def test_metrics_drop_aliases_and_missing_errors_and_name_filters() -> None:
 
 
 @pytest.fixture(scope="module")
-def local_piqa(tmp_path_factory) -> str:
-    """lm-eval's own PIQA definition pointed at the offline arrow file our scorer reads."""
+def local_tasks(tmp_path_factory) -> str:
+    """lm-eval's own task definitions (``ours_<task>``) pointed at the offline arrow files our scorer reads."""
     directory = tmp_path_factory.mktemp("harness_tasks")
-    source = Path(lm_eval.__file__).parent / "tasks" / "piqa" / "piqa.yaml"
-    arrow = next(task_dir("piqa").glob("*.arrow"))
-    (directory / "local_piqa.yaml").write_text(
-        f"include: {source}\ntask: local_piqa\ntag: []\ndataset_path: arrow\ndataset_name: null\n"
-        f"dataset_kwargs:\n  data_files:\n    validation: {arrow}\n"
-        "training_split: null\nvalidation_split: validation\ntest_split: null\n"
-    )
+    local_task_configs(directory)
     return str(directory)
 
 
 @pytest.mark.slow  # lm-eval's task index takes about 10 s to build
 def test_a_task_run_by_lm_eval_gives_our_scorers_accuracy_on_the_same_items(
-    local_piqa, tiny_model, smol_tokenizer
+    local_tasks, tiny_model, smol_tokenizer
 ) -> None:
-    got = run_task(tiny_model, smol_tokenizer, "local_piqa", N_ITEMS, 4, "cpu", 0, include_path=local_piqa)
+    got = run_task(tiny_model, smol_tokenizer, "ours_piqa", N_ITEMS, 4, "cpu", 0, include_path=local_tasks)
     items = load_task("piqa", None, np.random.default_rng(0))[:N_ITEMS]  # lm-eval's limit: the first items
     ours = accuracy(score_items(tiny_model, smol_tokenizer, items, batch_size=4), items)
     assert got["n"] == N_ITEMS
@@ -55,12 +48,12 @@ def test_an_unknown_task_is_refused_in_one_line(tiny_model, smol_tokenizer) -> N
 
 
 @pytest.mark.slow
-def test_a_hub_task_offline_is_refused_with_the_fix_after_a_local_one_passes(local_piqa, monkeypatch) -> None:
+def test_a_hub_task_offline_is_refused_with_the_fix_after_a_local_one_passes(local_tasks, monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    check_tasks(["local_piqa"], include_path=local_piqa)  # its data is on disk
+    check_tasks(["ours_piqa"], include_path=local_tasks)  # its data is on disk
     with pytest.raises(HarnessError, match="cannot load the data of 'lambada_openai' offline.*HF_DATASETS_OFFLINE=0"):
-        check_tasks(["local_piqa", "lambada_openai"], include_path=local_piqa)
+        check_tasks(["ours_piqa", "lambada_openai"], include_path=local_tasks)
 
 
 @pytest.mark.slow

@@ -9,40 +9,16 @@ and acc_norm must agree.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from shapprune.evaluation.zero_shot import TASKS, accuracy, load_task, score_items, task_dir
+from shapprune.evaluation.zero_shot import TASKS, accuracy, load_task, score_items
+from tests.evaluation.lm_eval_tasks import LM_EVAL_YAML, local_task_configs
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
 pytestmark = pytest.mark.slow
 
 N_ITEMS = 4  # the first items of each validation split (lm-eval's `limit`)
-LM_EVAL_YAML = {
-    "piqa": "piqa/piqa.yaml",
-    "hellaswag": "hellaswag/hellaswag.yaml",
-    "winogrande": "winogrande/default.yaml",
-    "arc_easy": "arc/arc_easy.yaml",
-    "arc_challenge": "arc/arc_challenge.yaml",
-    "boolq": "super_glue/boolq/default.yaml",
-    "openbookqa": "openbookqa/openbookqa.yaml",
-}
-OVERRIDES = {"boolq": 'doc_to_target: "{{answer|int}}"\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n'}
-
-
-def _task_configs(directory: Path) -> list[str]:
-    """lm-eval's own task YAMLs, each included by one that only points it at our local arrow file."""
-    tasks = Path(lm_eval.__file__).parent / "tasks"
-    for name, source in LM_EVAL_YAML.items():
-        arrow = next(task_dir(name).glob("*.arrow"))
-        (directory / f"ours_{name}.yaml").write_text(
-            f"include: {tasks / source}\ntask: ours_{name}\ntag: []\ndataset_path: arrow\ndataset_name: null\n"
-            f"dataset_kwargs:\n  data_files:\n    validation: {arrow}\n"
-            "training_split: null\nvalidation_split: validation\ntest_split: null\n" + OVERRIDES.get(name, "")
-        )
-    return [f"ours_{name}" for name in LM_EVAL_YAML]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +27,7 @@ def both(tmp_path_factory, tiny_model, smol_tokenizer):
     from lm_eval.tasks import TaskManager
 
     directory = tmp_path_factory.mktemp("lm_eval_tasks")
-    names = _task_configs(directory)
+    names = local_task_configs(directory)
     harness = HFLM(pretrained=tiny_model, tokenizer=smol_tokenizer, batch_size=4, device="cpu")
     out = lm_eval.simple_evaluate(
         model=harness, tasks=names, limit=N_ITEMS, log_samples=True, bootstrap_iters=0,
