@@ -26,19 +26,7 @@ def build_windows(
 ) -> tuple[dict[str, TokenWindows], dict[str, TokenWindows], dict[str, int]]:
     """Calibration/validation/repair windows and one held-out window set per evaluation corpus, all disjoint;
     none longer than the model's context, ``max_positions``, checked before any text is read."""
-    plan = WindowPlan(
-        calibration_source=cfg.calibration_source,
-        eval_corpora=dict(cfg.eval_corpora),
-        seq_len=cfg.seq_len,
-        calibration_windows=cfg.calibration_windows,
-        validation_windows=cfg.validation_windows,
-        repair_windows=cfg.repair_windows,
-        eval_windows=cfg.eval_windows,
-        calibration_fraction=cfg.calibration_fraction,
-        validation_fraction=cfg.validation_fraction,
-        add_bos=cfg.add_bos,
-        eval_seq_len=cfg.eval_seq_len,
-    )
+    plan = WindowPlan(**cfg.model_dump(include=set(WindowPlan.__dataclass_fields__)))
     plan.check_context(max_positions)
     docs = {s: load_source(s) for s in sorted({cfg.calibration_source, *cfg.eval_corpora.values()})}
     return draw_splits(plan, docs, tokenizer, seed)

@@ -296,3 +296,9 @@ def test_wiki_extracts_need_title_exclusion_to_be_disjoint_from_the_dump(smol_to
     assert data.shared_ngrams(overlapping, dump) > 0
     kept = data.split_documents(wiki, {"calibration": 1.0}, np.random.default_rng(0), exclude_ids=dump_ids)
     data.assert_disjoint(data.make_windows(smol_tokenizer, kept["calibration"], seq_len=128), dump)
+
+
+def test_the_window_plan_is_read_from_prepare_data_field_by_field() -> None:
+    from shapprune.config import PrepareData
+
+    assert set(data.WindowPlan.__dataclass_fields__) <= set(PrepareData.model_fields)  # tasks/prepare_data.py
