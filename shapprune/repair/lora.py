@@ -57,20 +57,20 @@ class LoraReport:
 
 
 # State-space families whose fused CUDA kernels (mamba_ssm) read ``out_proj``'s weight directly, bypassing an
-# adapter's forward; peft refuses LoRA there, so their LoRA trains the other projections.
+# adapter's forward; peft refuses LoRA there, so their LoRA trains the other projections. (peft refuses their
+# ``conv1d`` too, an nn.Conv1d that is never a target here.)
 SSM_TYPES = frozenset({"mamba", "mamba2", "falcon_mamba", "falcon_h1", "nemotron_h"})
-SSM_NO_ADAPTER = frozenset({"out_proj", "conv1d"})
 
 
 def lora_targets(model: nn.Module) -> list[str]:
     """Full names of every nn.Linear (or GPT-2 Conv1D) projection inside the decoder layers (on a state-space
     model, all but ``out_proj``)."""
     prefix = layers_prefix(model) + "."
-    skip = SSM_NO_ADAPTER if getattr(getattr(model, "config", None), "model_type", None) in SSM_TYPES else ()
+    ssm = getattr(getattr(model, "config", None), "model_type", None) in SSM_TYPES
     return [
         n
         for n, m in model.named_modules()
-        if n.startswith(prefix) and isinstance(m, (nn.Linear, Conv1D)) and n.rpartition(".")[2] not in skip
+        if n.startswith(prefix) and isinstance(m, (nn.Linear, Conv1D)) and not (ssm and n.endswith(".out_proj"))
     ]
 
 
