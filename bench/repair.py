@@ -39,6 +39,11 @@ OUT = Path(__file__).parent / "results"
 REPAIRS = ("none", "linear", "lora", "linear+lora")
 
 
+def _default_root(root: Path) -> bool:
+    """Whether ``root`` is this repository (the default model) rather than another model's project root."""
+    return Path(root).resolve() == ROOT
+
+
 def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str) -> tuple[dict, float]:
     """Every run's fit for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
     cfg = params.repair
@@ -72,7 +77,7 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
     keep_layers(model, keep)
     if repair in ("lora", "linear+lora"):
         suffix = f"-{fit}" if repair == "linear+lora" else ""
-        project = "" if paths.root.resolve() == ROOT else f"{paths.root.resolve().name}-"  # another model's root
+        project = "" if _default_root(paths.root) else f"{paths.root.resolve().name}-"  # another model's root
         work = OUT / "work" / f"lora-{project}{'-'.join(map(str, dropped))}-{repair}{suffix}"  # one per recipe
         model, healed = lora_heal(
             model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
@@ -211,7 +216,7 @@ def main() -> None:
     command = "python -m bench.repair " + " ".join(
         f"--{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()
-        if v is not None and k != "out" and not (k == "root" and v == ROOT)
+        if v is not None and k != "out" and not (k == "root" and _default_root(v))
     )
     note = (
         f"Model: `{params.base.model}`; {args.dtype}; "
@@ -226,8 +231,8 @@ def main() -> None:
         f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
     )
-    model = "the default model" if args.root == ROOT else f"`{params.base.model}`"
-    text = markdown(table, list(corpora), note, model)
+    heading = "the default model" if _default_root(args.root) else f"`{params.base.model}`"
+    text = markdown(table, list(corpora), note, heading)
     if args.pair_with:
         tokens = next(iter(corpora.values())).shape[1] - 1  # predicted tokens per window
         text += "\n" + "\n".join(paired_lines(table, windows, list(corpora), args.pair_with, tokens)) + "\n"
