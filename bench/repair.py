@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -44,20 +45,23 @@ def _default_root(root: Path) -> bool:
     return Path(root).resolve() == ROOT
 
 
-def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str) -> tuple[dict, float]:
+def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str, ridge: float) -> tuple[dict, float]:
     """Every run's fit for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
     cfg = params.repair
     model, _ = load_model(str(paths.model), dtype=torch.float32)
     runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(num_layers(model), s))})
     start = time.perf_counter()
     maps, _, skipped = fit_maps(model, runs, read_windows(paths.repair_windows)[: cfg.linear_windows],
-                                ridge=cfg.ridge, loss=cfg.loss, fit=fit)  # fmt: skip
+                                ridge=ridge, loss=cfg.loss, fit=fit)  # fmt: skip
     for s in skipped:
         print(f"run {s.start}-{s.stop - 1} left unrepaired: {s.reason}")
     return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
 
 
-def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict, fit: str = "-"):
+def repaired(
+    paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict, fit: str = "-",
+    lora_loss: str = "ce",
+):  # fmt: skip
     """The full model cut to ``dropped``, repaired as ``repair.method: <repair>`` would; (model, tokenizer, info).
 
     The linear maps are the repair stage's (each run fitted on the full model's states, independently of the
@@ -78,12 +82,15 @@ def repaired(paths: Paths, params, dropped: list[int], repair: str, dtype: torch
     if repair in ("lora", "linear+lora"):
         suffix = f"-{fit}" if repair == "linear+lora" else ""
         project = "" if _default_root(paths.root) else f"{paths.root.resolve().name}-"  # another model's root
+        suffix += "" if lora_loss == "ce" else f"-{lora_loss}"
         work = OUT / "work" / f"lora-{project}{'-'.join(map(str, dropped))}-{repair}{suffix}"  # one per recipe
+        teacher = load_model(str(paths.model), dtype=torch.float32)[0] if lora_loss == "kd" else None
         model, healed = lora_heal(
             model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
             batch_size=cfg.lora_batch_size, r=cfg.lora_r, alpha=cfg.lora_alpha, lr=cfg.lora_lr,
-            checkpoint_dir=work, checkpoint_every=cfg.checkpoint_every,
+            checkpoint_dir=work, checkpoint_every=cfg.checkpoint_every, loss=lora_loss, teacher=teacher,
         )  # fmt: skip
+        del teacher
         info |= {"lora_loss_first": healed.losses[0], "lora_loss_last": healed.losses[-1]}
     info["repair_s"] = time.perf_counter() - start if repair != "none" else 0.0  # + the shared fit, see below
     return model.to(dtype).eval(), tokenizer, info
@@ -150,6 +157,9 @@ def main() -> None:
     parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: all)")
     parser.add_argument("--repairs", default=",".join(REPAIRS))
     parser.add_argument("--fits", default=None, help="linear fits to compare, e.g. map,refit (default: repair.fit)")
+    parser.add_argument("--ridges", default=None, help="linear fits' ridge values to compare (default: repair's)")
+    parser.add_argument("--lora-steps", type=int, default=None, help="LoRA steps (default: repair.lora_steps)")
+    parser.add_argument("--lora-losses", default=None, help="LoRA losses to compare, e.g. ce,kd (default: repair's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--eval-windows", type=int, default=None, help="held-out windows per corpus (compare's)")
     parser.add_argument("--items", type=int, default=None, help="zero-shot items per task (compare's; 0: none)")
@@ -164,6 +174,8 @@ def main() -> None:
     parser.add_argument("--out", default="repair")
     args = parser.parse_args()
     params, paths = load_params(args.root / "params.yaml"), Paths(args.root)
+    if args.lora_steps is not None:
+        params.repair = params.repair.model_copy(update={"lora_steps": args.lora_steps})
     cut = args.eval_windows or params.compare.eval_windows
     corpora = {r: read_windows(paths.eval_windows(r))[:cut] for r in params.prepare_data.eval_corpora}
     n_items = params.compare.n_items if args.items is None else args.items
@@ -192,20 +204,26 @@ def main() -> None:
         if len(rows_mk := sets[(sets.method == m) & (sets.n_drop == k)])
     ]  # fmt: skip (a method may lack a k)
     linear = any(r.startswith("linear") for r in args.repairs.split(","))
-    fits = (args.fits or params.repair.fit).split(",") if linear else []
+    ridges = [float(r) for r in (args.ridges or str(params.repair.ridge)).split(",")]
+    kinds = [(f, r) for f in (args.fits or params.repair.fit).split(",") for r in ridges] if linear else []
+    fits = [f if len(ridges) == 1 else f"{f}, ridge {r:g}" for f, r in kinds]  # a label per (fit, ridge)
     all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
     maps, fit_s = {}, 0.0
-    for fit in fits:
-        maps[fit], seconds = linear_maps(paths, params, all_sets, fit)
+    for label, (fit, ridge) in zip(fits, kinds):
+        maps[label], seconds = linear_maps(paths, params, all_sets, fit, ridge)
         fit_s += seconds
+    lora_losses = (args.lora_losses or params.repair.lora_loss).split(",")
     for method, k, dropped in chosen:
         for repair in args.repairs.split(","):
-            for fit in fits if repair.startswith("linear") else ["-"]:
+            for fit, lora_loss in product(fits if repair.startswith("linear") else ["-"],
+                                          lora_losses if repair.endswith("lora") else ["-"]):  # fmt: skip
                 model, tokenizer, info = repaired(
-                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {}), fit
-                )
+                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {}), fit,
+                    lora_loss,
+                )  # fmt: skip
                 metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
-                rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair, "fit": fit}
+                repair_name = repair if lora_loss in ("-", "ce") else f"{repair} ({lora_loss})"
+                rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair_name, "fit": fit}
                             | info | metrics)  # fmt: skip
                 print(f"{method} -{k} {repair} {fit}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
                       + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
@@ -222,11 +240,14 @@ def main() -> None:
         f"Model: `{params.base.model}`; {args.dtype}; "
         f"held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
         f"(compare's); zero-shot: {f'{n_items} items per task' if items else 'not measured'}. Repairs as the "
-        f"repair stage does them (repair.ridge {params.repair.ridge}, loss {params.repair.loss}; fit: map = a d x d "
+        f"repair stage does them (repair.ridge {params.repair.ridge} unless the fit names another, "
+        f"loss {params.repair.loss}; fit: map = a d x d "
         "map on the seam projection's output, refit = the projection refitted; "
         f"{params.prepare_data.repair_windows} repair windows of calibration-source text; LoRA "
         f"{params.repair.lora_steps} steps of {params.repair.lora_batch_size} windows, r {params.repair.lora_r}, "
-        f"alpha {params.repair.lora_alpha}, lr {params.repair.lora_lr}). The wiki held-out windows share the "
+        f"alpha {params.repair.lora_alpha}, lr {params.repair.lora_lr}; loss ce, the LM loss on the windows, "
+        "unless the repair says (kd): distilling the full model's next-token distribution). "
+        "The wiki held-out windows share the "
         "calibration source's domain; news and web measure what transfers. repair s: wall time on this machine, "
         f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."

@@ -39,6 +39,7 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
         keep_layers(model, keep)
     info["parameters_pruned"] = parameter_count(model)
     if cfg.lora:
+        teacher = load_model(str(paths.model), dtype=torch.float32, device=device)[0] if cfg.lora_loss == "kd" else None
         bar = StepProgress("repair-lora-progress", "LoRA healing steps", cfg.lora_steps, unit="steps")
         model, healed = lora_heal(
             model,
@@ -53,7 +54,10 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
             checkpoint_every=cfg.checkpoint_every,
             progress=lambda step, total, loss: bar.step(step, f"loss {loss:.3f}"),
             device=device,
+            loss=cfg.lora_loss,
+            teacher=teacher,
         )
+        del teacher
         info["lora"] = healed.to_dict()
     save_model(model, tokenizer, paths.repaired)
     info |= {"parameters": parameter_count(model), "n_layers": num_layers(model)}

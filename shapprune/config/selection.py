@@ -128,6 +128,9 @@ class Repair(_Section):
     lora_r: int = Field(ge=1)
     lora_alpha: int = Field(ge=1)
     lora_lr: float = Field(gt=0)
+    lora_loss: Literal["ce", "kd"] = Field(
+        description="ce: the causal-LM loss on the windows; kd: distil the full model's next-token distribution"
+    )
     checkpoint_every: int = Field(ge=1, description="LoRA steps between checkpoints (a killed run resumes)")
 
     @property

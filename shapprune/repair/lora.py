@@ -1,6 +1,10 @@
 """LoRA healing of a pruned model: train low-rank adapters on every projection of the decoder layers, then merge.
 
-Causal-LM loss on token windows (int64 [n, T]); batches drawn without replacement, epoch by epoch, from a
+On token windows (int64 [n, T]), with one of two losses: ``ce``, the causal-LM loss on the windows' own
+next tokens (the paper's healing), or ``kd``, distillation: the mean over tokens of the KL divergence
+``KL(p_teacher || p_student)`` of the next-token distributions, the teacher being the full (unpruned) model,
+so the pruned model learns to predict what the full one predicts rather than the calibration text itself.
+Batches are drawn without replacement, epoch by epoch, from a
 seeded ``np.random.Generator`` (which also seeds the adapters' initialisation); AdamW at a constant
 learning rate (so a finished run can be extended by asking for more steps). The model is trained in
 eval mode (no dropout anywhere), which keeps a run deterministic and resumable.
@@ -50,6 +54,7 @@ class LoraReport:
     seconds: float
     parameters_trained: int
     targets: int
+    loss: str = "ce"
     losses: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -72,6 +77,16 @@ def lora_targets(model: nn.Module) -> list[str]:
         for n, m in model.named_modules()
         if n.startswith(prefix) and isinstance(m, (nn.Linear, Conv1D)) and not (ssm and n.endswith(".out_proj"))
     ]
+
+
+LOSSES = ("ce", "kd")
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of ``KL(softmax(teacher) || softmax(student))``; logits ``[b, T, V]`` -> scalar (nats)."""
+    s = torch.log_softmax(student.float(), dim=-1).flatten(0, 1)  # [b*T, V]
+    t = torch.log_softmax(teacher.float(), dim=-1).flatten(0, 1)  # [b*T, V]
+    return torch.nn.functional.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
 def steps_for_tokens(tokens: int, batch_size: int, seq_len: int) -> int:
@@ -173,13 +188,22 @@ def lora_heal(
     checkpoint_every: int = 50,
     progress: Progress | None = None,
     device: str | torch.device | None = None,
+    loss: str = "ce",
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, LoraReport]:
     """Train LoRA adapters for ``steps`` steps on ``windows``, merge them; returns ``(plain model, report)``.
 
-    ``rng`` must be freshly seeded the same way when resuming (its starting state is checked); ``progress``
-    is called after every step (and after that step's checkpoint, if any).
+    ``loss="kd"`` needs ``teacher`` (the full model, same tokenizer; it is only run forward, on its own
+    device). ``rng`` must be freshly seeded the same way when resuming (its starting state is checked);
+    ``progress`` is called after every step (and after that step's checkpoint, if any).
     """
     began = time.perf_counter()
+    if loss not in LOSSES:
+        raise ValueError(f"lora: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss == "kd" and teacher is None:
+        raise ValueError("lora: loss 'kd' distils from the full model; pass teacher=<the unpruned model>")
+    if teacher is not None:
+        teacher.eval()
     if device is not None:
         model.to(device)
     device = next(model.parameters()).device
@@ -196,6 +220,7 @@ def lora_heal(
         "lr": lr,
         "weight_decay": weight_decay,
         "batch_size": batch_size,
+        "loss": loss,
         "targets": fingerprint(targets),
         "windows": fingerprint([np.ascontiguousarray(windows.numpy()).tobytes()]),
         "rng": json.dumps(rng.bit_generator.state),
@@ -235,11 +260,14 @@ def lora_heal(
     resumed_from = done
     for step in range(done + 1, steps + 1):
         ids = windows[batches.next()].to(device)  # [b, T]
-        loss = peft_model(input_ids=ids, labels=ids, use_cache=False).loss
+        if loss == "kd":
+            value = kd_loss(peft_model(input_ids=ids, use_cache=False).logits, _teacher_logits(teacher, ids))
+        else:
+            value = peft_model(input_ids=ids, labels=ids, use_cache=False).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(value.detach()))
         if directory is not None and (step % checkpoint_every == 0 or step == steps):
             state = {"settings": settings, "losses": losses, "rng_state": rng.bit_generator.state}
             _save(directory, step, trained, opt, {**state, "queue": batches.queue})
@@ -258,6 +286,14 @@ def lora_heal(
         seconds=time.perf_counter() - began,
         parameters_trained=n_trained,
         targets=len(targets),
+        loss=loss,
         losses=losses,
     )
     return merged, report
+
+
+@torch.no_grad()
+def _teacher_logits(teacher: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """The teacher's next-token logits ``[b, T, V]`` on ``ids`` ``[b, T]``, on the student's device."""
+    own = next(teacher.parameters()).device
+    return teacher(input_ids=ids.to(own), use_cache=False).logits.to(ids.device)

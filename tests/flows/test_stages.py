@@ -234,6 +234,19 @@ def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monke
     assert not (workspace / "data" / ".repair_work").exists()  # checkpoints removed once the model is saved
 
 
+def test_lora_by_distillation_from_the_full_model(tiny_pipeline, tmp_path, monkeypatch):
+    """repair.lora_loss kd: the stage loads the full model as the teacher; the first loss is the pruned
+    model's KL from it (positive: layers are missing) and healing lowers it."""
+    from flows.repair import repair
+
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/pruned", "data/windows")
+    update_params(workspace, "repair", method="lora", lora_loss="kd")
+    healed = repair(root=str(workspace))
+    losses = healed["lora"]["losses"]
+    assert healed["lora"]["loss"] == "kd" and 0 < losses[-1] < losses[0] and healed["parameters_added"] == 0
+
+
 def test_another_estimator_draws_scores_and_replays_its_own_design(tiny_pipeline, tmp_path, monkeypatch):
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     workspace = tiny_pipeline.copy(tmp_path / "ws")

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM
 
 from shapprune.models import parameter_count
-from shapprune.repair.lora import lora_heal, lora_targets, steps_for_tokens
+from shapprune.repair.lora import kd_loss, lora_heal, lora_targets, steps_for_tokens
 from shapprune.scoring import window_nll
 from shapprune.surgery import keep_layers
 from tests.repair.conftest import tiny, tiny_arch
@@ -122,3 +122,51 @@ def test_conv1d_projections_gpt2() -> None:
     size = parameter_count(pruned)
     healed, report = lora_heal(pruned, ids, steps=3, rng=np.random.default_rng(0), batch_size=4)
     assert type(healed) is GPT2LMHeadModel and parameter_count(healed) == size and report.targets == 12
+
+
+def test_kd_lowers_the_divergence_from_the_full_model(calibration) -> None:
+    """Distillation moves the pruned model's next-token distribution towards the full model's."""
+    full, fit, held = calibration
+    pruned = pruned_model(calibration)
+
+    def divergence(model: torch.nn.Module) -> float:
+        ids = torch.as_tensor(held)
+        with torch.no_grad():
+            return float(kd_loss(model(input_ids=ids).logits, full(input_ids=ids).logits))
+
+    before = divergence(pruned)
+    healed, report = lora_heal(
+        copy.deepcopy(pruned), fit, steps=20, rng=np.random.default_rng(0), loss="kd", teacher=full, **FAST
+    )
+    assert report.loss == "kd" and report.losses[-1] < report.losses[0]
+    assert divergence(healed) < 0.8 * before  # on windows it did not train on
+
+
+def test_kd_first_loss_is_the_divergence_of_the_first_batch(calibration) -> None:
+    """Step 1's loss is the untrained student's KL on its batch: 0 for the full model as its own student."""
+    full, fit, _ = calibration
+    _, own = lora_heal(copy.deepcopy(full), fit, steps=1, rng=np.random.default_rng(0), loss="kd", teacher=full, **FAST)
+    assert own.losses == [0.0]
+    pruned = pruned_model(calibration)
+    one = dict(steps=1, loss="kd", teacher=full, **FAST)
+    _, cut = lora_heal(copy.deepcopy(pruned), fit, rng=np.random.default_rng(0), **one)
+    rng = np.random.default_rng(0)
+    rng.integers(2**63 - 1)  # the adapters' init seed comes first, then the batch order
+    first = torch.as_tensor(fit)[rng.permutation(len(fit))[: FAST["batch_size"]]]
+    with torch.no_grad():
+        expected = float(kd_loss(pruned(input_ids=first).logits, full(input_ids=first).logits))
+    assert cut.losses[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_kd_loss_known_values() -> None:
+    """KL of a distribution with itself is 0; of uniform against a point mass is log V."""
+    logits = torch.randn(2, 3, 5)
+    assert float(kd_loss(logits, logits)) == pytest.approx(0, abs=1e-6)
+    point = torch.full((1, 1, 4), -1e4)
+    point[..., 0] = 0.0
+    assert float(kd_loss(torch.zeros(1, 1, 4), point)) == pytest.approx(np.log(4), abs=1e-5)
+
+
+def test_kd_without_a_teacher_is_refused(calibration) -> None:
+    with pytest.raises(ValueError, match="teacher="):
+        lora_heal(pruned_model(calibration), calibration[1], steps=1, rng=np.random.default_rng(0), loss="kd")
