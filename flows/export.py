@@ -2,10 +2,11 @@
 
 Writes ``data/export/model/`` (a ``save_pretrained`` folder in ``export.dtype`` with tokenizer, generation
 config and a model card ``README.md``), ``data/export/model.gguf`` (``export.gguf``: the source GGUF cut to
-the kept blocks, its quantisation kept) and ``data/metrics/export.json`` (sizes, and each file reloaded as a
-user would, checked against the fp32 model on ``export.check_windows`` validation windows). In MLflow the
-folder becomes a ``transformers``-flavour model registered as a new version of ``export.registered_name``,
-unless it is over ``export.mlflow_max_mb`` (then only a reference to the DVC-tracked copy is logged).
+the kept blocks, its quantisation kept; another source converted, its matrices in ``export.gguf_type``)
+and ``data/metrics/export.json`` (sizes, and each file reloaded as a user would, checked against the fp32
+model on ``export.check_windows`` validation windows). In MLflow the folder becomes a ``transformers``-flavour
+model registered as a new version of ``export.registered_name``, unless it is over ``export.mlflow_max_mb``
+(then only a reference to the DVC-tracked copy is logged).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from tasks.export import (
     GGUF_NAME,
     card_facts,
     check_roundtrip,
-    gguf_source,
+    convert_to_gguf,
+    gguf_plan,
     register_export,
     save_shippable,
     write_card,
@@ -50,21 +52,26 @@ def ship(stage: Stage) -> Shipped:
     paths, cfg = stage.paths, stage.params.export
     keep = kept_mask(paths.pruned)
     kept, dropped = [int(i) for i in keep.nonzero()[0]], [int(i) for i in (~keep).nonzero()[0]]
-    source = gguf_source(stage.params.base.model, cfg.gguf)
+    plan = gguf_plan(stage.params.base.model, cfg.gguf, cfg.gguf_type, paths.repaired)
+    source = plan.source if plan is not None else None
     shutil.rmtree(paths.export, ignore_errors=True)
 
     model, tokenizer = load_model(str(paths.repaired), dtype=torch.float32)  # fp32: the weights evaluate measured
     files = save_shippable(model, tokenizer, paths.export / "model", cfg.dtype)
     licence, gguf = None, None
-    if source is not None:
-        shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
+    if plan is not None:
+        if source is not None:
+            shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
+        else:
+            shipped_gguf = convert_to_gguf(model, paths.repaired, paths.export / GGUF_NAME, plan.qtype, dropped)
         files[GGUF_NAME], licence = shipped_gguf.bytes, shipped_gguf.license
         gguf = {"copied": len(shipped_gguf.copied), "requantised": shipped_gguf.requantised, "n_blocks": len(kept)}
+        gguf["made"] = "cut from the source" if source is not None else f"converted ({plan.qtype})"
     facts = card_facts(paths, stage.params, files, "dvc repro export", git_commit(paths.root), licence)
     card = write_card(paths.export / "model", facts)
     files["README.md"] = card.stat().st_size  # the card lists the files written before it, not itself
     checks = check_roundtrip(
-        model, paths.export, read_windows(paths.validation)[: cfg.check_windows], with_gguf=source is not None
+        model, paths.export, read_windows(paths.validation)[: cfg.check_windows], with_gguf=plan is not None
     )
     info = {
         "dtype": cfg.dtype,
@@ -104,7 +111,8 @@ def summary(shipped: Shipped) -> str:
     line = f"exported {shipped.n_kept} layers in {info['dtype']}: {info['hf_mb']:.1f} MiB HF folder"
     if info["gguf"] is not None:
         gguf_mb = info["files_bytes"][GGUF_NAME] / 2**20
-        line += f", {gguf_mb:.1f} MiB GGUF ({len(info['gguf']['requantised'])} tensors requantised)"
+        made = info["gguf"]["made"]
+        line += f", {gguf_mb:.1f} MiB GGUF ({made}; {len(info['gguf']['requantised'])} tensors written anew)"
     return line + (f"; registered {reg['name']} version {reg['version']}" if reg else "")
 
 

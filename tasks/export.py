@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from shapprune.config import ConfigError, Export
 from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, export_gguf
+from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
 from shapprune.models import DTYPES, load_model, resolve_source, save_model
 from shapprune.scoring import window_nll
 from tasks.shared.contracts import EvalSummary, read_json
@@ -32,17 +35,33 @@ def evaluation(path: Path) -> Evaluation:
     return Evaluation(dict(d.ppl), {t: (r.acc, r.acc_stderr, r.n) for t, r in d.zero_shot.items()})
 
 
-def gguf_source(spec: str, mode: str) -> Path | None:
-    """The source GGUF file to cut when ``export.gguf`` asks for one (``auto``: when there is one), else None."""
-    source = resolve_source(spec)
-    if source.gguf_file is None:
-        if mode == "true":
-            raise ConfigError(
-                f"export.gguf: true needs base.model to be a GGUF file (it is '{spec}'); set export.gguf: auto, "
-                "or convert data/export/model with llama.cpp's convert_hf_to_gguf.py"
-            )
+@dataclass(frozen=True)
+class GGUFPlan:
+    """How ``model.gguf`` is made: the source GGUF cut (``source`` set), or a conversion to ``qtype``."""
+
+    source: Path | None
+    qtype: str | None = None
+
+
+def gguf_plan(spec: str, mode: str, qtype: str, repaired: Path) -> GGUFPlan | None:
+    """Whether and how to write ``model.gguf`` (``export.gguf``; ``auto``: whenever one can be written here).
+
+    A GGUF source is cut; another source is converted when :func:`unsupported` allows it (the model's
+    ``config.json`` and ``tokenizer.json`` in ``repaired``). Decided before anything is written.
+    """
+    if mode == "false":
         return None
-    return Path(source.location) / source.gguf_file if mode != "false" else None
+    source = resolve_source(spec)
+    if source.gguf_file is not None:
+        return GGUFPlan(Path(source.location) / source.gguf_file)
+    config = json.loads((repaired / "config.json").read_text()) if (repaired / "config.json").is_file() else {}
+    reason = unsupported(config, repaired)
+    if reason is None:
+        return GGUFPlan(None, qtype)
+    if mode == "true":
+        raise ConfigError(f"export.gguf: true, but base.model '{spec}' is no GGUF and {reason}; {CONVERTER}")
+    print(f"export: no model.gguf ({reason}); {CONVERTER}")
+    return None
 
 
 @task(name="save-shippable", cache_policy=NO_CACHE)
@@ -61,6 +80,14 @@ def write_gguf(model: PreTrainedModel, source: Path, out: Path, kept: list[int],
     heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     extra = {"shapprune.dropped_layers": ",".join(map(str, dropped))}
     return export_gguf(source, out, kept, state, heads, extra)
+
+
+@task(name="convert-gguf", cache_policy=NO_CACHE)
+def convert_to_gguf(model: PreTrainedModel, folder: Path, out: Path, qtype: str, dropped: list[int]) -> GGUFExport:
+    """A model that came from no GGUF written as one, its matrices in ``qtype`` (tokenizer from ``folder``)."""
+    state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    extra = {"shapprune.dropped_layers": ",".join(map(str, dropped))}
+    return convert_gguf(state, model.config.to_dict(), folder, out, qtype, extra)
 
 
 @task(name="check-roundtrip", cache_policy=NO_CACHE)

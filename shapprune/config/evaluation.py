@@ -86,7 +86,10 @@ class Export(_Section):
     """The shippable model: the repaired weights in ``dtype`` with a card, a GGUF file, an MLflow registry entry."""
 
     dtype: Literal["bfloat16", "float16", "float32"] = Field(description="precision of the saved HF folder")
-    gguf: Literal["auto", "true", "false"] = Field(description="auto: write model.gguf when base.model is a GGUF")
+    gguf: Literal["auto", "true", "false"] = Field(description="auto: write model.gguf wherever it can be written")
+    gguf_type: Literal["F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"] = Field(
+        description="the matrices' type in a GGUF converted from a source that is no GGUF (a GGUF source keeps its own)"
+    )
     base_model: str | None = Field(description="the card's base_model (the source's hub id); null = base.model")
     registered_name: str | None = Field(description="MLflow registry name; null = shapprune-<base_model's name>")
     mlflow_max_mb: float = Field(ge=0, description="larger exports are logged by reference and not registered")

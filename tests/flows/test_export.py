@@ -75,7 +75,7 @@ def test_the_shipped_folder_is_bf16_with_a_card_and_gives_the_repaired_logits(ti
     assert front["base_model"] == "tiny/tiny-llama" and "repair-linear" in front["tags"]
     removed = ", ".join(map(str, pruning["dropped_layers"]))
     assert f"Removed layers** (0-based, of the source): {removed}\n" in card
-    assert info["dropped_layers"] == pruning["dropped_layers"] and info["gguf"] is None  # the source is no GGUF
+    assert info["dropped_layers"] == pruning["dropped_layers"]
     spent = pruning["llm_evaluations"]  # select: the scored masks plus select's own evaluations
     assert spent == 18 + tiny_pipeline.results["select"]["n_evaluations"]
     assert f"choosing the layers**: {spent}" in card
@@ -132,16 +132,42 @@ def test_over_the_size_limit_only_a_reference_is_logged(tiny_pipeline, tmp_path,
     assert "model/weights.json" in listed and "model/model.safetensors" not in listed
 
 
-def test_asking_for_a_gguf_of_a_model_that_is_no_gguf_is_one_line_naming_the_fix(tiny_pipeline):
-    from shapprune.config import ConfigError
-    from tasks.export import gguf_source
+GGUF_FILE = """
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained({folder!r}, gguf_file="model.gguf", dtype=torch.float32).eval()
+    assert model.config.num_hidden_layers == 4
+    with torch.no_grad():
+        logits = model(ids).logits
+    """
 
-    model = tiny_pipeline.params["base"]["model"]  # a save_pretrained folder
-    assert gguf_source(model, "auto") is None and gguf_source(model, "false") is None
+
+def test_a_source_that_is_no_gguf_gets_a_converted_one(tiny_pipeline, tmp_path):
+    """The tiny LLaMA (a save_pretrained folder) is written as a new GGUF, read back in a fresh process."""
+    root = tiny_pipeline.root
+    info = tiny_pipeline.results["export"]
+    assert info["gguf"]["made"] == "converted (Q8_0)" and info["gguf"]["n_blocks"] == 4
+    written = info["gguf"]["requantised"]
+    assert written["blk.0.ffn_down.weight"] == "Q8_0" and written["blk.0.attn_q.weight"] == "F16"  # 16-wide rows
+    _, reference = in_memory(root / "data" / "repaired")
+    logits = fresh_process_logits(GGUF_FILE.format(folder=str(root / "data" / "export")), tmp_path)
+    assert np.abs(logits - reference).max() < 0.05 * np.abs(reference).max()  # F16 and Q8_0 rounding only
+    assert abs(info["checks"]["gguf"]["nll"] - info["checks"]["fp32"]["nll"]) < 0.05
+
+
+def test_a_gguf_that_cannot_be_written_is_skipped_or_one_line_naming_the_fix(tiny_pipeline, tmp_path):
+    from shapprune.config import ConfigError
+    from tasks.export import gguf_plan
+
+    model, repaired = tiny_pipeline.params["base"]["model"], tiny_pipeline.root / "data" / "repaired"
+    assert gguf_plan(model, "auto", "Q8_0", repaired).qtype == "Q8_0"
+    assert gguf_plan(model, "false", "F16", repaired) is None
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert gguf_plan(model, "auto", "Q8_0", tmp_path) is None
     with pytest.raises(ConfigError) as err:  # raised before anything is written (stage_main: exit 2, one line)
-        gguf_source(model, "true")
-    assert str(err.value).startswith("export.gguf: true needs base.model to be a GGUF file")
-    assert "convert_hf_to_gguf" in str(err.value) and "\n" not in str(err.value)
+        gguf_plan(model, "true", "Q8_0", tmp_path)
+    assert str(err.value).startswith("export.gguf: true, but base.model")
+    assert "model_type 'gpt2'" in str(err.value) and "convert_hf_to_gguf" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 @pytest.fixture(scope="module")
