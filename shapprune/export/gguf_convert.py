@@ -46,6 +46,8 @@ def unsupported(config: Mapping, tokenizer_dir: Path) -> str | None:
     model_type = config.get("model_type")
     if model_type not in ARCHES:
         return f"no GGUF writer here for model_type '{model_type}' (only {', '.join(ARCHES)})"
+    if config.get("sliding_window") and config.get("use_sliding_window", True):
+        return "sliding-window attention is not written here (llama.cpp's llama architecture attends to all)"
     if _rope_type(config) != "default":
         return f"rope scaling '{_rope_type(config)}' is not written here"
     path = Path(tokenizer_dir) / "tokenizer.json"

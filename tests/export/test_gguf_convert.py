@@ -96,6 +96,9 @@ def test_what_cannot_be_written_is_refused_in_one_line(folder, tmp_path) -> None
     assert unsupported(GPT2Config().to_dict(), folder).startswith("no GGUF writer here for model_type 'gpt2'")
     scaled = _model().config.to_dict() | {"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
     assert "rope scaling 'llama3'" in unsupported(scaled | {"rope_parameters": None}, folder)
+    windowed = _model().config.to_dict() | {"model_type": "mistral", "sliding_window": 4096}
+    assert unsupported(windowed, folder).startswith("sliding-window attention")
+    assert unsupported(windowed | {"sliding_window": None}, folder) is None  # Mistral v0.2 on: full attention
     assert unsupported(tiny_llama().config.to_dict(), tmp_path) == f"no tokenizer.json in {tmp_path}"
     spec = json.loads((folder / "tokenizer.json").read_text())
     (tmp_path / "tokenizer.json").write_text(json.dumps(spec | {"model": {"type": "Unigram"}}))
