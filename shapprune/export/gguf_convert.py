@@ -21,7 +21,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from shapprune.export.gguf import LAYOUTS, PLAIN, GGUFExport, hf_names
+from shapprune.export.gguf import LAYOUTS, PLAIN, GGUFExport, _quantise, hf_names
 
 ARCHES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}  # transformers model_type -> GGUF architecture
 TYPES = ("F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")  # what gguf.quants can write
@@ -70,17 +70,6 @@ def _tokens(tokenizer_dir: Path, vocab_size: int) -> tuple[list[str], list[int],
     tokens = [by_id.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED)) for i in range(size)]
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
     return [t for t, _ in tokens], [int(k) for _, k in tokens], merges
-
-
-def _matrix(w: np.ndarray, qtype: gguf.GGMLQuantizationType) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
-    """A 2-D float32 weight in ``qtype``, or F16 where its rows do not fill ``qtype``'s blocks."""
-    if qtype == gguf.GGMLQuantizationType.F32:
-        return w, qtype
-    if w.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
-        qtype = gguf.GGMLQuantizationType.F16
-    if qtype == gguf.GGMLQuantizationType.F16:
-        return w.astype(np.float16), qtype
-    return gguf.quants.quantize(w, qtype), qtype
 
 
 def convert_gguf(
@@ -141,7 +130,7 @@ def convert_gguf(
         if w.ndim == 2:
             edge = name in EDGES and qtype in LOW_BIT
             kind = gguf.GGMLQuantizationType.Q8_0 if edge else wanted
-            data, written = _matrix(layout.to_gguf(name, w, (heads, kv_heads)), kind)
+            data, written = _quantise(layout.to_gguf(name, w, (heads, kv_heads)), kind)  # F16 if rows do not fit
         else:
             data, written = w, gguf.GGMLQuantizationType.F32
         writer.add_tensor(name, data, raw_dtype=written)
