@@ -11,7 +11,9 @@ repair stage's own fit (every repair window), beside SLEB's sets and any other m
     python -m bench.select_repair --fraction 0.334 --fit-windows 64
     python -m bench.repair --methods sleb --sets bench/results/select_repair_sets.csv --repairs none,linear
 
-writes ``bench/results/select_repair_sets.csv`` (``compare.csv``'s columns) and ``select_repair.json``.
+writes ``bench/results/<out>_sets.csv`` (``compare.csv``'s columns) and ``<out>.json``. ``--methods sleb``
+runs SLEB's greedy removal on the same repaired game instead (its full cost, rows ``sleb@<fit>``), so the
+two searches can be told apart from the game they search.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 import torch
 
 from shapprune.baselines.cost import sleb_cost
+from shapprune.baselines.sleb import game_order
 from shapprune.config import load_params
 from shapprune.estimators.budget import known_values
 from shapprune.models import load_model
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--fit-windows", type=int, default=64, help="repair windows behind the search's fits")
     parser.add_argument("--fit", default=None, help="map | refit (default: params.yaml's repair.fit)")
     parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: compare's)")
+    parser.add_argument("--methods", default="select", help="select and/or sleb (SLEB's greedy removal on this game)")
     parser.add_argument("--out", default="select_repair")
     args = parser.parse_args()
     params, paths = load_params(ROOT / "params.yaml"), Paths(ROOT)
@@ -57,8 +61,13 @@ def main() -> None:
     n_layers = game.n_players
     ks = sorted({round(r * n_layers) for r in params.compare.ratios})
     ks = [int(k) for k in args.ks.split(",")] if args.ks else ks
+    methods = args.methods.split(",")
+    if unknown := set(methods) - {"select", "sleb"}:
+        parser.error(f"--methods: unknown {sorted(unknown)}; choose from select, sleb")
     rows, began = [], time.perf_counter()
-    for k in ks:
+    if "sleb" in methods:
+        rows += sleb_rows(game, ks, fit, args.out)
+    for k in ks if "select" in methods else []:
         budget = max(1, int(args.fraction * sleb_cost(n_layers, k)))
         start, calls = time.perf_counter(), game.calls
         sel = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known_values(n_layers, full=1.0))
@@ -72,6 +81,8 @@ def main() -> None:
         print(rows[-1], flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(OUT / f"{args.out}_sets.csv", index=False)
+    if not rows:
+        return
     summary = {
         "args": vars(args),
         "fit": fit,
@@ -81,6 +92,24 @@ def main() -> None:
     }
     (OUT / f"{args.out}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+
+
+def sleb_rows(game: RepairedLayerGame, ks: list[int], fit: str, out: str) -> list[dict]:
+    """SLEB's greedy removal on the repaired game to ``max(ks)``: its nested set at each k, and what it cost."""
+    start, calls = time.perf_counter(), game.calls
+    order, values = game_order(game, max(ks))
+    seconds = round(time.perf_counter() - start, 1)
+    rows = [
+        {"method": f"sleb@{fit}", "n_drop": k, "dropped": " ".join(map(str, sorted(order[:k])))}
+        | {"budget": sleb_cost(game.n_players, k), "llm_evaluations": sleb_cost(game.n_players, k)}
+        | {"calls": game.calls - calls if k == max(ks) else sleb_cost(game.n_players, k)}
+        | {"calibration": values[k - 1], "seconds": seconds if k == max(ks) else None, "flags": ""}
+        for k in ks
+    ]  # fmt: skip
+    OUT.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(OUT / f"{out}_sets.csv", index=False)
+    print(*rows, sep="\n", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

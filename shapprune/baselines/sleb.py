@@ -14,7 +14,7 @@ from torch import nn
 from shapprune.baselines.base import LayerScores, check_n_drop
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.surgery import num_layers
-from shapprune.types import TokenWindows
+from shapprune.types import Game, TokenWindows
 
 
 def greedy_order(
@@ -40,6 +40,29 @@ def greedy_order(
         step_nll.append(float(means[best]))
         keep[candidates[best]] = False
     return order, step_nll, last
+
+
+def game_order(game: Game, n_drop: int) -> tuple[list[int], list[float]]:
+    """SLEB's greedy removal on any game: each step drops the layer whose removal keeps the highest value.
+
+    The removal order and the value after each step; ``sum(L - s for s < n_drop)`` calls of ``game`` (one per
+    candidate mask), so on a game that repairs each mask before scoring it this is SLEB on the repaired model.
+    """
+    n = game.n_players
+    check_n_drop(n_drop, n)
+    keep = np.ones(n, dtype=bool)
+    order: list[int] = []
+    values: list[float] = []
+    for _ in range(n_drop):
+        candidates = np.flatnonzero(keep)  # [c]
+        masks = np.repeat(keep[None], len(candidates), axis=0)  # [c, L]
+        masks[np.arange(len(candidates)), candidates] = False
+        utility = np.asarray(game(masks), dtype=float)  # [c]
+        best = int(np.argmax(utility))  # earliest layer on ties
+        order.append(int(candidates[best]))
+        values.append(float(utility[best]))
+        keep[candidates[best]] = False
+    return order, values
 
 
 def select(

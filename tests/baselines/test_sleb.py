@@ -7,7 +7,8 @@ import pytest
 
 from shapprune.baselines import layer_scores
 from shapprune.baselines.ppl import drop_one_nll
-from shapprune.baselines.sleb import greedy_order, select
+from shapprune.baselines.sleb import game_order, greedy_order, select
+from shapprune.game import AdditiveGame, LayerGame, PairwiseGame
 from shapprune.scoring import masked_nll
 
 
@@ -39,3 +40,23 @@ def test_sets_are_nested_scores_follow_the_order_and_runs_repeat(tiny_model, win
 def test_identity_layer_is_removed_first(identity_model, identity_text):
     order, _, _ = greedy_order(identity_model, identity_text, 2)
     assert order[0] == 2 and select(identity_model, identity_text, 1) == [2]
+
+
+def test_game_order_on_the_plain_game_is_sleb(tiny_model, windows):
+    game = LayerGame(tiny_model, windows, utility="neg_log_ppl", batch_size=2)
+    order, values = game_order(game, 3)
+    sleb_order, step_nll, _ = greedy_order(tiny_model, windows, 3, batch_size=2)
+    assert order == sleb_order and game.calls == 6 + 5 + 4
+    np.testing.assert_allclose(values, -np.asarray(step_nll), rtol=1e-12)
+
+
+def test_game_order_is_greedy_not_exhaustive():
+    """Additive: the lightest layers go first. With a synergy between 1 and 2, greedy is not the best pair."""
+    order, values = game_order(AdditiveGame(np.array([3.0, 1.0, 2.0, 5.0])), 2)
+    assert order == [1, 2] and values == [10.0, 8.0]
+    synergy = np.zeros((4, 4))
+    synergy[1, 2] = synergy[2, 1] = 5.0  # v(all) = 14 + 5; each of 1, 2 alone costs 6, both together 7
+    game = PairwiseGame(np.array([2.0, 1.0, 1.0, 10.0]), synergy)
+    order, values = game_order(game, 2)
+    assert order == [0, 1] and values == [17.0, 11.0]
+    assert game(np.array([[True, False, False, True]]))[0] == 12.0  # the pair greedy misses
