@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -289,11 +290,20 @@ def clean_copy(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def save_model(model: PreTrainedModel, tokenizer: object, out_dir: str | os.PathLike) -> Path:
-    """Write safetensors + config + tokenizer, loadable by plain ``AutoModelForCausalLM.from_pretrained``."""
+    """Write safetensors + config + tokenizer, loadable by plain ``AutoModelForCausalLM.from_pretrained``.
+
+    The configs' ``transformers_version`` (the library that wrote them, not the model) is left out, so the
+    folder's DVC hash does not change with the installed transformers release.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    for name in ("config.json", "generation_config.json"):
+        if (path := out / name).exists():
+            config = json.loads(path.read_text())
+            if config.pop("transformers_version", None) is not None:
+                path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
 
 

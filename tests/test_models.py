@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from shapprune.models import cpu_has_fast_bf16, describe_weights, load_model, resolve_source, slow_dtype_warning
+from shapprune.models import (
+    cpu_has_fast_bf16,
+    describe_weights,
+    load_model,
+    resolve_source,
+    save_model,
+    slow_dtype_warning,
+)
 from tasks.shared.runtime import hub_env
-from tests.conftest import SMOL_GGUF, project_params
+from tests.conftest import SMOL_GGUF, project_params, tiny_llama
 
 
 def test_packaged_and_local_models_need_no_hub_and_hub_ids_do(tmp_path):
@@ -141,3 +151,16 @@ def test_bf16_warns_only_on_a_cpu_known_to_emulate_it() -> None:
 )
 def test_the_weights_are_named_with_how_they_were_read(source: str, named: tuple[str, str]) -> None:
     assert describe_weights(source) == named
+
+
+def test_a_saved_model_does_not_name_the_transformers_release(tmp_path) -> None:
+    model = tiny_llama(n_layers=2, vocab_size=64).eval()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0}, unk_token="a")))
+    out = save_model(model, tokenizer, tmp_path / "m")
+    assert "transformers_version" not in json.loads((out / "config.json").read_text())
+    if (generation := out / "generation_config.json").exists():
+        assert "transformers_version" not in json.loads(generation.read_text())
+    ids = torch.tensor([[1, 2, 3]])
+    reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, model(ids).logits)
