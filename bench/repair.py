@@ -234,7 +234,7 @@ def main() -> None:
     command = "python -m bench.repair " + " ".join(
         f"--{k.replace('_', '-')} {v}"
         for k, v in vars(args).items()
-        if v is not None and k != "out" and not (k == "root" and _default_root(v))
+        if v is not None and not (k == "out" and v == "repair") and not (k == "root" and _default_root(v))
     )
     note = (
         f"Model: `{params.base.model}`; {args.dtype}; "
