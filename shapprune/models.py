@@ -292,17 +292,21 @@ def clean_copy(model: PreTrainedModel) -> PreTrainedModel:
 def save_model(model: PreTrainedModel, tokenizer: object, out_dir: str | os.PathLike) -> Path:
     """Write safetensors + config + tokenizer, loadable by plain ``AutoModelForCausalLM.from_pretrained``.
 
-    The configs' ``transformers_version`` (the library that wrote them, not the model) is left out, so the
-    folder's DVC hash does not change with the installed transformers release.
+    The configs' ``transformers_version`` (the library that wrote them, not the model) and the tokenizer
+    config's load-time flags (``local_files_only``, which follows ``HF_HUB_OFFLINE``, and ``is_local``) are
+    left out, so the folder's DVC hash changes neither with the installed transformers release nor with
+    the environment the model was loaded in.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    for name in ("config.json", "generation_config.json"):
+    dropped = {"config.json": ("transformers_version",), "generation_config.json": ("transformers_version",)}
+    dropped["tokenizer_config.json"] = ("local_files_only", "is_local")
+    for name, keys in dropped.items():
         if (path := out / name).exists():
             config = json.loads(path.read_text())
-            if config.pop("transformers_version", None) is not None:
+            if [config.pop(key) for key in keys if key in config]:
                 path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
 

@@ -164,3 +164,20 @@ def test_a_saved_model_does_not_name_the_transformers_release(tmp_path) -> None:
     reloaded = AutoModelForCausalLM.from_pretrained(out).eval()
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, model(ids).logits)
+
+
+def test_a_saved_model_does_not_depend_on_how_its_tokenizer_was_loaded(tmp_path) -> None:
+    """HF_HUB_OFFLINE makes transformers load with local_files_only=True, which it then saved into the folder."""
+    from transformers import AutoTokenizer
+
+    model = tiny_llama(n_layers=2, vocab_size=64).eval()
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0}, unk_token="a"))).save_pretrained(
+        tmp_path / "tok"
+    )
+    saved = []
+    for offline in (True, False):
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok", local_files_only=offline)
+        out = save_model(model, tokenizer, tmp_path / f"m{offline}")
+        saved.append({f.name: f.read_bytes() for f in out.iterdir()})
+        assert "local_files_only" not in json.loads((out / "tokenizer_config.json").read_text())
+    assert saved[0] == saved[1]
