@@ -2,7 +2,8 @@
 
 Writes ``data/export/model/`` (a ``save_pretrained`` folder in ``export.dtype`` with tokenizer, generation
 config and a model card ``README.md``), ``data/export/model.gguf`` (``export.gguf``: the source GGUF cut to
-the kept blocks, its quantisation kept; another source converted, its matrices in ``export.gguf_type``)
+the kept blocks, unchanged tensors in their quantisation, changed ones in ``export.gguf_changed``; another
+source converted, its matrices in ``export.gguf_type``)
 and ``data/metrics/export.json`` (sizes, and each file reloaded as a user would, checked against the fp32
 model on ``export.check_windows`` validation windows). In MLflow the folder becomes a ``transformers``-flavour
 model registered as a new version of ``export.registered_name``, unless it is over ``export.mlflow_max_mb``
@@ -61,7 +62,7 @@ def ship(stage: Stage) -> Shipped:
     licence, gguf = None, None
     if plan is not None:
         if source is not None:
-            shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped)
+            shipped_gguf = write_gguf(model, source, paths.export / GGUF_NAME, kept, dropped, cfg.gguf_changed)
         else:
             shipped_gguf = convert_to_gguf(model, paths.repaired, paths.export / GGUF_NAME, plan.qtype, dropped)
         files[GGUF_NAME], licence = shipped_gguf.bytes, shipped_gguf.license

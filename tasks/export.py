@@ -73,13 +73,15 @@ def save_shippable(model: PreTrainedModel, tokenizer: object, out: Path, dtype: 
 
 
 @task(name="write-gguf", cache_policy=NO_CACHE)
-def write_gguf(model: PreTrainedModel, source: Path, out: Path, kept: list[int], dropped: list[int]) -> GGUFExport:
-    """The source GGUF cut to the kept blocks, with the tensors the repair changed quantised again."""
+def write_gguf(
+    model: PreTrainedModel, source: Path, out: Path, kept: list[int], dropped: list[int], changed_type: str
+) -> GGUFExport:
+    """The source GGUF cut to the kept blocks; the tensors the repair changed are quantised again (``changed_type``)."""
     state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     config = model.config
     heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     extra = {"shapprune.dropped_layers": ",".join(map(str, dropped))}
-    return export_gguf(source, out, kept, state, heads, extra)
+    return export_gguf(source, out, kept, state, heads, extra, changed_type)
 
 
 @task(name="convert-gguf", cache_policy=NO_CACHE)

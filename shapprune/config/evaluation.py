@@ -90,6 +90,9 @@ class Export(_Section):
     gguf_type: Literal["F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"] = Field(
         description="the matrices' type in a GGUF converted from a source that is no GGUF (a GGUF source keeps its own)"
     )
+    gguf_changed: Literal["source", "F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"] = Field(
+        description="a cut GGUF's tensors that the repair changed: their source type (source) or this type"
+    )
     base_model: str | None = Field(description="the card's base_model (the source's hub id); null = base.model")
     registered_name: str | None = Field(description="MLflow registry name; null = shapprune-<base_model's name>")
     mlflow_max_mb: float = Field(ge=0, description="larger exports are logged by reference and not registered")

@@ -3,10 +3,12 @@
 The source file's metadata (tokenizer included) is copied; the kept blocks' tensors are renumbered
 ``blk.<i>`` -> ``blk.<position among the kept>``; the block count (and any per-block metadata array) is
 cut to the kept blocks. A tensor whose weights are those of the source (after transformers' own GGUF
-unpacking) is copied byte for byte; one that the repair changed is quantised again to the source
-tensor's type where the ``gguf`` package can quantise that type, else to ``Q8_0`` (or F16 where rows do
-not fit Q8_0 blocks). The weight layouts that transformers changes on load (LLaMA's rotary
-permutation of q/k, Gemma's norm offset of 1) are undone on the way back, in :data:`LAYOUTS`.
+unpacking) is copied byte for byte; one that the repair changed is quantised again, to ``changed_type``
+(``"source"``: the source tensor's own type), where the ``gguf`` package can quantise that type, else to
+``Q8_0`` (or F16 where rows do not fit Q8_0 blocks); a float32 tensor of the source (a norm) stays
+float32. A second rounding to a coarse source type (Q4_1) undoes most of a LoRA's small change, so the
+pipeline writes changed tensors in Q8_0 by default. The weight layouts that transformers changes on load
+(LLaMA's rotary permutation of q/k, Gemma's norm offset of 1) are undone on the way back, in :data:`LAYOUTS`.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def hf_names(state_names: Sequence[str], arch: str, n_blocks: int) -> dict[str, 
 
 
 def _quantise(w: np.ndarray, source_type: gguf.GGMLQuantizationType) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
-    """``w`` float32 (rows, cols) in the source's type where the gguf package can, else Q8_0, else F16."""
+    """``w`` float32 (rows, cols) in ``source_type`` where the gguf package can, else Q8_0, else F16."""
     if source_type == gguf.GGMLQuantizationType.F32:
         return w.astype(np.float32), source_type
     for qtype in (source_type, FALLBACK, gguf.GGMLQuantizationType.F16):
@@ -142,6 +144,16 @@ def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, arch: str, 
         writer.add_key_value(key, contents, vtype, sub_type=sub)
 
 
+def changed_tensor_type(source_type: gguf.GGMLQuantizationType, changed_type: str) -> gguf.GGMLQuantizationType:
+    """The type a changed tensor is written in: ``changed_type`` (a GGML type name), or ``"source"``'s own."""
+    if changed_type == "source" or source_type == gguf.GGMLQuantizationType.F32:
+        return source_type
+    try:
+        return gguf.GGMLQuantizationType[changed_type]
+    except KeyError:
+        raise ValueError(f"GGUF export: unknown tensor type '{changed_type}'; use source, F16, Q8_0, ...") from None
+
+
 def export_gguf(
     source: Path,
     out: Path,
@@ -149,13 +161,16 @@ def export_gguf(
     state: Mapping[str, np.ndarray] | None,
     heads: tuple[int, int],
     extra: Mapping[str, str] | None = None,
+    changed_type: str = "source",
 ) -> GGUFExport:
     """Write the GGUF of the model whose state dict is ``state`` (float32, blocks renumbered 0..K-1).
 
     ``kept``: the source blocks that model kept, in order; ``heads``: (attention heads, kv heads);
     ``extra``: string metadata to add (e.g. ``shapprune.dropped_layers``). ``state=None`` is a plain cut: the
-    kept blocks copied as they are, no model needed.
+    kept blocks copied as they are, no model needed. ``changed_type``: the type of the tensors that differ
+    from the source's (see the module docstring).
     """
+    changed_tensor_type(gguf.GGMLQuantizationType.Q4_0, changed_type)  # a bad name fails before any writing
     reader = gguf.GGUFReader(str(source))
     arch = architecture(reader)
     layout = LAYOUTS.get(arch, PLAIN)
@@ -196,7 +211,8 @@ def export_gguf(
             writer.add_tensor(name, tensor.data, raw_dtype=tensor.tensor_type)
             result.copied.append(name)
         else:
-            data, qtype = _quantise(layout.to_gguf(name, new, heads), tensor.tensor_type)
+            target = changed_tensor_type(tensor.tensor_type, changed_type)
+            data, qtype = _quantise(layout.to_gguf(name, new, heads), target)
             writer.add_tensor(name, data, raw_dtype=qtype)
             result.requantised[name] = qtype.name
     missing = sorted(set(to_hf.values()) - seen_hf - {"lm_head.weight"})  # a tied head has no tensor of its own

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from shapprune.export.gguf import LAYOUTS, _permute, _quantise, _unpermute, export_gguf
+from shapprune.export.gguf import LAYOUTS, _permute, _quantise, _unpermute, changed_tensor_type, export_gguf
 from shapprune.models import load_model, one_gguf_parse
 from shapprune.surgery import keep_layers
 from tests.conftest import SMOL_GGUF, smol_dir
@@ -116,3 +116,28 @@ def test_types_gguf_cannot_quantise_fall_back_to_q8_0_then_f16():
     assert qtype == gguf.GGMLQuantizationType.F16 and data.dtype == np.float16
     data, qtype = _quantise(w, gguf.GGMLQuantizationType.F32)
     assert qtype == gguf.GGMLQuantizationType.F32 and np.array_equal(data, w)
+
+
+def test_a_small_change_survives_q8_0_but_a_second_q4_1_rounding_loses_it():
+    """A LoRA-sized change (5 % of the weights' scale) of a Q4_1 source tensor: Q8_0 keeps it, Q4_1 does not."""
+    q4_1 = gguf.GGMLQuantizationType.Q4_1
+    rng = np.random.default_rng(0)
+    source = gguf.quants.dequantize(gguf.quants.quantize(rng.standard_normal((64, 256)).astype(np.float32), q4_1), q4_1)
+    delta = 0.05 * source.std() * rng.standard_normal(source.shape).astype(np.float32)  # [64, 256]
+    new = source + delta
+
+    def lost(changed_type: str) -> float:  # ||written - new|| / ||delta||: 0 keeps the change, ~1 or more loses it
+        data, qtype = _quantise(new, changed_tensor_type(q4_1, changed_type))
+        return float(np.linalg.norm(gguf.quants.dequantize(data, qtype) - new) / np.linalg.norm(delta))
+
+    assert lost("Q8_0") < 0.3 < 1.0 < lost("source")
+    assert lost("F16") < 0.01
+
+
+def test_changed_tensor_types():
+    types = gguf.GGMLQuantizationType
+    assert changed_tensor_type(types.Q4_1, "source") == types.Q4_1
+    assert changed_tensor_type(types.Q4_1, "Q8_0") == types.Q8_0
+    assert changed_tensor_type(types.F32, "Q8_0") == types.F32  # a norm stays float32
+    with pytest.raises(ValueError, match="unknown tensor type 'Q9'"):
+        changed_tensor_type(types.Q4_1, "Q9")
