@@ -6,8 +6,9 @@ each of the seven tasks; our scorer scores the same items; both on ``data/model`
 choices compared, the largest log-likelihood difference, and the items whose acc / acc_norm differ.
 
 Part 2, drift: our scorer on the first ``--drift-items`` items of each task at batch size 1 and at
-``--batch-size``, in bfloat16 (the scoring before ``evaluate.dtype: float32``) and in float32 (since):
-the largest log-likelihood change with the batch size and the items whose acc changes.
+``--batch-size``, in bfloat16 (the scoring before ``evaluate.dtype: float32``), in float32 (since) and in
+float64 (not a pipeline option): the largest log-likelihood change with the batch size, the items whose
+acc changes, and the time of the batched pass as a multiple of float32's, side by side in one run.
 
     python -m bench.lm_eval_agreement                     # after make repro (data/model); lm-eval installed
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,22 +74,27 @@ def agreement(model, tokenizer, n_items: int, batch_size: int) -> list[dict]:
 
 
 def drift(model_dir: Path, n_items: int, batch_size: int) -> list[dict]:
-    """Per dtype: the largest |log-likelihood| change between batch 1 and ``batch_size``, and acc flips."""
+    """Per dtype: the largest |log-likelihood| change between batch 1 and ``batch_size``, acc flips, seconds."""
     rows = []
-    for dtype in (torch.bfloat16, torch.float32):
+    for dtype in (torch.bfloat16, torch.float32, torch.float64):
         model, tokenizer = load_model(str(model_dir), dtype=dtype)
-        gap, flips, choices = 0.0, 0, 0
+        gap, flips, choices, seconds = 0.0, 0, 0, 0.0
         for task in TASKS:
             items = load_task(task, None, np.random.default_rng(0))[:n_items]
             one = score_items(model, tokenizer, items, batch_size=1)
+            began = time.perf_counter()
             many = score_items(model, tokenizer, items, batch_size=batch_size)
+            seconds += time.perf_counter() - began
             a, b = by_choice(one), by_choice(many)
             gap = max(gap, max(abs(a[k] - b[k]) for k in a))
             flips += int((item_hits(one, items)[0] != item_hits(many, items)[0]).sum())
             choices += len(a)
         rows.append({"dtype": str(dtype).removeprefix("torch."), "choices": choices, "max_abs_loglik_change": gap,
-                     "acc_items_changed": flips, "items": n_items * len(TASKS)})  # fmt: skip
+                     "acc_items_changed": flips, "items": n_items * len(TASKS), "batched_s": seconds})  # fmt: skip
         del model
+    fp32 = next(r["batched_s"] for r in rows if r["dtype"] == "float32")
+    for r in rows:
+        r["time_vs_float32"] = r["batched_s"] / fp32
     return rows
 
 
@@ -131,13 +138,13 @@ def main() -> None:
         f"Batch-size drift: our scorer on the first {args.drift_items} items of each task at batch 1 and at batch "
         f"{args.batch_size}, same model:",
         "",
-        "| dtype | choices | largest log-likelihood change | items whose acc changes |",
-        "|---|---:|---:|---:|",
+        "| dtype | choices | largest log-likelihood change | items whose acc changes | batched pass, time vs float32 |",
+        "|---|---:|---:|---:|---:|",
     ]
     for r in moved:
         lines.append(
             f"| {r['dtype']} | {r['choices']} | {r['max_abs_loglik_change']:.1e} | "
-            f"{r['acc_items_changed']} of {r['items']} |"
+            f"{r['acc_items_changed']} of {r['items']} | {r['time_vs_float32']:.2f}x |"
         )
     OUT.mkdir(exist_ok=True)
     (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
