@@ -24,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shapprune.config import load_params
-from shapprune.export.gguf import export_gguf
+from shapprune.export.gguf import attention_heads, export_gguf
 from shapprune.models import one_gguf_parse, resolve_source
 from shapprune.scoring import window_nll
 from tasks.shared.artifacts import read_windows
@@ -59,8 +59,7 @@ def main() -> None:
     windows = {c: read_windows(paths.eval_windows(c))[: args.windows] for c in params.prepare_data.eval_corpora}
 
     repaired = AutoModelForCausalLM.from_pretrained(paths.repaired, dtype=torch.float32)
-    config = repaired.config
-    heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    heads = attention_heads(repaired.config)
     state = {k: v.detach().float().numpy() for k, v in repaired.state_dict().items()}
     rows = [{"model": f"fp32 repaired ({method}; what evaluate measured)", "mib": None, "written": None}]
     rows[0]["ppl"] = held_out_ppl(repaired, windows)

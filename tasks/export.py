@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from shapprune.config import ConfigError, Export
 from shapprune.export.card import CardFacts, Evaluation, model_card
-from shapprune.export.gguf import GGUFExport, export_gguf
+from shapprune.export.gguf import GGUFExport, attention_heads, export_gguf
 from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
 from shapprune.models import DTYPES, load_model, resolve_source, save_model
 from shapprune.scoring import window_nll
@@ -78,8 +78,7 @@ def write_gguf(
 ) -> GGUFExport:
     """The source GGUF cut to the kept blocks; the tensors the repair changed are quantised again (``changed_type``)."""
     state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-    config = model.config
-    heads = (config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    heads = attention_heads(model.config)
     extra = {"shapprune.dropped_layers": ",".join(map(str, dropped))}
     return export_gguf(source, out, kept, state, heads, extra, changed_type)
 

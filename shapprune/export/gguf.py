@@ -144,6 +144,11 @@ def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, arch: str, 
         writer.add_key_value(key, contents, vtype, sub_type=sub)
 
 
+def attention_heads(config: object) -> tuple[int, int]:
+    """``(query heads, key/value heads)`` of a transformers config (no ``num_key_value_heads``: the same)."""
+    return config.num_attention_heads, getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
 def changed_tensor_type(source_type: gguf.GGMLQuantizationType, changed_type: str) -> gguf.GGMLQuantizationType:
     """The type a changed tensor is written in: ``changed_type`` (a GGML type name), or ``"source"``'s own."""
     if changed_type == "source" or source_type == gguf.GGMLQuantizationType.F32:
