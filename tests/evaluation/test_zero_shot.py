@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -143,6 +144,15 @@ def test_scores_do_not_depend_on_batch_size(model, smol_tokenizer) -> None:
     one = zs.score_items(model, smol_tokenizer, ITEMS, batch_size=1)
     many = zs.score_items(model, smol_tokenizer, ITEMS, batch_size=16)
     np.testing.assert_allclose(one["loglik"], many["loglik"], rtol=1e-5)
+
+
+def test_float64_scores_move_less_than_1e_5_nats_with_the_batch(model, smol_tokenizer) -> None:
+    """evaluate.dtype: float64: an item's log-likelihood is the same at batch 1 and 16 to 1e-5 nats, absolute."""
+    wide = copy.deepcopy(model).to(torch.float64)
+    one = zs.score_items(wide, smol_tokenizer, ITEMS, batch_size=1)
+    many = zs.score_items(wide, smol_tokenizer, ITEMS, batch_size=16)
+    np.testing.assert_allclose(one["loglik"], many["loglik"], rtol=0, atol=1e-5)
+    assert next(model.parameters()).dtype == torch.float32  # the fixture is left as it was
 
 
 def test_long_context_is_truncated_from_the_left(model, smol_tokenizer) -> None:

@@ -60,9 +60,12 @@ def test_model_download_retries_only_on_errors_a_retry_can_fix():
     assert _retry_unless_bad_input(None, None, _State(ValueError("base.model: package 'x' is not installed"))) is False
 
 
-@pytest.mark.parametrize(("evaluate_dtype", "expected"), [("float32", "torch.float32"), ("base", "torch.bfloat16")])
+@pytest.mark.parametrize(
+    ("evaluate_dtype", "expected"),
+    [("float32", "torch.float32"), ("float64", "torch.float64"), ("base", "torch.bfloat16")],
+)
 def test_the_evaluation_dtype_overrides_base_dtype(saved, smol_tokenizer, tmp_path, evaluate_dtype, expected):
-    """evaluate.dtype: float32 scores in fp32 whatever base.dtype (batch-independent results); base keeps it."""
+    """evaluate.dtype: float32 / float64 score in that precision whatever base.dtype; base keeps base.dtype."""
     saved = shutil.copytree(saved, tmp_path / "model")
     smol_tokenizer.save_pretrained(saved)
     params = project_params({"base": {"dtype": "bfloat16", "device": "cpu"}, "evaluate": {"dtype": evaluate_dtype}})
