@@ -25,7 +25,8 @@ from transformers import AutoModelForCausalLM
 
 from shapprune.config import load_params
 from shapprune.export.gguf import attention_heads, export_gguf
-from shapprune.models import one_gguf_parse, resolve_source
+from shapprune.model_source import resolve_source
+from shapprune.models import one_gguf_parse
 from shapprune.scoring import window_nll
 from tasks.shared.artifacts import read_windows
 from tasks.shared.paths import Paths

@@ -25,7 +25,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from shapprune.config import load_params
-from shapprune.models import resolve_source
+from shapprune.model_source import resolve_source
 from shapprune.scoring import window_nll
 from tasks.shared.artifacts import read_windows
 from tasks.shared.paths import Paths

@@ -19,7 +19,8 @@ from shapprune.config import ConfigError, Export
 from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, attention_heads, export_gguf
 from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
-from shapprune.models import DTYPES, load_model, resolve_source, save_model
+from shapprune.model_source import resolve_source
+from shapprune.models import DTYPES, load_model, save_model
 from shapprune.scoring import window_nll
 from tasks.shared.contracts import EvalSummary, read_json
 from tasks.shared.paths import Paths

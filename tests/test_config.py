@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from shapprune.config import ConfigError, load_params, parse_params
-from shapprune.models import resolve_source
+from shapprune.model_source import resolve_source
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())

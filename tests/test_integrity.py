@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from shapprune.integrity import CorruptModelError, check_gguf, check_model_dir
-from shapprune.models import gguf_fix, load_model
+from shapprune.model_source import gguf_fix
+from shapprune.models import load_model
 from tests.conftest import SMOL_GGUF, smol_dir, tiny_llama
 
 

@@ -10,14 +10,8 @@ import torch
 from tokenizers import Tokenizer, models
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from shapprune.models import (
-    cpu_has_fast_bf16,
-    describe_weights,
-    load_model,
-    resolve_source,
-    save_model,
-    slow_dtype_warning,
-)
+from shapprune.model_source import resolve_source
+from shapprune.models import cpu_has_fast_bf16, describe_weights, load_model, save_model, slow_dtype_warning
 from tasks.shared.runtime import hub_env
 from tests.conftest import SMOL_GGUF, project_params, tiny_llama
 

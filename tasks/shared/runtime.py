@@ -115,7 +115,7 @@ class Stage:
 def hub_env(params: Params) -> None:
     """``HF_HUB_OFFLINE=1`` unless ``base.model`` is a hub id (a user's own setting always wins): the packaged
     default and local models never wait on a network, a hub model downloads."""
-    from shapprune.models import resolve_source
+    from shapprune.model_source import resolve_source
 
     try:
         needs_hub = resolve_source(params.base.model).needs_hub
