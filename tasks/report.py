@@ -106,9 +106,9 @@ def repair_line(repair: dict) -> str:
     parts = [f"Repair: **{repair['method']}** on {repair['windows']} calibration-source windows"]
     linear, lora = repair.get("linear"), repair.get("lora")
     if linear:
-        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"]) or "none"
+        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"])
         what = "seam projections refitted" if linear.get("fit") == "refit" else "linear maps"
-        parts.append(f"{what} for the runs {runs} ({linear['seconds']:.0f} s)")
+        parts.append(f"{what} for the runs {runs} ({linear['seconds']:.0f} s)" if runs else "no linear map merged")
         parts += [f"run {r['start']}-{r['stop'] - 1} left unrepaired: {r['reason']}" for r in linear["skipped"]]
     if lora:
         parts.append(f"LoRA {lora['steps']} steps, {lora['tokens']:,} tokens ({lora['seconds']:.0f} s)")

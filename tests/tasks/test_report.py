@@ -39,6 +39,17 @@ def test_repair_line_names_the_linear_fit_that_ran(fit: str, words: str):
     )
 
 
+def test_repair_line_says_so_when_no_linear_map_could_be_merged():
+    """Gemma: a norm follows each MLP, every run is refused, only LoRA heals."""
+    linear = {"fit": "refit", "seconds": 0.4, "repaired": [], "skipped": [{"start": 7, "stop": 10, "reason": "a norm"}]}
+    lora = {"steps": 64, "tokens": 65536, "seconds": 617.3}
+    line = repair_line({"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0})
+    assert line == (
+        "Repair: **linear+lora** on 256 calibration-source windows; no linear map merged; "
+        "run 7-9 left unrepaired: a norm; LoRA 64 steps, 65,536 tokens (617 s); 0 parameters added."
+    )
+
+
 MODEL = {"n_layers": 30, "parameters": 134515008}
 
 
