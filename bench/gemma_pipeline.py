@@ -5,7 +5,7 @@ and the CPU sizes below in the clone's params.yaml, runs ``dvc repro`` there and
 (reports/summary.md, reports/compare.md, data/metrics/*.json, data/compare/compare.csv) to
 ``bench/results/gemma_pipeline/``. The workspace keeps the default model's results.
 
-    python -m bench.gemma_pipeline                          # clone, run (about 1.5 h here), collect
+    python -m bench.gemma_pipeline                          # clone, run (72 min on a 2-core CPU), collect
     python -m bench.gemma_pipeline --collect-only --root R  # copy the reports of a run already made in R
 
 The sizes, against the defaults: 300 masks (the same masks per layer as 500 for 30 layers), 32 held-out
