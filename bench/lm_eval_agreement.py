@@ -7,7 +7,7 @@ choices compared, the largest log-likelihood difference, and the items whose acc
 
 Part 2, drift: our scorer on the first ``--drift-items`` items of each task at batch size 1 and at
 ``--batch-size``, in bfloat16 (the scoring before ``evaluate.dtype: float32``), in float32 (since) and in
-float64 (not a pipeline option): the largest log-likelihood change with the batch size, the items whose
+float64 (`evaluate.dtype: float64`): the largest log-likelihood change with the batch size, the items whose
 acc changes, and the time of the batched pass as a multiple of float32's, side by side in one run.
 
     python -m bench.lm_eval_agreement                     # after make repro (data/model); lm-eval installed
