@@ -10,6 +10,8 @@ makes a run cheaper in the count). Cost is reported as LLM evaluations and as la
 
     python -m bench.select_budget        # bench/results/select_budget.{md,csv,png}: k = 3, 6, 9 of 30
     python -m bench.select_budget --project ../gemma --tag gemma   # another project copy's model and windows
+    python -m bench.select_budget --tag gemma --project ../gemma --min-blocks 0   # a non-default BudgetPlan:
+    #   results in select_budget_gemma_min_blocks0.*, the same value caches
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from shapprune.estimators.budget import known_values, mask_key
 from shapprune.game import LayerGame
 from shapprune.models import load_model
 from shapprune.scoring import window_nll
-from shapprune.select import budgeted_select
+from shapprune.select import BudgetPlan, budgeted_select
 from shapprune.surgery import kept_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.runtime import Stage
@@ -90,8 +92,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--project", default=".", help="the project copy whose data/model and windows are used")
     parser.add_argument("--tag", default="", help="suffix of the result and cache files (e.g. gemma)")
+    parser.add_argument("--min-blocks", type=int, default=None, help="BudgetPlan.min_blocks (default: the plan's)")
+    parser.add_argument("--min-width", type=int, default=None, help="BudgetPlan.min_width (default: the plan's)")
     args = parser.parse_args()
-    name = "select_budget" + (f"_{args.tag}" if args.tag else "")
+    name = "select_budget" + (f"_{args.tag}" if args.tag else "")  # the value caches' name
+    changes = {f: v for f, v in (("min_blocks", args.min_blocks), ("min_width", args.min_width)) if v is not None}
+    plan = BudgetPlan(**changes)
+    out = name + "".join(f"_{f}{v}" for f, v in changes.items())  # the results' name
     stage = Stage.open("select", args.project)
     params = load_params(Path(args.project) / "params.yaml")
     model, _ = load_model(str(stage.paths.model), dtype=torch.float32, device="cpu")
@@ -104,7 +111,7 @@ def main() -> None:
     full_ppl = game.game.full.perplexity
     order = sleb(game, max(drops))
     rows = []
-    held = CACHES / f"{name}_heldout.json"
+    held = CACHES / f"{name}_heldout.json"  # the caches are shared by every plan
     ppl_cache = json.loads(held.read_text()) if held.is_file() else {}  # "3 4 5" -> {corpus: ppl}
 
     def record(k: int, method: str, fraction: float, dropped: list[int], evals: int, kept: int, note: str) -> None:
@@ -121,7 +128,7 @@ def main() -> None:
              "note": note}
         )  # fmt: skip
         print(rows[-1], flush=True)
-        pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)
+        pd.DataFrame(rows).to_csv(RESULTS / f"{out}.csv", index=False)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     for k in drops:
@@ -130,21 +137,31 @@ def main() -> None:
         record(k, "SLEB", 1.0, sorted(order[:k]), cost, sleb_kept, "")
         for fraction in FRACTIONS:
             budget = int(fraction * cost)
-            sel = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known_values(n_layers, full=1.0))
+            known = known_values(n_layers, full=1.0)
+            sel = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known, plan=plan)
             note = sel.notes[k]
             flags = [name for name in ("reduced", "still_improving", "close", "local_optimum") if note[name]]
             record(k, "select (budgeted)", fraction, sel.chosen[k].dropped, sel.costs[k].evaluations,
                    sel.costs[k].kept_layers, " ".join(flags))  # fmt: skip
             rows[-1]["budget"] = budget
     df = pd.DataFrame(rows)
-    df.to_csv(RESULTS / f"{name}.csv", index=False)
+    df.to_csv(RESULTS / f"{out}.csv", index=False)
     model_name = f"{params.export.base_model or params.base.model}, {n_layers} layers"
     command = "python -m bench.select_budget" + (f" --project <copy> --tag {args.tag}" if args.tag else "")
-    write_report(df, full_ppl, corpora, tokens, name, model_name, command)
+    command += "".join(f" --{f.replace('_', '-')} {v}" for f, v in changes.items())
+    plan_note = f" Search plan: `BudgetPlan({', '.join(f'{f}={v}' for f, v in changes.items())})`." if changes else ""
+    write_report(df, full_ppl, corpora, tokens, out, model_name, command, plan_note)
 
 
 def write_report(
-    df: pd.DataFrame, full_ppl: float, corpora: list[str], tokens: int, name: str, model_name: str, command: str
+    df: pd.DataFrame,
+    full_ppl: float,
+    corpora: list[str],
+    tokens: int,
+    name: str,
+    model_name: str,
+    command: str,
+    plan_note: str = "",
 ) -> None:
     """``<name>.md`` (the table) and ``<name>.png`` (held-out PPL against budget, per k)."""
     import matplotlib
@@ -160,7 +177,8 @@ def write_report(
         f"Layer-token forwards = kept layers x {tokens} tokens per evaluation. Budgeted runs reuse no scored "
         "masks. Notes: `reduced` (the budget did not hold the lazy greedy pass: more budget may change the set), "
         "`still_improving` (the last swaps still improved), "
-        "`close` (runner-up within 1 % perplexity), `local_optimum` (every single swap measured, none better).",
+        "`close` (runner-up within 1 % perplexity), `local_optimum` (every single swap measured, none better)."
+        + plan_note,
         "",
         "| k | method | budget | LLM evaluations | layer-token forwards (M) | dropped | calibration PPL | "
         + " | ".join(f"PPL {c}" for c in corpora)

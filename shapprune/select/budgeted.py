@@ -4,11 +4,13 @@ For each ``k`` (in increasing order, each with a share of the budget proportiona
 spend on it) the search runs these phases, each only as far as the share allows:
 
 1. a scan of contiguous blocks of ``k`` layers (every start, or every ``s``-th start followed by the
-   starts around the best one when a full scan would take more than ``block_share`` of the share);
+   starts around the best one when a full scan would take more than its allowance: ``block_share`` of the
+   share, or less, down to ``min_blocks`` evaluations, when that would leave no room for step 2 at
+   ``min_width``; the scan never spends more than its allowance);
 2. when what is left holds the leave-one-out pass (drop one layer at a time: SLEB's first step, ``L``
-   evaluations) and 3 or more candidates per later step: **lazy greedy removal**, SLEB with each step
-   measuring only the ``greedy_width`` kept layers whose last measured marginal value was best (SLEB
-   measures all of them); else the leave-one-out pass alone, when it leaves ``min_swaps`` evaluations;
+   evaluations) and ``min_width`` or more candidates per later step: **lazy greedy removal**, SLEB with
+   each step measuring only the ``greedy_width`` kept layers whose last measured marginal value was best
+   (SLEB measures all of them); else the leave-one-out pass alone, when it leaves ``min_swaps`` evaluations;
 3. hill climbing by swap moves (exchange one dropped layer for one kept layer) from the best measured
    set: every move is ranked by a ridge model of the log-utility fitted on everything measured so far
    (one feature per dropped layer and per pair of adjacent dropped layers), the ``batch`` best unmeasured
@@ -41,8 +43,11 @@ from shapprune.types import Game, Mask, Utility
 class BudgetPlan:
     """How a budgeted search spends each ``k``'s share."""
 
-    greedy_width: int = 4  # lazy greedy: candidates measured per step after the first (3 at least, or no greedy)
-    block_share: float = 0.6  # at most this fraction of a k's share on the coarse block scan
+    greedy_width: int = 4  # lazy greedy: candidates measured per step after the first
+    min_width: int = 2  # the narrowest lazy greedy worth running (narrower: the leave-one-out pass alone)
+    block_share: float = 0.6  # at most this fraction of a k's share on the coarse block scan, and
+    shrink_blocks: bool = True  # less (down to min_blocks) when that fraction leaves no room for the lazy greedy
+    min_blocks: int = 4  # the scan's floor: below it the scan keeps block_share and the lazy greedy is skipped
     min_swaps: int = 8  # the leave-one-out pass runs only if it leaves this many evaluations for swaps
     batch: int = 4  # swap moves measured per hill-climbing step
     ridge: float = 1e-2  # ridge penalty of the move-ranking model
@@ -51,8 +56,10 @@ class BudgetPlan:
     def __post_init__(self) -> None:
         if not 0 < self.block_share <= 1:
             raise ValueError(f"select: block_share must be in (0, 1], got {self.block_share}")
-        if self.batch < 1 or self.min_swaps < 0:
-            raise ValueError("select: batch must be at least 1 and min_swaps at least 0")
+        if not 1 <= self.min_width <= self.greedy_width:
+            raise ValueError(f"select: min_width must be in [1, greedy_width], got {self.min_width}")
+        if self.batch < 1 or self.min_swaps < 0 or self.min_blocks < 0:
+            raise ValueError("select: batch must be at least 1, min_swaps and min_blocks at least 0")
 
 
 def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int, int]:
@@ -108,10 +115,12 @@ class _Spend:
         v = np.asarray(values, dtype=np.float64)
         return np.log(np.maximum(v, 1e-30)) if self.log_utility else v
 
-    def measure(self, masks: Mask) -> int:
-        """Measure the first rows of ``masks`` that fit in what is left; returns how many new evaluations."""
+    def measure(self, masks: Mask, limit: int | None = None) -> int:
+        """Measure the first unknown rows of ``masks`` that fit in what is left (and in ``limit``); returns how
+        many new evaluations."""
         known = self.game.free_values()
-        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())[: max(self.left(), 0)]
+        room = max(self.left(), 0) if limit is None else max(min(self.left(), limit), 0)
+        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())[:room]
         if fresh:
             self.game(np.stack(fresh))
         return len(fresh)
@@ -137,14 +146,30 @@ def _block_scan(spend: _Spend, n_layers: int, k: int, cap: int) -> None:
         return
     stride = math.ceil(len(blocks) / max(cap - 1, 1))
     starts = sorted({*range(0, len(blocks), stride), len(blocks) - 1})
-    spend.measure(blocks[starts][: max(cap, 1)])
+    start = spend.game.n_evaluations
+    spend.measure(blocks[starts], limit=max(cap, 1))
     values = spend.game.free_values()
     measured = [s for s in range(len(blocks)) if mask_key(blocks[s]) in values]
     if not measured:
         return
     best = max(measured, key=lambda s: (spend.target([values[mask_key(blocks[s])]])[0], -s))
     around = sorted(range(max(best - stride + 1, 0), min(best + stride, len(blocks))), key=lambda s: (abs(s - best), s))
-    spend.measure(blocks[around])
+    spend.measure(blocks[around], limit=cap - (spend.game.n_evaluations - start))
+
+
+def _block_cap(plan: BudgetPlan, share: int, k: int, singles_cost: int) -> int:
+    """Evaluations for the block scan: ``block_share`` of the share, or (``shrink_blocks``) less, down to
+    ``min_blocks``, so that a lazy greedy pass of ``min_width`` or wider still fits after it."""
+    cap = max(int(plan.block_share * share), 1)
+    if not plan.shrink_blocks or k == 1:
+        return cap
+    for width in range(plan.greedy_width, plan.min_width - 1, -1):
+        room = share - singles_cost - (k - 1) * width  # what the greedy pass of this width leaves for blocks
+        if room >= cap:
+            return cap
+        if room >= plan.min_blocks:
+            return room
+    return cap
 
 
 def lazy_greedy(spend: _Spend, n_layers: int, k: int, width: int) -> list[int]:
@@ -229,11 +254,13 @@ def budgeted_select(
         share = sleb_shares(budget - spend.game.n_evaluations, rest, n_layers)[k]
         spend.limit = spend.game.n_evaluations + share
         before = spend.game.n_evaluations, len(spend.game.scored()[1])
-        _block_scan(spend, n_layers, k, max(int(plan.block_share * share), 1))
-        phases = ["blocks"]
         singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
+        cap = _block_cap(plan, share, k, spend.game.cost(singles))
+        if cap:
+            _block_scan(spend, n_layers, k, cap)
+        phases = ["blocks"] if cap else []
         width = 0 if k == 1 else min(plan.greedy_width, (spend.left() - spend.game.cost(singles)) // (k - 1))
-        if width >= 3:
+        if width >= plan.min_width:
             lazy_greedy(spend, n_layers, k, width)
             phases.append(f"lazy greedy (width {width})")
         elif k > 1 and spend.left() - spend.game.cost(singles) >= plan.min_swaps:
@@ -247,14 +274,15 @@ def budgeted_select(
             raise ValueError(f"select.budget: {budget} evaluations measured no set of {k} layers; raise the budget")
         order = np.lexsort((np.arange(len(y)), -y))
         margin = float(y[order[0]] - y[order[1]]) if len(y) > 1 else math.inf
+        reduced = k > 1 and width < plan.min_width
         notes[k] = {
             "phases": phases + ["swaps"],
             "margin": margin,
             "close": margin < plan.close,
             "still_improving": improved,
             "local_optimum": optimum,
-            "reduced": k > 1 and width < 3,  # the share did not hold the lazy greedy pass
-            "larger_budget_may_change": bool(improved or margin < plan.close or (k > 1 and width < 3)) and not optimum,
+            "reduced": reduced,  # the share did not hold the lazy greedy pass
+            "larger_budget_may_change": bool(improved or margin < plan.close or reduced) and not optimum,
         }
         values = spend.game.free_values()
         for row in order:  # every measured set of k layers, best first

@@ -72,7 +72,7 @@ def test_the_ranker_recovers_an_additive_model_with_adjacency():
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])
-@pytest.mark.parametrize("fraction", [1 / 4, 1 / 3, 1.0])
+@pytest.mark.parametrize("fraction", [1 / 4, 1 / 3, 1 / 2, 1.0])
 def test_finds_the_exhaustive_best_within_a_fraction_of_slebs_cost(k, fraction):
     game = block_plus_singles()
     budget = int(fraction * sleb_cost(game.n_players, k))
@@ -150,3 +150,27 @@ def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
     narrow.limit = 10**6
     lazy_greedy(narrow, 10, 4, width=3)
     assert narrow.game.n_evaluations <= 10 + 3 * 3  # the first step, then 3 candidates a step
+
+
+@pytest.mark.parametrize("cap", [1, 3, 6, 10])
+def test_the_block_scan_keeps_to_its_allowance(cap):
+    from shapprune.estimators.budget import BudgetedGame
+    from shapprune.select.budgeted import _block_scan, _Spend
+
+    spend = _Spend(BudgetedGame(BlockGame(np.linspace(0.1, 1.0, 30), 0.2), 100), log_utility=True)
+    spend.limit = 100
+    _block_scan(spend, 30, 3, cap)  # 28 blocks: a strided scan, then the starts around the best one
+    assert 1 <= spend.game.n_evaluations <= cap
+
+
+def test_the_block_scan_shrinks_so_that_lazy_greedy_fits():
+    from shapprune.select.budgeted import _block_cap
+
+    plan = BudgetPlan()  # block_share 0.6, greedy_width 4, min_width 2, min_blocks 4
+    assert _block_cap(plan, 100, 5, 18) == 60  # room for both: the usual allowance
+    assert _block_cap(plan, 40, 5, 18) == 40 - 18 - 4 * 4  # the widest greedy that leaves 4 blocks or more
+    assert _block_cap(plan, 26, 5, 18) == 15  # no greedy leaves 4 blocks: the scan keeps its allowance
+    assert _block_cap(BudgetPlan(min_blocks=0), 26, 5, 18) == 0
+    assert _block_cap(BudgetPlan(shrink_blocks=False), 40, 5, 18) == 24
+    sel = budgeted_select(BlockGame(np.linspace(0.1, 1.0, 18), 0.2), [5], 40, np.random.default_rng(0))
+    assert sel.notes[5]["phases"][:2] == ["blocks", "lazy greedy (width 4)"] and sel.n_evaluations <= 40
