@@ -35,6 +35,7 @@ from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.candidates import Candidate
+from shapprune.select.moves import fit_ranker, swaps
 from shapprune.select.result import Cost, Selection
 from shapprune.types import Game, Mask, Utility
 
@@ -71,35 +72,6 @@ def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int,
     for k in sorted(ks, reverse=True)[: budget - sum(shares.values())]:
         shares[k] += 1
     return shares
-
-
-def features(masks: Mask) -> np.ndarray:
-    """Move-ranking features: dropped layers and adjacent dropped pairs, ``float[n, 2L - 1]``."""
-    dropped = ~np.asarray(masks, dtype=bool)  # [n, L]
-    return np.concatenate([dropped, dropped[:, 1:] & dropped[:, :-1]], axis=1).astype(np.float64)
-
-
-def fit_ranker(masks: Mask, targets: np.ndarray, ridge: float):
-    """Ridge regression of ``targets`` on :func:`features` with an intercept; returns ``predict(masks)``."""
-    x = features(masks)  # [n, F]
-    mean_x, mean_y = x.mean(axis=0), float(targets.mean())
-    xc = x - mean_x
-    coef = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ (targets - mean_y))  # [F]
-
-    def predict(candidates: Mask) -> np.ndarray:
-        return (features(candidates) - mean_x) @ coef + mean_y
-
-    return predict
-
-
-def swaps(mask: np.ndarray) -> Mask:
-    """Every mask that exchanges one dropped layer of ``mask`` for one kept layer: ``bool[k (L - k), L]``."""
-    dropped, kept = np.flatnonzero(~mask), np.flatnonzero(mask)
-    out = np.repeat(mask[None], len(dropped) * len(kept), axis=0)
-    rows = np.arange(len(out))
-    out[rows, np.repeat(dropped, len(kept))] = True
-    out[rows, np.tile(kept, len(dropped))] = False
-    return out
 
 
 class _Spend:

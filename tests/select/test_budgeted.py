@@ -10,7 +10,7 @@ import pytest
 from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import known_values, mask_key
 from shapprune.select import BudgetPlan, budgeted_select, sleb_shares
-from shapprune.select.budgeted import fit_ranker, swaps
+from shapprune.select.moves import fit_ranker, swaps
 
 
 class BlockGame:
