@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from transformers import AutoConfig, AutoTokenizer
 
-from tasks.prepare_data import build_windows
+from tasks.prepare_data import build_windows, repair_text
 from tasks.shared.artifacts import write_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.runtime import Stage, stage_main
@@ -20,9 +20,10 @@ def prepare_data(root: str = ".") -> dict:
         context = getattr(AutoConfig.from_pretrained(stage.paths.model), "max_position_embeddings", None)
         calib, evals, counts = build_windows(cfg, tokenizer, stage.params.base.seed, context)
         write_windows(calib["calibration"], stage.paths.calibration, cfg.calibration_source)
-        for split in ("validation", "repair"):
+        sources = {"validation": cfg.calibration_source, "repair": repair_text(cfg)}
+        for split, source in sources.items():
             if split in calib:
-                write_windows(calib[split], stage.paths.windows_dir / f"{split}.parquet", cfg.calibration_source)
+                write_windows(calib[split], stage.paths.windows_dir / f"{split}.parquet", source)
         for role, windows in evals.items():
             write_windows(windows, stage.paths.eval_windows(role), cfg.eval_corpora[role])
         info = counts | {f"windows_{k}": len(v) for k, v in (calib | evals).items()}

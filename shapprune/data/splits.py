@@ -38,6 +38,7 @@ class WindowPlan:
     validation_fraction: float
     add_bos: bool | Literal["auto"] = "auto"
     eval_seq_len: int | None = None  # tokens per held-out window; None: seq_len
+    repair_mix: Mapping[str, float] | None = None  # source -> share of the repair windows; None: calibration source
 
     def check_context(self, max_positions: int | None) -> None:
         """Refuse windows longer than the model's context (``max_position_embeddings``), in one line."""
@@ -75,14 +76,48 @@ def draw_splits(
     if plan.validation_windows:
         calib["validation"] = windows(split["validation"], plan.validation_windows, split_stream(seed, "validation"))
     if plan.repair_windows:
-        calib["repair"] = windows(split["calibration"], plan.repair_windows, split_stream(seed, "repair"))
+        calib["repair"] = _repair_windows(plan, split["calibration"], docs, windows, seed)
     held_out = {}
     for role, source in plan.eval_corpora.items():
         pool = split["test"] if source == plan.calibration_source else docs[source]
         rng = split_stream(seed, f"heldout:{role}")
         held_out[role] = windows(pool, plan.eval_windows, rng, plan.eval_seq_len or plan.seq_len)
-    for evaluation in held_out.values():
+    for evaluation in held_out.values():  # repair windows of other sources are checked here too
         for cal in calib.values():
             assert_disjoint(cal, evaluation)
     counts = {f"docs_{s}": len(d) for s, d in docs.items()} | {f"docs_{k}": len(v) for k, v in split.items()}
     return calib, held_out, counts
+
+
+def repair_counts(mix: Mapping[str, float], n: int) -> dict[str, int]:
+    """Windows per source for shares ``mix`` of ``n`` (largest remainder, so they add up to ``n``)."""
+    shares = np.array(list(mix.values()), dtype=np.float64) * n / sum(mix.values())
+    counts = np.floor(shares).astype(np.int64)
+    counts[np.argsort(counts - shares, kind="stable")[: n - counts.sum()]] += 1
+    return dict(zip(mix, counts.tolist(), strict=True))
+
+
+def _repair_windows(
+    plan: WindowPlan, calibration_docs: Sequence[Document], docs: Mapping[str, Sequence[Document]], windows: Any,
+    seed: int,
+) -> np.ndarray:  # fmt: skip
+    """The repair windows: calibration documents only, or ``plan.repair_mix``'s shares, interleaved.
+
+    The calibration source's share comes from its calibration documents on the ``repair`` stream (so a mix
+    of that source alone is today's windows); every other source's from all its documents on a stream of
+    its own, ``repair:<source>``. A mix is shuffled once (``repair:order``), so any prefix of the windows
+    (``repair.linear_windows``) keeps the shares.
+    """
+    mix = plan.repair_mix or {plan.calibration_source: 1.0}
+    parts = []
+    for source, n in repair_counts(mix, plan.repair_windows).items():
+        if n == 0:
+            continue
+        if source == plan.calibration_source:
+            parts.append(windows(calibration_docs, n, split_stream(seed, "repair")))
+        else:
+            parts.append(windows(docs[source], n, split_stream(seed, f"repair:{source}")))
+    if len(parts) == 1:
+        return parts[0]
+    joined = np.concatenate(parts)  # (repair_windows, seq_len)
+    return joined[split_stream(seed, "repair:order").permutation(len(joined))]
