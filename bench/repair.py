@@ -9,6 +9,11 @@ All rows of one run share the dtype, windows and items, so their differences are
     python -m bench.repair --methods sleb,block_influence --repairs none,linear --items 0 --dtype float32
     python -m bench.repair --repairs none,linear --fits map,refit    # the two linear fits side by side
     python -m bench.repair --root <gemma root> --sets <csv> --repairs none,lora   # another model's project root
+    python -m bench.repair --repair-texts calibration wiki_extracts:0.5+coqa_stories:0.5   # repair text mixes
+
+``--repair-texts`` repairs on other text than ``data/windows/repair.parquet`` (``calibration``): each mix is
+drawn as ``prepare_data.repair_mix`` would draw it, and the held-out windows drawn with it are checked equal
+to the stored ones.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.repair_text import CALIBRATION, repair_text, slug
 from shapprune.config import load_params
 from shapprune.evaluation import paired as pairing
 from shapprune.evaluation import variants
@@ -38,6 +44,12 @@ from tasks.shared.paths import Paths
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results"
 REPAIRS = ("none", "linear", "lora", "linear+lora")
+MIX_DOMAINS = (
+    "A mix with coqa_stories adds other domains' documents, none of them held out: children's stories, exam "
+    "passages and Gutenberg literature (no held-out corpus), CNN news (the news corpus is ABC news) and Wikipedia "
+    "articles (the web corpus is a Wikipedia dump), so news and web then measure transfer to another outlet and "
+    "to other articles, not to an unseen domain. "
+)
 
 
 def _default_root(root: Path) -> bool:
@@ -45,14 +57,15 @@ def _default_root(root: Path) -> bool:
     return Path(root).resolve() == ROOT
 
 
-def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str, ridge: float) -> tuple[dict, float]:
-    """Every run's fit for all ``sets`` in one pass over the repair windows (fp32, as the repair stage fits)."""
+def linear_maps(
+    paths: Paths, params, sets: list[list[int]], fit: str, ridge: float, windows: np.ndarray
+) -> tuple[dict, float]:
+    """Every run's fit for all ``sets`` in one pass over ``windows`` (fp32, as the repair stage fits)."""
     cfg = params.repair
     model, _ = load_model(str(paths.model), dtype=torch.float32)
     runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(num_layers(model), s))})
     start = time.perf_counter()
-    maps, _, skipped = fit_maps(model, runs, read_windows(paths.repair_windows)[: cfg.linear_windows],
-                                ridge=ridge, loss=cfg.loss, fit=fit)  # fmt: skip
+    maps, _, skipped = fit_maps(model, runs, windows[: cfg.linear_windows], ridge=ridge, loss=cfg.loss, fit=fit)
     for s in skipped:
         print(f"run {s.start}-{s.stop - 1} left unrepaired: {s.reason}")
     return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
@@ -60,7 +73,7 @@ def linear_maps(paths: Paths, params, sets: list[list[int]], fit: str, ridge: fl
 
 def repaired(
     paths: Paths, params, dropped: list[int], repair: str, dtype: torch.dtype, maps: dict, fit: str = "-",
-    lora_loss: str = "ce",
+    lora_loss: str = "ce", windows: np.ndarray | None = None, text: str = CALIBRATION,
 ):  # fmt: skip
     """The full model cut to ``dropped``, repaired as ``repair.method: <repair>`` would; (model, tokenizer, info).
 
@@ -70,7 +83,7 @@ def repaired(
     cfg = params.repair
     model, tokenizer = load_model(str(paths.model), dtype=torch.float32)  # the repair stage works in fp32
     keep = variants.keep_mask(num_layers(model), dropped)
-    windows = read_windows(paths.repair_windows)
+    windows = read_windows(paths.repair_windows) if windows is None else windows  # [n, T]
     start, info = time.perf_counter(), {}
     if repair in ("linear", "linear+lora"):
         runs = [r for r in dropped_runs(keep) if r in maps]
@@ -83,6 +96,7 @@ def repaired(
         suffix = f"-{fit}" if repair == "linear+lora" else ""
         project = "" if _default_root(paths.root) else f"{paths.root.resolve().name}-"  # another model's root
         suffix += "" if lora_loss == "ce" else f"-{lora_loss}"
+        suffix += "" if text == CALIBRATION else f"-{slug(text)}"
         work = OUT / "work" / f"lora-{project}{'-'.join(map(str, dropped))}-{repair}{suffix}"  # one per recipe
         teacher = load_model(str(paths.model), dtype=torch.float32)[0] if lora_loss == "kd" else None
         model, healed = lora_heal(
@@ -105,19 +119,21 @@ def measure(model, tokenizer, corpora: dict, items: dict, batch_size: int) -> di
 
 def markdown(table: pd.DataFrame, corpora: list[str], note: str, model: str = "the default model") -> str:
     full = table.iloc[0]
-    has_acc = "mean_acc" in table
+    has_acc, has_text = "mean_acc" in table, "text" in table
     lines = [
         f"# Repair on {model}, side by side",
         "",
-        "| method | removed | dropped | repair | fit | " + " | ".join(f"PPL {c} (x full)" for c in corpora)
+        "| method | removed | dropped | repair | fit | " + ("repair text | " if has_text else "")
+        + " | ".join(f"PPL {c} (x full)" for c in corpora)
         + (" | mean acc ± s.e." if has_acc else "") + " | repair s |",
-        "|---|---|---|---|---|" + "---|" * (len(corpora) + 1 + has_acc),
+        "|---|---|---|---|---|" + "---|" * (len(corpora) + 1 + has_acc + has_text),
     ]  # fmt: skip
     for r in table.to_dict("records"):
         cells = [f"{r[f'ppl_{c}']:.2f} ({r[f'ppl_{c}'] / full[f'ppl_{c}']:.2f}x)" for c in corpora]
         acc = [f"{r['mean_acc']:.3f} ± {r['mean_acc_se']:.3f}"] if has_acc else []
         lines.append(
             f"| {r['method']} | {r['n_drop']} | {r['dropped']} | {r['repair']} | {r['fit']} | "
+            + (f"{r['text']} | " if has_text else "")
             + " | ".join(cells + acc)
             + f" | {r['repair_s']:.0f} |"
         )  # fmt: skip
@@ -137,8 +153,8 @@ def paired_lines(table: pd.DataFrame, windows: dict, corpora: list[str], ref: st
     ]
     rng = np.random.default_rng(0)
     for i, r in table.iterrows():
-        match = table[(table.method == ref) & (table.n_drop == r.n_drop) & (table.repair == r.repair)
-                      & (table.fit == r.fit)]  # fmt: skip
+        same = (table.n_drop == r.n_drop) & (table.repair == r.repair) & (table.fit == r.fit)
+        match = table[(table.method == ref) & same & ((table.text == r.text) if "text" in table else True)]
         if r.method == ref or r.n_drop == 0 or match.empty:
             continue
         cells = []
@@ -171,6 +187,9 @@ def main() -> None:
         help="a project root of another model (its params.yaml, "
         "data/model and data/windows, after prepare_data there); then --sets names the sets",
     )
+    parser.add_argument("--repair-texts", nargs="+", default=None,
+                        help="repair text per row: calibration (the stored windows) and/or mixes like "
+                        "wiki_extracts:0.5+coqa_stories:0.5 (prepare_data.repair_mix)")  # fmt: skip
     parser.add_argument("--out", default="repair")
     args = parser.parse_args()
     params, paths = load_params(args.root / "params.yaml"), Paths(args.root)
@@ -208,31 +227,38 @@ def main() -> None:
     kinds = [(f, r) for f in (args.fits or params.repair.fit).split(",") for r in ridges] if linear else []
     fits = [f if len(ridges) == 1 else f"{f}, ridge {r:g}" for f, r in kinds]  # a label per (fit, ridge)
     all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
+    texts = {spec: repair_text(paths, params, spec) for spec in args.repair_texts or [CALIBRATION]}
+    labelled = args.repair_texts is not None  # a "text" column in the table
+    if labelled:
+        rows[0]["text"] = "-"
     maps, fit_s = {}, 0.0
-    for label, (fit, ridge) in zip(fits, kinds):
-        maps[label], seconds = linear_maps(paths, params, all_sets, fit, ridge)
-        fit_s += seconds
+    for text, windows in texts.items():
+        for label, (fit, ridge) in zip(fits, kinds):
+            maps[text, label], seconds = linear_maps(paths, params, all_sets, fit, ridge, windows)
+            fit_s += seconds
     lora_losses = (args.lora_losses or params.repair.lora_loss).split(",")
     for method, k, dropped in chosen:
         for repair in args.repairs.split(","):
-            for fit, lora_loss in product(fits if repair.startswith("linear") else ["-"],
-                                          lora_losses if repair.endswith("lora") else ["-"]):  # fmt: skip
+            for text, fit, lora_loss in product(texts if repair != "none" else ["-"],
+                                                fits if repair.startswith("linear") else ["-"],
+                                                lora_losses if repair.endswith("lora") else ["-"]):  # fmt: skip
                 model, tokenizer, info = repaired(
-                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get(fit, {}), fit,
-                    lora_loss,
+                    paths, params, [int(x) for x in dropped.split()], repair, dtype, maps.get((text, fit), {}), fit,
+                    lora_loss, texts.get(text), text,
                 )  # fmt: skip
                 metrics = measure(model, tokenizer, corpora, items, params.compare.batch_size)
                 repair_name = repair if lora_loss in ("-", "ce") else f"{repair} ({lora_loss})"
-                rows.append({"method": method, "n_drop": k, "dropped": dropped, "repair": repair_name, "fit": fit}
-                            | info | metrics)  # fmt: skip
-                print(f"{method} -{k} {repair} {fit}: " + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
+                row = {"method": method, "n_drop": k, "dropped": dropped, "repair": repair_name, "fit": fit}
+                rows.append(row | ({"text": text} if labelled else {}) | info | metrics)
+                print(f"{method} -{k} {repair} {fit} {text}: "
+                      + ", ".join(f"{c} {metrics[f'ppl_{c}']:.2f}" for c in corpora)
                       + f" ({info['repair_s']:.0f} s repair)", flush=True)  # fmt: skip
     windows = [{c: row.pop(f"window_nll_{c}") for c in corpora} for row in rows]  # per row: corpus -> [W]
     table = pd.DataFrame(rows)
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"{args.out}.csv", index=False)
     command = "python -m bench.repair " + " ".join(
-        f"--{k.replace('_', '-')} {v}"
+        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
         for k, v in vars(args).items()
         if v is not None and not (k == "out" and v == "repair") and not (k == "root" and _default_root(v))
     )
@@ -243,12 +269,15 @@ def main() -> None:
         f"repair stage does them (repair.ridge {params.repair.ridge} unless the fit names another, "
         f"loss {params.repair.loss}; fit: map = a d x d "
         "map on the seam projection's output, refit = the projection refitted; "
-        f"{params.prepare_data.repair_windows} repair windows of calibration-source text; LoRA "
+        f"{params.prepare_data.repair_windows} repair windows (repair text: calibration = the calibration source's "
+        "documents, a mix = prepare_data.repair_mix's shares); LoRA "
         f"{params.repair.lora_steps} steps of {params.repair.lora_batch_size} windows, r {params.repair.lora_r}, "
         f"alpha {params.repair.lora_alpha}, lr {params.repair.lora_lr}; loss ce, the LM loss on the windows, "
         "unless the repair says (kd): distilling the full model's next-token distribution). "
-        "The wiki held-out windows share the "
-        "calibration source's domain; news and web measure what transfers. repair s: wall time on this machine, "
+        "The wiki held-out windows share the calibration source's domain; with calibration text alone, news and "
+        "web measure what transfers. "
+        + (MIX_DOMAINS if any(t != CALIBRATION for t in texts) else "")
+        + "repair s: wall time on this machine, "
         f"indicative, after the linear fits of every run were made in one pass over the repair windows per fit "
         f"({fit_s:.0f} s); the whole run took {time.perf_counter() - began:.0f} s. Reproduce: `{command}`."
     )

@@ -14,6 +14,11 @@ repair stage's own fit (every repair window), beside SLEB's sets and any other m
 writes ``bench/results/<out>_sets.csv`` (``compare.csv``'s columns) and ``<out>.json``. ``--methods sleb``
 runs SLEB's greedy removal on the same repaired game instead (its full cost, rows ``sleb@<fit>``), so the
 two searches can be told apart from the game they search.
+
+``--repair-text`` fits the search's maps on another repair text (a ``prepare_data.repair_mix``, see
+``bench.repair_text``), and ``--score-windows N`` scores every mask on the N windows of that text after the
+fit's (windows the fits never saw) instead of the calibration windows: the game's objective is then that
+text, not the calibration source alone. Such rows are named ``select@<fit>+<tag>``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.repair_text import CALIBRATION, repair_text
 from shapprune.baselines.cost import sleb_cost
 from shapprune.baselines.sleb import game_order
 from shapprune.config import load_params
@@ -48,16 +54,31 @@ def main() -> None:
     parser.add_argument("--fit", default=None, help="map | refit (default: params.yaml's repair.fit)")
     parser.add_argument("--ks", default=None, help="comma-separated numbers of removed layers (default: compare's)")
     parser.add_argument("--methods", default="select", help="select and/or sleb (SLEB's greedy removal on this game)")
+    parser.add_argument("--repair-text", default=CALIBRATION, help="calibration or a mix, source:share+source:share")
+    parser.add_argument(
+        "--score-windows",
+        type=int,
+        default=0,
+        help="score on this many repair-text windows after the fit's (0: the calibration windows)",
+    )
+    parser.add_argument("--tag", default="mix", help="row-name suffix when --repair-text or --score-windows is set")
     parser.add_argument("--out", default="select_repair")
     args = parser.parse_args()
     params, paths = load_params(ROOT / "params.yaml"), Paths(ROOT)
     fit = args.fit or params.repair.fit
     model, _ = load_model(str(paths.model), dtype=torch.float32, device="cpu")
-    fit_windows = read_windows(paths.repair_windows)[: args.fit_windows]  # [n, T]
+    text = repair_text(paths, params, args.repair_text)  # [n, T]
+    fit_windows = text[: args.fit_windows]
+    score = text[args.fit_windows : args.fit_windows + args.score_windows]  # never seen by a fit
+    if args.score_windows and len(score) < args.score_windows:
+        parser.error(f"--score-windows {args.score_windows}: the repair text has {len(text) - args.fit_windows} left")
     game = RepairedLayerGame(
-        model, fit_windows, read_windows(paths.calibration), utility=params.score_masks.utility,
-        ridge=params.repair.ridge, fit=fit, batch_size=params.score_masks.batch_size,
+        model, fit_windows, score if args.score_windows else read_windows(paths.calibration),
+        utility=params.score_masks.utility, ridge=params.repair.ridge, fit=fit,
+        batch_size=params.score_masks.batch_size,
     )  # fmt: skip
+    if args.repair_text != CALIBRATION or args.score_windows:
+        fit = f"{fit}+{args.tag}"  # the rows' name: select@<fit>+<tag>
     n_layers = game.n_players
     ks = sorted({round(r * n_layers) for r in params.compare.ratios})
     ks = [int(k) for k in args.ks.split(",")] if args.ks else ks
