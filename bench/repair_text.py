@@ -42,5 +42,5 @@ def repair_text(paths: Paths, params, spec: str) -> np.ndarray:
 
 
 def slug(spec: str) -> str:
-    """A file-name-safe form of ``spec`` (LoRA checkpoint folders, output names)."""
+    """A file-name-safe form of ``spec`` (LoRA checkpoint folders)."""
     return "".join(c if c.isalnum() else "_" for c in spec)

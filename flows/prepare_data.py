@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from transformers import AutoConfig, AutoTokenizer
 
-from tasks.prepare_data import build_windows, repair_text
+from tasks.prepare_data import build_windows, repair_label
 from tasks.shared.artifacts import write_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.runtime import Stage, stage_main
@@ -20,7 +20,7 @@ def prepare_data(root: str = ".") -> dict:
         context = getattr(AutoConfig.from_pretrained(stage.paths.model), "max_position_embeddings", None)
         calib, evals, counts = build_windows(cfg, tokenizer, stage.params.base.seed, context)
         write_windows(calib["calibration"], stage.paths.calibration, cfg.calibration_source)
-        sources = {"validation": cfg.calibration_source, "repair": repair_text(cfg)}
+        sources = {"validation": cfg.calibration_source, "repair": repair_label(cfg)}
         for split, source in sources.items():
             if split in calib:
                 write_windows(calib[split], stage.paths.windows_dir / f"{split}.parquet", source)

@@ -32,7 +32,7 @@ def build_windows(
     return draw_splits(plan, docs, tokenizer, seed)
 
 
-def repair_text(cfg: PrepareData) -> str:
+def repair_label(cfg: PrepareData) -> str:
     """What the repair windows are: the calibration source or the mix (``wiki_extracts 0.5 + coqa_stories 0.5``)."""
     if not cfg.repair_mix:
         return cfg.calibration_source
