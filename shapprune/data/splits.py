@@ -59,7 +59,7 @@ def draw_splits(
     windows are that stream's last draw, so nothing after them moves); validation, repair and each
     held-out corpus have a stream of their own (``split_stream``). Held-out windows are ``eval_seq_len``
     tokens long (every window when ``eval_windows`` is None). Repair windows come from the calibration
-    documents, never from held-out text. Every held-out set is checked disjoint (by
+    documents or ``repair_mix``'s sources, never from held-out text. Every held-out set is checked disjoint (by
     n-grams) from every calibration-source split.
     """
     base = np.random.default_rng(seed)
@@ -105,8 +105,8 @@ def _repair_windows(
 
     The calibration source's share comes from its calibration documents on the ``repair`` stream (so a mix
     of that source alone is today's windows); every other source's from all its documents on a stream of
-    its own, ``repair:<source>``. A mix is shuffled once (``repair:order``), so any prefix of the windows
-    (``repair.linear_windows``) keeps the shares.
+    its own, ``repair:<source>``. A mix is shuffled once (``repair:order``), so a prefix of the windows
+    (``repair.linear_windows``) is a mix too, its shares close to the whole's (not exact).
     """
     mix = plan.repair_mix or {plan.calibration_source: 1.0}
     parts = []
