@@ -12,6 +12,11 @@ makes a run cheaper in the count). Cost is reported as LLM evaluations and as la
     python -m bench.select_budget --project ../gemma --tag gemma   # another project copy's model and windows
     python -m bench.select_budget --tag gemma --project ../gemma --min-blocks 0   # a non-default BudgetPlan:
     #   results in select_budget_gemma_min_blocks0.*, the same value caches
+    python -m bench.select_budget --screen-windows 1   # screen on 1 calibration window, verify on all 10
+    #   (select.screen_windows): results in select_budget_screen1.*, screen values in their own cache
+
+A screening evaluation costs its share of the calibration tokens (1 window of 10: 0.1 of an evaluation); the
+budget counts full evaluations plus screening ones at that cost, and the table shows both.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from shapprune.estimators.budget import known_values, mask_key
 from shapprune.game import LayerGame
 from shapprune.models import load_model
 from shapprune.scoring import window_nll
-from shapprune.select import BudgetPlan, budgeted_select
+from shapprune.select import BudgetPlan, Screen, budgeted_select
 from shapprune.surgery import kept_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.runtime import Stage
@@ -94,17 +99,28 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the result and cache files (e.g. gemma)")
     parser.add_argument("--min-blocks", type=int, default=None, help="BudgetPlan.min_blocks (default: the plan's)")
     parser.add_argument("--min-width", type=int, default=None, help="BudgetPlan.min_width (default: the plan's)")
+    parser.add_argument("--screen-windows", type=int, default=0, help="screen on this many calibration windows")
     args = parser.parse_args()
     name = "select_budget" + (f"_{args.tag}" if args.tag else "")  # the value caches' name
     changes = {f: v for f, v in (("min_blocks", args.min_blocks), ("min_width", args.min_width)) if v is not None}
     plan = BudgetPlan(**changes)
     out = name + "".join(f"_{f}{v}" for f, v in changes.items())  # the results' name
+    out += f"_screen{args.screen_windows}" if args.screen_windows else ""
     stage = Stage.open("select", args.project)
     params = load_params(Path(args.project) / "params.yaml")
     model, _ = load_model(str(stage.paths.model), dtype=torch.float32, device="cpu")
     windows = read_windows(stage.paths.calibration)  # [n, T]
     memo = CACHES / f"{name}_values.parquet"
     game = Memo(LayerGame(model, windows, utility="ppl_ratio", batch_size=args.batch, prefix_reuse=True), memo)
+    screen = None
+    if args.screen_windows:
+        if not 0 < args.screen_windows < len(windows):
+            parser.error(f"--screen-windows: use 1 to {len(windows) - 1} of the {len(windows)} calibration windows")
+        scr = LayerGame(model, windows[: args.screen_windows], "ppl_ratio", args.batch, prefix_reuse=True)
+        screen = Screen(
+            Memo(scr, CACHES / f"{name}_screen{args.screen_windows}_values.parquet"),
+            args.screen_windows / len(windows),
+        )
     corpora = list(params.prepare_data.eval_corpora)
     n_layers, tokens = game.n_players, int(np.prod(windows.shape))
     drops = sorted({max(1, round(r * n_layers)) for r in params.compare.ratios})  # 3, 6, 9 of 30
@@ -114,7 +130,16 @@ def main() -> None:
     held = CACHES / f"{name}_heldout.json"  # the caches are shared by every plan
     ppl_cache = json.loads(held.read_text()) if held.is_file() else {}  # "3 4 5" -> {corpus: ppl}
 
-    def record(k: int, method: str, fraction: float, dropped: list[int], evals: int, kept: int, note: str) -> None:
+    def record(
+        k: int,
+        method: str,
+        fraction: float,
+        dropped: list[int],
+        evals: int,
+        forwards: int,
+        note: str,
+        screened: int = 0,
+    ) -> None:
         mask = np.ones(n_layers, dtype=bool)
         mask[dropped] = False
         key = " ".join(map(str, dropped))
@@ -123,7 +148,9 @@ def main() -> None:
             held.write_text(json.dumps(ppl_cache, indent=1) + "\n")
         rows.append(
             {"k": k, "method": method, "fraction": fraction, "budget": evals if method == "SLEB" else None,
-             "llm_evaluations": evals, "layer_token_forwards": kept * tokens, "dropped": " ".join(map(str, dropped)),
+             "llm_evaluations": evals, "screen_evaluations": screened,
+             "equivalent_evaluations": evals + (screen.cost * screened if screen else 0.0),
+             "layer_token_forwards": forwards, "dropped": " ".join(map(str, dropped)),
              "calibration_ppl": full_ppl / game(mask[None])[0], **{f"ppl_{r}": v for r, v in ppl_cache[key].items()},
              "note": note}
         )  # fmt: skip
@@ -134,22 +161,31 @@ def main() -> None:
     for k in drops:
         cost = sleb_cost(n_layers, k)
         sleb_kept = layer_passes("sleb", n_layers, k)
-        record(k, "SLEB", 1.0, sorted(order[:k]), cost, sleb_kept, "")
+        record(k, "SLEB", 1.0, sorted(order[:k]), cost, sleb_kept * tokens, "")
         for fraction in FRACTIONS:
             budget = int(fraction * cost)
             known = known_values(n_layers, full=1.0)
-            sel = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known, plan=plan)
-            note = sel.notes[k]
+            sel = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known, plan=plan, screen=screen)
+            note, c = sel.notes[k], sel.costs[k]
             flags = [name for name in ("reduced", "still_improving", "close", "local_optimum") if note[name]]
-            record(k, "select (budgeted)", fraction, sel.chosen[k].dropped, sel.costs[k].evaluations,
-                   sel.costs[k].kept_layers, " ".join(flags))  # fmt: skip
+            method = "select (budgeted)" + (f", screen {args.screen_windows}" if screen else "")
+            record(k, method, fraction, sel.chosen[k].dropped, c.evaluations, c.layer_token_forwards(tokens),
+                   " ".join(flags), c.screen_evaluations)  # fmt: skip
             rows[-1]["budget"] = budget
     df = pd.DataFrame(rows)
     df.to_csv(RESULTS / f"{out}.csv", index=False)
     model_name = f"{params.export.base_model or params.base.model}, {n_layers} layers"
     command = "python -m bench.select_budget" + (f" --project <copy> --tag {args.tag}" if args.tag else "")
     command += "".join(f" --{f.replace('_', '-')} {v}" for f, v in changes.items())
+    command += f" --screen-windows {args.screen_windows}" if args.screen_windows else ""
     plan_note = f" Search plan: `BudgetPlan({', '.join(f'{f}={v}' for f, v in changes.items())})`." if changes else ""
+    if screen:
+        plan_note += (
+            f" Screen: the first {args.screen_windows} of the {len(windows)} calibration windows, each of its "
+            f"evaluations paid at {screen.cost:.2f} of a full one (its share of the tokens); the budget counts "
+            "full evaluations plus screening ones at that cost (`equivalent`), the choice is the best set by the "
+            "full game."
+        )
     write_report(df, full_ppl, corpora, tokens, out, model_name, command, plan_note)
 
 
@@ -180,16 +216,16 @@ def write_report(
         "`close` (runner-up within 1 % perplexity), `local_optimum` (every single swap measured, none better)."
         + plan_note,
         "",
-        "| k | method | budget | LLM evaluations | layer-token forwards (M) | dropped | calibration PPL | "
-        + " | ".join(f"PPL {c}" for c in corpora)
-        + " | notes |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(corpora) + "---|",
+        "| k | method | budget | LLM evaluations (screening) | equivalent | layer-token forwards (M) | dropped | "
+        "calibration PPL | " + " | ".join(f"PPL {c}" for c in corpora) + " | notes |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(corpora) + "---|",
     ]
     for r in df.itertuples():
         label = "SLEB" if r.method == "SLEB" else f"{r.method}, {_fraction(r.fraction)} x SLEB"
         cells = " | ".join(f"{getattr(r, f'ppl_{c}'):.2f}" for c in corpora)
         md.append(
-            f"| {r.k} | {label} | {r.budget} | {r.llm_evaluations} | {r.layer_token_forwards / 1e6:.2f} | "
+            f"| {r.k} | {label} | {r.budget} | {r.llm_evaluations} ({r.screen_evaluations}) | "
+            f"{r.equivalent_evaluations:.1f} | {r.layer_token_forwards / 1e6:.2f} | "
             f"{r.dropped} | {r.calibration_ppl:.2f} | {cells} | {r.note if isinstance(r.note, str) else ''} |"
         )
     (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")

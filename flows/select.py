@@ -74,11 +74,16 @@ def write(paths: Paths, selection: Selection, info: dict):
 def metrics(selection: Selection, info: dict) -> dict[str, float]:
     """Per k: the choice's predicted, calibration and validation utility, its round and cost, and the ranking's."""
     out: dict[str, float] = {"n_evaluations": selection.n_evaluations, "seconds": info["seconds"]}
+    if selection.n_screen_evaluations:
+        out |= {"n_screen_evaluations": selection.n_screen_evaluations}
+        out |= {"equivalent_evaluations": info["equivalent_evaluations"]}
     for k, c in selection.chosen.items():
         out |= {f"k{k}_predicted": c.predicted, f"k{k}_calibration": c.calibration}
         out |= {f"k{k}_validation": c.validation, f"k{k}_round": c.round}
         if k in selection.costs:
             out |= {f"k{k}_evaluations": selection.costs[k].evaluations}
+            if selection.costs[k].screen_evaluations:
+                out |= {f"k{k}_screen_evaluations": selection.costs[k].screen_evaluations}
             forwards = selection.costs[k].layer_token_forwards(info["tokens_per_evaluation"])
             out |= {f"k{k}_layer_token_forwards": forwards}
         rank = selection.from_source(k, "ranking")

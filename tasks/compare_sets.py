@@ -103,7 +103,7 @@ def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     design = selection.design_evaluations(paths.metrics_file("score_masks"))
     scoring = read_json(paths.metrics_file("score_masks")) if design else {}
     seconds = (scoring.get("seconds") or 0.0) + selection.seconds
-    total = design + selection.n_evaluations  # shared by every k searched
+    total = design + math.ceil(selection.equivalent_evaluations - 1e-9)  # shared by every k; screening at its cost
     sets = {k: chosen[k] for k in ks if k in chosen}
     own = table.get("kept_layers")
     design_forwards = scored_layer_forwards(paths, n_layers) if design else 0

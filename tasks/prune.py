@@ -61,7 +61,7 @@ def llm_evaluations(paths: Paths, method: str) -> int | None:
     scored = paths.metrics_file("score_masks")
     if method == "select":
         table = SelectionTable.read(paths.select_json)
-        return table.design_evaluations(scored) + table.n_evaluations
+        return table.design_evaluations(scored) + math.ceil(table.equivalent_evaluations - 1e-9)
     if method == "shapley":
         return ScoringSummary.read(scored).n_masks
     spent = LayerTable.read(paths.layer_scores_json).raw.get("llm_evaluations")

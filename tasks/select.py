@@ -16,7 +16,7 @@ from shapprune.estimators.regressors import Predictor
 from shapprune.game import LayerGame
 from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
-from shapprune.select import SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
+from shapprune.select import Screen, SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
 from shapprune.types import Mask, Utility
 from tasks.shared.artifacts import load_surrogate, read_masks, read_windows, write_table
 from tasks.shared.contracts import read_json, write_json
@@ -94,10 +94,16 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
     if cfg.strategy == "budgeted":
         known = known_values(calibration.n_players, full=full)
         known |= {mask_key(m): float(v) for m, v in zip(inputs.masks, inputs.utilities)}
+        screen = _screen(stage, calibration)
+        info |= {"screen_windows": cfg.screen_windows, "screen_cost": None if screen is None else screen.cost}
         selection = budgeted_select(
             calibration, n_drops, cfg.budget, np.random.default_rng([params.base.seed, 8]), known=known,
-            log_utility=scoring.utility == "ppl_ratio",
+            log_utility=scoring.utility == "ppl_ratio", screen=screen,
         )  # fmt: skip
+        info["n_screen_evaluations"] = selection.n_screen_evaluations
+        info["equivalent_evaluations"] = selection.n_evaluations + (
+            0.0 if screen is None else screen.cost * selection.n_screen_evaluations
+        )
         return selection, info
     # the masks scored up front are values of the unrepaired game: with select.repair they only train the
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
@@ -116,6 +122,26 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         known=known_values(calibration.n_players, full=full),
     )
     return selection, info
+
+
+def _screen(stage: Stage, calibration: LayerGame | RepairedLayerGame) -> Screen | None:
+    """``select.screen_windows``: the calibration game on its first windows, paid at their share of the tokens."""
+    cfg, scoring = stage.params.select, stage.params.score_masks
+    if not cfg.screen_windows:
+        return None
+    windows = _windows(calibration)  # [n, T]
+    if cfg.repair != "none" or not isinstance(calibration, LayerGame):
+        raise ConfigError("select.screen_windows screens the unrepaired game only; set select.repair: none or 0")
+    if cfg.screen_windows >= len(windows):
+        raise ConfigError(
+            f"select.screen_windows: {cfg.screen_windows} of {len(windows)} calibration windows is no screen; "
+            f"use 1 to {len(windows) - 1}, or 0"
+        )
+    game = LayerGame(
+        calibration.model, windows[: cfg.screen_windows], utility=scoring.utility, batch_size=scoring.batch_size,
+        prefix_reuse=True, cache_mib=scoring.cache_mib,
+    )  # fmt: skip
+    return Screen(game, cfg.screen_windows / len(windows))
 
 
 def _windows(game: LayerGame | RepairedLayerGame) -> np.ndarray:

@@ -56,6 +56,11 @@ class Select(_Section):
         ge=1, description="LLM evaluations select makes itself (surrogate: verification; budgeted: all of them)"
     )
     reuse_scores: bool = Field(description="budgeted: masks score_masks measured are free, known values")
+    screen_windows: int = Field(
+        ge=0,
+        description="budgeted: screen on this many calibration windows (each evaluation paid at their share of the "
+        "tokens), verify the best on all of them; 0 = no screen",
+    )
     per_k_candidates: int = Field(ge=1, description="proposals per search source, k and round")
     beam_width: int = Field(ge=1)
     n_blocks: int = Field(ge=0, description="contiguous blocks of k layers proposed per k and round")

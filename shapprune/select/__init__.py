@@ -5,6 +5,7 @@ from shapprune.select.budgeted import BudgetPlan, budgeted_select, sleb_shares
 from shapprune.select.candidates import SOURCES, Candidate, best_scored, ranking_mask
 from shapprune.select.fit import surrogate_fit
 from shapprune.select.result import Cost, Selection
+from shapprune.select.screen import Screen
 from shapprune.select.search import beam_search, greedy_removal
 from shapprune.select.verify import Fit, SearchConfig, budget_shares, select_subsets
 
@@ -14,6 +15,7 @@ __all__ = [
     "Cost",
     "Candidate",
     "Fit",
+    "Screen",
     "SearchConfig",
     "Selection",
     "beam_search",

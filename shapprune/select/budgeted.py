@@ -37,6 +37,7 @@ from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.candidates import Candidate
 from shapprune.select.moves import fit_ranker, swaps
 from shapprune.select.result import Cost, Selection
+from shapprune.select.screen import Screen, screen_blocks, screen_greedy, screened_climb, verify_best
 from shapprune.types import Game, Mask, Utility
 
 
@@ -53,6 +54,8 @@ class BudgetPlan:
     batch: int = 4  # swap moves measured per hill-climbing step
     ridge: float = 1e-2  # ridge penalty of the move-ranking model
     close: float = 0.01  # runner-up within this log-utility (about 1 % perplexity): the choice is close
+    screen_share: float = 0.7  # with a screen: at most this fraction of a k's share on the screened scan and greedy
+    screen_moves: int = 32  # with a screen: swap moves screened per neighbourhood at most (the ridge model's best)
 
     def __post_init__(self) -> None:
         if not 0 < self.block_share <= 1:
@@ -75,13 +78,27 @@ def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int,
 
 
 class _Spend:
-    """A budgeted game with a per-``k`` limit, the transform of its values and the cost of what it measured."""
+    """A budgeted game with a per-``k`` limit, the transform of its values and the cost of what it measured.
 
-    def __init__(self, game: BudgetedGame, log_utility: bool) -> None:
-        self.game, self.log_utility, self.limit = game, log_utility, 0
+    With a :class:`Screen`, its evaluations are paid from the same budget, each at ``screen.cost`` of a full one.
+    """
+
+    def __init__(self, game: BudgetedGame, log_utility: bool, screen: Screen | None = None) -> None:
+        self.game, self.log_utility, self.limit = game, log_utility, 0.0
+        self.screen = None if screen is None else BudgetedGame(screen.game, None)
+        self.screen_cost = 0.0 if screen is None else screen.cost
+
+    def spent(self) -> float:
+        """Full evaluations plus screening evaluations at their cost."""
+        return self.game.n_evaluations + (self.screen_cost * self.screen.n_evaluations if self.screen else 0.0)
+
+    def room(self) -> float:
+        """What is left under the limit, in full evaluations."""
+        return self.limit - self.spent()
 
     def left(self) -> int:
-        return self.limit - self.game.n_evaluations
+        """Full evaluations that still fit under the limit."""
+        return math.floor(self.room() + 1e-9)
 
     def target(self, values: Utility) -> np.ndarray:
         v = np.asarray(values, dtype=np.float64)
@@ -97,17 +114,41 @@ class _Spend:
             self.game(np.stack(fresh))
         return len(fresh)
 
-    def table(self, n_drop: int | None = None) -> tuple[Mask, np.ndarray]:
-        """Every mask with a known value (optionally only those dropping ``n_drop``) and its target."""
-        values = self.game.free_values()
-        masks = [np.unpackbits(np.frombuffer(key, np.uint8))[: self.game.n_players].astype(bool) for key in values]
-        masks = np.stack(masks) if masks else np.zeros((0, self.game.n_players), bool)
+    def screen_measure(self, masks: Mask, whole: bool = False) -> int:
+        """Screen the unknown rows of ``masks`` that fit in what is left (``whole``: all of them or none);
+        returns how many new screening evaluations."""
+        known = self.screen.free_values()
+        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())
+        fit = max(math.floor(self.room() / self.screen_cost + 1e-9), 0)
+        if whole and len(fresh) > fit:
+            return 0
+        fresh = fresh[:fit]
+        if fresh:
+            self.screen(np.stack(fresh))
+        return len(fresh)
+
+    def screen_target(self, masks: Mask) -> np.ndarray:
+        """The target of screened ``masks`` (each must be screened already)."""
+        values = self.screen.free_values()
+        return self.target([values[mask_key(m)] for m in masks])
+
+    def table(self, n_drop: int | None = None, game: BudgetedGame | None = None) -> tuple[Mask, np.ndarray]:
+        """Every mask with a known value on ``game`` (default: the game; optionally only those dropping
+        ``n_drop``) and its target."""
+        game = game or self.game
+        values = game.free_values()
+        masks = [np.unpackbits(np.frombuffer(key, np.uint8))[: game.n_players].astype(bool) for key in values]
+        masks = np.stack(masks) if masks else np.zeros((0, game.n_players), bool)
         y = self.target(np.fromiter(values.values(), np.float64, len(values)))
         if n_drop is not None:
             rows = (~masks).sum(axis=1) == n_drop
             masks, y = masks[rows], y[rows]
         finite = np.isfinite(y)
         return masks[finite], y[finite]
+
+    def screen_table(self, n_drop: int | None = None) -> tuple[Mask, np.ndarray]:
+        """:meth:`table` of the screen."""
+        return self.table(n_drop, self.screen)
 
 
 def _block_scan(spend: _Spend, n_layers: int, k: int, cap: int) -> None:
@@ -196,6 +237,42 @@ def _climb(spend: _Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
         improved = float(spend.table(k)[1].max()) > value
 
 
+def _phases(spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) -> tuple[list[str], bool, tuple]:
+    """Block scan, lazy greedy (or leave-one-out) and swaps on the game; returns (phases, reduced, climb's result)."""
+    singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
+    cap = _block_cap(plan, share, k, spend.game.cost(singles))
+    if cap:
+        _block_scan(spend, n_layers, k, cap)
+    phases = ["blocks"] if cap else []
+    width = 0 if k == 1 else min(plan.greedy_width, (spend.left() - spend.game.cost(singles)) // (k - 1))
+    if width >= plan.min_width:
+        lazy_greedy(spend, n_layers, k, width)
+        phases.append(f"lazy greedy (width {width})")
+    elif k > 1 and spend.left() - spend.game.cost(singles) >= plan.min_swaps:
+        spend.measure(singles)
+        phases.append("leave-one-out")
+    return phases + ["swaps"], k > 1 and width < plan.min_width, _climb(spend, k, plan)
+
+
+def _screened_phases(
+    spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan
+) -> tuple[list[str], bool, tuple]:
+    """Every block and SLEB's greedy pass on the screen (within ``screen_share`` of the share), the best screened
+    sets verified on the game, then screened swaps; returns (phases, reduced, climb's result)."""
+    limit = spend.limit
+    spend.limit = spend.spent() + min(plan.screen_share * share, share - 1)  # at least one verification left
+    screen_blocks(spend, n_layers, k)
+    steps = screen_greedy(spend, n_layers, k)
+    spend.limit = limit
+    if not len(spend.screen_table(k)[0]):  # the allowance screened no k-set: the unscreened phases
+        phases, reduced, climb = _phases(spend, n_layers, k, math.floor(spend.room() + 1e-9), plan)
+        return ["screen: nothing of size k", *phases], reduced, climb
+    verify_best(spend, k, plan.batch)
+    climb = screened_climb(spend, k, plan.batch, plan.ridge, plan.screen_moves)
+    phases = ["screen: blocks", f"screen: greedy ({steps} of {k} steps)", "verify", "screened swaps"]
+    return phases, steps < k, climb
+
+
 def budgeted_select(
     game: Game,
     n_drops: Sequence[int],
@@ -204,12 +281,15 @@ def budgeted_select(
     known: Mapping[bytes, float] | None = None,
     log_utility: bool = True,
     plan: BudgetPlan = BudgetPlan(),
+    screen: Screen | None = None,
 ) -> Selection:
     """Choose the layers to drop for every ``k`` in ``n_drops`` with at most ``budget`` evaluations of ``game``.
 
     ``known`` maps :func:`mask_key` to values of ``game`` known without evaluation (the full model, masks
     scored earlier on the same game); ``log_utility``: rank by the log of the value (``ppl_ratio``) or the
-    value itself (``neg_log_ppl``). The search is deterministic; ``rng`` is taken for the estimator API.
+    value itself (``neg_log_ppl``). ``screen``: the same game on fewer windows; its evaluations, each paid at
+    ``screen.cost`` of a full one, replace the block scan and greedy pass on the game (screen, then verify:
+    :mod:`shapprune.select.screen`). The search is deterministic; ``rng`` is taken for the estimator API.
     """
     del rng  # deterministic: ties go to the lower layer / earlier mask
     n_layers = game.n_players
@@ -219,41 +299,34 @@ def budgeted_select(
         raise ValueError(f"select.n_drops: {bad or 'empty'} outside [1, {n_layers - 1}] for {n_layers} layers")
     if budget < len(ks):
         raise ValueError(f"select.budget must be at least 1 evaluation per k searched ({len(ks)}), got {budget}")
-    spend = _Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility)
+    spend = _Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility, screen)
     chosen, costs, notes, pool = {}, {}, {}, []
     for i, k in enumerate(ks):
         rest = ks[i:]
-        share = sleb_shares(budget - spend.game.n_evaluations, rest, n_layers)[k]
-        spend.limit = spend.game.n_evaluations + share
+        share = sleb_shares(math.floor(budget - spend.spent() + 1e-9), rest, n_layers)[k]
+        spend.limit = spend.spent() + share
         before = spend.game.n_evaluations, len(spend.game.scored()[1])
-        singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
-        cap = _block_cap(plan, share, k, spend.game.cost(singles))
-        if cap:
-            _block_scan(spend, n_layers, k, cap)
-        phases = ["blocks"] if cap else []
-        width = 0 if k == 1 else min(plan.greedy_width, (spend.left() - spend.game.cost(singles)) // (k - 1))
-        if width >= plan.min_width:
-            lazy_greedy(spend, n_layers, k, width)
-            phases.append(f"lazy greedy (width {width})")
-        elif k > 1 and spend.left() - spend.game.cost(singles) >= plan.min_swaps:
-            spend.measure(singles)
-            phases.append("leave-one-out")
-        improved, optimum = _climb(spend, k, plan)
+        screened = len(spend.screen.scored()[1]) if spend.screen else 0
+        run = _screened_phases if spend.screen is not None else _phases
+        phases, reduced, (improved, optimum) = run(spend, n_layers, k, share, plan)
         new_masks = spend.game.scored()[0][before[1] :]
-        costs[k] = Cost(spend.game.n_evaluations - before[0], int(new_masks.sum()))
+        screen_masks = spend.screen.scored()[0][screened:] if spend.screen else np.zeros((0, n_layers), bool)
+        costs[k] = Cost(
+            spend.game.n_evaluations - before[0], int(new_masks.sum()),
+            len(screen_masks), int(screen_masks.sum()), spend.screen_cost,
+        )  # fmt: skip
         masks, y = spend.table(k)
         if not len(masks):
             raise ValueError(f"select.budget: {budget} evaluations measured no set of {k} layers; raise the budget")
         order = np.lexsort((np.arange(len(y)), -y))
         margin = float(y[order[0]] - y[order[1]]) if len(y) > 1 else math.inf
-        reduced = k > 1 and width < plan.min_width
         notes[k] = {
-            "phases": phases + ["swaps"],
+            "phases": phases,
             "margin": margin,
             "close": margin < plan.close,
             "still_improving": improved,
             "local_optimum": optimum,
-            "reduced": reduced,  # the share did not hold the lazy greedy pass
+            "reduced": reduced,  # the share did not hold the (screened) greedy pass
             "larger_budget_may_change": bool(improved or margin < plan.close or reduced) and not optimum,
         }
         values = spend.game.free_values()
@@ -272,7 +345,8 @@ def budgeted_select(
         n_validation_evaluations=0,
         budget=budget,
         rounds=1,
-        kept_layers=sum(c.kept_layers for c in costs.values()),
+        kept_layers=round(sum(c.kept_layers + c.screen_cost * c.screen_kept_layers for c in costs.values())),
         costs=costs,
+        n_screen_evaluations=spend.screen.n_evaluations if spend.screen else 0,
         notes=notes,
     )

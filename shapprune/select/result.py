@@ -17,10 +17,18 @@ class Cost:
 
     evaluations: int
     kept_layers: int
+    screen_evaluations: int = 0  # on a screen: the same game on a fraction of the tokens
+    screen_kept_layers: int = 0
+    screen_cost: float = 0.0  # one screening evaluation in full evaluations (its share of the tokens)
+
+    @property
+    def equivalent(self) -> float:
+        """Full evaluations plus screening evaluations at their cost: what the budget counts."""
+        return self.evaluations + self.screen_cost * self.screen_evaluations
 
     def layer_token_forwards(self, tokens_per_evaluation: int) -> int:
-        """Kept layers x tokens summed over the evaluations."""
-        return self.kept_layers * tokens_per_evaluation
+        """Kept layers x tokens summed over the evaluations (screening ones at their share of the tokens)."""
+        return round((self.kept_layers + self.screen_cost * self.screen_kept_layers) * tokens_per_evaluation)
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Selection:
     kept_layers: int = 0  # kept layers summed over every evaluation (x tokens: layer-token forwards)
     costs: dict[int, Cost] = field(default_factory=dict)  # per n_drop (budgeted search only)
     notes: dict[int, dict] = field(default_factory=dict)  # per n_drop: margin to the runner-up, budget warnings
+    n_screen_evaluations: int = 0  # budgeted search with a screen: evaluations on the screen (a fraction of a full one)
 
     @property
     def n_evaluations(self) -> int:
@@ -68,7 +77,13 @@ class Selection:
                 "validation": c.validation,
                 "round": c.round,
                 **(
-                    {"evaluations": self.costs[k].evaluations, "kept_layers": self.costs[k].kept_layers}
+                    {
+                        "evaluations": self.costs[k].evaluations,
+                        "kept_layers": self.costs[k].kept_layers,
+                        "screen_evaluations": self.costs[k].screen_evaluations,
+                        "screen_kept_layers": self.costs[k].screen_kept_layers,
+                        "equivalent_evaluations": self.costs[k].equivalent,
+                    }
                     if k in self.costs
                     else {}
                 ),

@@ -188,6 +188,11 @@ class SelectionTable:
     seconds: float
     raw: dict = field(repr=False)
 
+    @property
+    def equivalent_evaluations(self) -> float:
+        """Select's own evaluations, screening ones (``select.screen_windows``) at their share of the tokens."""
+        return float(self.raw.get("equivalent_evaluations", self.n_evaluations))
+
     def design_evaluations(self, scoring: Path) -> int:
         """score_masks' evaluations this search stood on: as select recorded them (0 when the budgeted search ran
         on its own), else those of ``scoring`` (score_masks' metrics; older tables always used them)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from flows.prune import prune
 from flows.sample_masks import sample_masks
 from flows.score_masks import score_masks
 from flows.select import select
+from shapprune.config import ConfigError
 from tests.flows.conftest import update_params
 
 
@@ -215,6 +217,30 @@ def test_budgeted_select_runs_on_the_llm_alone_within_its_budget(tiny_pipeline, 
     reused = json.loads((data / "select" / "select.json").read_text())
     assert reused["design_evaluations"] == tiny_pipeline.params["sample_masks"]["n_masks"]  # counted in its cost
     assert prune(root=str(workspace))["llm_evaluations"] == reused["design_evaluations"] + reused["n_evaluations"]
+
+
+def test_a_screened_budgeted_select_pays_screening_at_its_share_of_the_tokens(tiny_pipeline, tmp_path, monkeypatch):
+    """select.screen_windows: screening on 1 of the 4 calibration windows costs 1/4 of an evaluation, in
+    select.json, prune's cost and within the budget; a screen as large as the game is refused in one line"""
+    from flows.prune import prune
+
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows")
+    update_params(workspace, "select", strategy="budgeted", budget=9, n_drops=[1, 2], reuse_scores=False)
+    update_params(workspace, "select", screen_windows=1)
+    select(root=str(workspace))
+    table = json.loads((workspace / "data" / "select" / "select.json").read_text())
+    assert table["screen_windows"] == 1 and table["screen_cost"] == 0.25 and table["n_screen_evaluations"] > 0
+    paid = table["n_evaluations"] + 0.25 * table["n_screen_evaluations"]
+    assert table["equivalent_evaluations"] == pytest.approx(paid) and paid <= 9
+    per_k = table["chosen"]
+    assert sum(per_k[k]["screen_evaluations"] for k in ("1", "2")) == table["n_screen_evaluations"]
+    assert all(row["chosen_by"] == "calibration" and row["evaluations"] >= 1 for row in per_k.values())
+    update_params(workspace, "prune", n_drop=2, ratio=None)
+    assert prune(root=str(workspace))["llm_evaluations"] == math.ceil(paid)
+    update_params(workspace, "select", screen_windows=4)
+    with pytest.raises(ConfigError, match=r"4 of 4 calibration windows is no screen; use 1 to 3"):
+        select(root=str(workspace))
 
 
 def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monkeypatch):

@@ -1,0 +1,108 @@
+"""Screen-then-verify: budgeted select's phases on a cheaper copy of the game, the best then verified on the game.
+
+A screening game is the same model on a few of the calibration windows; one of its evaluations costs its
+share of the tokens (``cost``, e.g. 0.1 for 1 window of 10) in units of a full evaluation. The screened
+phases are SLEB's greedy removal at full width and the scan of every contiguous block, both on the screen;
+then the best screened ``k``-sets are verified on the full game, and hill climbing goes on by swap moves,
+each neighbourhood screened and its best moves verified. The choice is always the best set by the full
+game's value, as SLEB's is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shapprune.estimators.budget import BudgetedGame, mask_key
+from shapprune.select.blocks import contiguous_blocks
+from shapprune.select.moves import fit_ranker, swaps
+from shapprune.types import Game, Mask
+
+
+@dataclass(frozen=True)
+class Screen:
+    """A cheaper copy of the game (the same model on fewer windows) and one evaluation's cost in full evaluations."""
+
+    game: Game
+    cost: float  # tokens per screening evaluation / tokens per full evaluation, in (0, 1)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cost < 1:
+            raise ValueError(f"select: a screen's cost must be in (0, 1) of a full evaluation, got {self.cost}")
+
+
+def screened_keys(game: BudgetedGame, masks: Mask) -> list[bytes]:
+    """Keys of the distinct ``masks`` that ``game`` does not know yet, in order."""
+    known = game.free_values()
+    return list(dict.fromkeys(k for k in map(mask_key, masks) if k not in known))
+
+
+def screen_greedy(spend, n_layers: int, k: int) -> int:
+    """SLEB's greedy removal to ``k`` layers on the screen, at full width, as far as the screening allowance goes;
+    returns the steps completed."""
+    current = np.ones(n_layers, dtype=bool)
+    for step in range(k):
+        kept = np.flatnonzero(current)
+        masks = np.repeat(current[None], len(kept), axis=0)  # [c, L]
+        masks[np.arange(len(kept)), kept] = False
+        spend.screen_measure(masks, whole=True)
+        if screened_keys(spend.screen, masks):
+            return step  # the allowance did not hold this step
+        values = spend.screen_target(masks)  # [c]
+        current[kept[int(np.argmax(values))]] = False  # ties: the lower layer
+    return k
+
+
+def screen_blocks(spend, n_layers: int, k: int) -> None:
+    """Every contiguous block of ``k`` layers on the screen, if the screening allowance holds them all."""
+    spend.screen_measure(contiguous_blocks(n_layers, k), whole=True)
+
+
+def verify_best(spend, k: int, count: int) -> int:
+    """Measure on the full game the ``count`` best screened ``k``-sets not measured yet; returns how many."""
+    masks, y = spend.screen_table(k)
+    known = spend.game.free_values()
+    order = [i for i in np.lexsort((np.arange(len(y)), -y)) if mask_key(masks[i]) not in known]
+    return spend.measure(masks[order[:count]]) if order and count > 0 else 0
+
+
+def screened_climb(spend, k: int, batch: int, ridge: float, screen_moves: int) -> tuple[bool, bool]:
+    """Hill climbing from the best verified ``k``-set: screen its unscreened swap moves (at most ``screen_moves``
+    and what leaves one verification; the best by a ridge model of the screened values when more are left),
+    verify the best screened moves ``batch`` at a time, move when one is better; stops when the budget is spent.
+
+    Returns (the last verified batch improved, every swap of the final set was verified on the game).
+    """
+    improved = False
+    while True:
+        masks, y = spend.table(k)
+        if not len(masks):
+            return improved, False
+        current, value = masks[int(np.argmax(y))], float(y.max())
+        moves = swaps(current)  # [k (L - k), L]
+        known = spend.game.free_values()
+        todo = np.array([mask_key(m) not in known for m in moves])
+        if not todo.any():
+            return False, True
+        if spend.left() < 1:
+            return improved, False
+        fresh = set(screened_keys(spend.screen, moves))
+        added = 0
+        if fresh:
+            unscreened = np.stack([m for m in moves if mask_key(m) in fresh])  # [u, L]
+            room = min(int((spend.room() - 1) / spend.screen_cost), screen_moves)  # leaves one verification
+            if len(unscreened) > room:
+                s_masks, s_y = spend.screen_table()
+                order = np.argsort(-fit_ranker(s_masks, s_y, ridge)(unscreened), kind="stable")
+                unscreened = unscreened[order[:room]]
+            added = spend.screen_measure(unscreened)
+        screened = spend.screen.free_values()
+        ranked = [m for m in moves[todo] if mask_key(m) in screened]  # unverified, screened moves
+        if not ranked:
+            if added:
+                continue
+            return improved, False
+        ranked.sort(key=lambda m: -spend.screen_target(m[None])[0])
+        spend.measure(np.stack(ranked[: min(batch, int(spend.left()))]))
+        improved = float(spend.table(k)[1].max()) > value

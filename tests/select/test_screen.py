@@ -1,0 +1,85 @@
+"""Screen-then-verify: screening evaluations are paid at their cost, the budget holds, and the choice is the game's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shapprune.baselines.cost import sleb_cost
+from shapprune.estimators.budget import BudgetedGame, mask_key
+from shapprune.select import Screen, budgeted_select
+from shapprune.select.budgeted import _Spend
+from shapprune.select.screen import screen_greedy
+from tests.select.test_budgeted import BlockGame, block_plus_singles, exhaustive
+
+
+def noisy(game: BlockGame, scale: float, seed: int) -> BlockGame:
+    """The same game with every layer's cost perturbed: a screen that ranks sets only roughly."""
+    return BlockGame(game.cost + np.random.default_rng(seed).normal(0, scale, len(game.cost)), game.bonus)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_an_exact_screen_finds_the_exhaustive_best_at_a_quarter_of_slebs_cost(k):
+    game = block_plus_singles()
+    budget = int(sleb_cost(game.n_players, k) / 4)
+    selection = budgeted_select(game, [k], budget, np.random.default_rng(0), screen=Screen(block_plus_singles(), 0.1))
+    assert selection.chosen[k].dropped == exhaustive(block_plus_singles(), k)
+    assert selection.costs[k].equivalent <= budget
+
+
+@pytest.mark.parametrize("budget", [1, 3, 8, 20, 60])
+@pytest.mark.parametrize("ks", [[2], [3, 6], [1, 4, 9]])
+@pytest.mark.parametrize("cost", [0.1, 0.25])
+def test_the_budget_counts_screening_at_its_cost_and_is_never_exceeded(budget, ks, cost):
+    if budget < len(ks):
+        return
+    rng = np.random.default_rng(budget)
+    game = BlockGame(rng.uniform(0.1, 1.0, 12), 0.2)
+    screen = noisy(game, 0.2, budget)
+    selection = budgeted_select(game, ks, budget, np.random.default_rng(1), screen=Screen(screen, cost))
+    costs = selection.costs.values()
+    assert game.calls + cost * screen.calls <= budget + 1e-9  # no mask asked twice on either, none beyond
+    assert sum(c.evaluations for c in costs) == game.calls == selection.n_evaluations
+    assert sum(c.screen_evaluations for c in costs) == screen.calls == selection.n_screen_evaluations
+    assert sum(c.kept_layers for c in costs) == game.kept and sum(c.screen_kept_layers for c in costs) == screen.kept
+    assert sum(c.equivalent for c in costs) == pytest.approx(game.calls + cost * screen.calls)
+    assert sorted(selection.chosen) == ks
+
+
+def test_the_choice_is_the_best_set_by_the_game_never_by_the_screen():
+    game = block_plus_singles()
+    screen = noisy(block_plus_singles(), 0.4, 0)  # misleading: its best sets are not the game's
+    selection = budgeted_select(game, [5], 30, np.random.default_rng(0), screen=Screen(screen, 0.1))
+    chosen = selection.chosen[5]
+    measured = [c for c in selection.candidates if c.n_drop == 5]
+    assert all(c.verified for c in measured)
+    assert chosen.calibration == max(c.calibration for c in measured)
+    assert chosen.calibration == pytest.approx(float(block_plus_singles()(chosen.mask[None])[0]))
+
+
+def test_the_screened_greedy_pass_is_slebs_greedy_removal_on_the_screen():
+    screen = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
+    keep, sleb = np.ones(10, dtype=bool), []
+    for _ in range(4):  # SLEB on the screen: every kept layer tried at every step
+        kept = np.flatnonzero(keep)
+        masks = np.repeat(keep[None], len(kept), axis=0)
+        masks[np.arange(len(kept)), kept] = False
+        sleb.append(int(kept[np.argmax(screen(masks))]))
+        keep[sleb[-1]] = False
+    spend = _Spend(BudgetedGame(block_plus_singles(), None), True, Screen(screen, 0.1))
+    spend.limit = 10**6
+    assert screen_greedy(spend, 10, 4) == 4
+    assert spend.screen.n_evaluations == sleb_cost(10, 4) and spend.game.n_evaluations == 0
+    assert mask_key(keep) in spend.screen.free_values()  # SLEB's 4-layer set was screened
+    tight = _Spend(BudgetedGame(block_plus_singles(), None), True, Screen(screen, 0.1))
+    tight.limit = 0.1 * (10 + 9)  # two steps' worth
+    assert screen_greedy(tight, 10, 4) == 2 and tight.screen.n_evaluations == 19
+
+
+def test_a_screen_is_deterministic_and_its_cost_must_be_a_fraction():
+    screen = Screen(noisy(block_plus_singles(), 0.2, 1), 0.1)
+    runs = [budgeted_select(block_plus_singles(), [3, 6], 30, np.random.default_rng(7), screen=screen) for _ in "ab"]
+    assert [c.bits for c in runs[0].candidates] == [c.bits for c in runs[1].candidates]
+    assert runs[0].notes == runs[1].notes
+    with pytest.raises(ValueError, match=r"screen's cost must be in \(0, 1\)"):
+        Screen(block_plus_singles(), 1.0)
