@@ -146,6 +146,15 @@ class _Spend:
         finite = np.isfinite(y)
         return masks[finite], y[finite]
 
+    def frontier(self, k: int) -> tuple[float, Mask, np.ndarray] | None:
+        """The best measured ``k``-set's target, its swap moves and which of them are unmeasured (None: no set)."""
+        masks, y = self.table(k)
+        if not len(masks):
+            return None
+        moves = swaps(masks[int(np.argmax(y))])  # [k (L - k), L]
+        known = self.game.free_values()
+        return float(y.max()), moves, np.array([mask_key(m) not in known for m in moves])
+
     def screen_table(self, n_drop: int | None = None) -> tuple[Mask, np.ndarray]:
         """:meth:`table` of the screen."""
         return self.table(n_drop, self.screen)
@@ -219,13 +228,10 @@ def _climb(spend: _Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
     """Hill climbing by swap moves from the best measured ``k``-set; returns (last step improved, local optimum)."""
     improved = False
     while True:
-        masks, y = spend.table(k)
-        if not len(masks):
+        found = spend.frontier(k)
+        if found is None:
             return improved, False
-        current, value = masks[int(np.argmax(y))], float(y.max())
-        moves = swaps(current)
-        known = spend.game.free_values()
-        fresh = np.array([mask_key(m) not in known for m in moves])
+        value, moves, fresh = found
         if not fresh.any():
             return False, True  # every swap measured, none better: a verified local optimum
         if spend.left() < 1:

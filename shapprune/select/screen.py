@@ -16,7 +16,7 @@ import numpy as np
 
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
-from shapprune.select.moves import fit_ranker, swaps
+from shapprune.select.moves import fit_ranker
 from shapprune.types import Game, Mask
 
 
@@ -76,13 +76,10 @@ def screened_climb(spend, k: int, batch: int, ridge: float, screen_moves: int) -
     """
     improved = False
     while True:
-        masks, y = spend.table(k)
-        if not len(masks):
+        found = spend.frontier(k)
+        if found is None:
             return improved, False
-        current, value = masks[int(np.argmax(y))], float(y.max())
-        moves = swaps(current)  # [k (L - k), L]
-        known = spend.game.free_values()
-        todo = np.array([mask_key(m) not in known for m in moves])
+        value, moves, todo = found  # moves: [k (L - k), L]
         if not todo.any():
             return False, True
         if spend.left() < 1:
