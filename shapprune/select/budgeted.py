@@ -37,7 +37,14 @@ from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.candidates import Candidate
 from shapprune.select.moves import fit_ranker, swaps
 from shapprune.select.result import Cost, Selection
-from shapprune.select.screen import Screen, screen_blocks, screen_greedy, screened_climb, verify_best
+from shapprune.select.screen import (
+    Screen,
+    screen_blocks,
+    screened_climb,
+    screened_greedy,
+    screened_width,
+    verify_best,
+)
 from shapprune.types import Game, Mask, Utility
 
 
@@ -54,7 +61,6 @@ class BudgetPlan:
     batch: int = 4  # swap moves measured per hill-climbing step
     ridge: float = 1e-2  # ridge penalty of the move-ranking model
     close: float = 0.01  # runner-up within this log-utility (about 1 % perplexity): the choice is close
-    screen_share: float = 0.7  # with a screen: at most this fraction of a k's share on the screened scan and greedy
     screen_moves: int = 32  # with a screen: swap moves screened per neighbourhood at most (the ridge model's best)
 
     def __post_init__(self) -> None:
@@ -263,19 +269,21 @@ def _phases(spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) 
 def _screened_phases(
     spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan
 ) -> tuple[list[str], bool, tuple]:
-    """Every block and SLEB's greedy pass on the screen (within ``screen_share`` of the share), the best screened
-    sets verified on the game, then screened swaps; returns (phases, reduced, climb's result)."""
+    """Every block screened, SLEB's greedy pass on the game with each step screened (as wide as the share allows,
+    up to ``greedy_width``), the best screened block verified, then screened swaps; returns (phases, reduced,
+    climb's result)."""
+    width = screened_width(share, n_layers, k, spend.screen_cost, plan.greedy_width)
     limit = spend.limit
-    spend.limit = spend.spent() + min(plan.screen_share * share, share - 1)  # at least one verification left
+    spend.limit = spend.spent() + share - 1  # one evaluation kept for the best block
     screen_blocks(spend, n_layers, k)
-    steps = screen_greedy(spend, n_layers, k)
+    steps = screened_greedy(spend, n_layers, k, width)
     spend.limit = limit
-    if not len(spend.screen_table(k)[0]):  # the allowance screened no k-set: the unscreened phases
-        phases, reduced, climb = _phases(spend, n_layers, k, math.floor(spend.room() + 1e-9), plan)
+    verify_best(spend, k, 1)  # the best screened block (or k-set) not measured yet
+    if not len(spend.table(k)[0]):  # the share measured no k-set: the unscreened phases with what is left
+        phases, reduced, climb = _phases(spend, n_layers, k, spend.left(), plan)
         return ["screen: nothing of size k", *phases], reduced, climb
-    verify_best(spend, k, plan.batch)
     climb = screened_climb(spend, k, plan.batch, plan.ridge, plan.screen_moves)
-    phases = ["screen: blocks", f"screen: greedy ({steps} of {k} steps)", "verify", "screened swaps"]
+    phases = ["screen: blocks", f"screened greedy (width {width}, {steps} of {k} steps)", "screened swaps"]
     return phases, steps < k, climb
 
 

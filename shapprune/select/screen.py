@@ -1,11 +1,11 @@
 """Screen-then-verify: budgeted select's phases on a cheaper copy of the game, the best then verified on the game.
 
 A screening game is the same model on a few of the calibration windows; one of its evaluations costs its
-share of the tokens (``cost``, e.g. 0.1 for 1 window of 10) in units of a full evaluation. The screened
-phases are SLEB's greedy removal at full width and the scan of every contiguous block, both on the screen;
-then the best screened ``k``-sets are verified on the full game, and hill climbing goes on by swap moves,
-each neighbourhood screened and its best moves verified. The choice is always the best set by the full
-game's value, as SLEB's is.
+share of the tokens (``cost``, e.g. 0.1 for 1 window of 10) in units of a full evaluation. Per ``k``, every
+contiguous block is screened and the best verified; SLEB's greedy removal runs on the full game, but each step
+screens every candidate and measures only the few the screen ranks best; then hill climbing goes on by swap
+moves, each neighbourhood screened and its best moves verified. Every decision and the choice are made on
+the full game's values, as SLEB's are: the screen only decides what gets measured.
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def screened_keys(game: BudgetedGame, masks: Mask) -> list[bytes]:
     return list(dict.fromkeys(k for k in map(mask_key, masks) if k not in known))
 
 
-def screen_greedy(spend, n_layers: int, k: int) -> int:
-    """SLEB's greedy removal to ``k`` layers on the screen, at full width, as far as the screening allowance goes;
-    returns the steps completed."""
+def screened_greedy(spend, n_layers: int, k: int, width: int) -> int:
+    """SLEB's greedy removal to ``k`` layers on the game, each step's candidates screened first: every kept layer's
+    removal is screened, the ``width`` best by the screen are measured on the game, and the best of those by the
+    game's value is removed (SLEB's rule, where SLEB measures every candidate on the game). Returns the steps
+    completed (fewer when the budget ran out)."""
     current = np.ones(n_layers, dtype=bool)
     for step in range(k):
         kept = np.flatnonzero(current)
@@ -48,10 +50,23 @@ def screen_greedy(spend, n_layers: int, k: int) -> int:
         masks[np.arange(len(kept)), kept] = False
         spend.screen_measure(masks, whole=True)
         if screened_keys(spend.screen, masks):
-            return step  # the allowance did not hold this step
-        values = spend.screen_target(masks)  # [c]
-        current[kept[int(np.argmax(values))]] = False  # ties: the lower layer
+            return step  # the budget did not hold this step's screening
+        best = np.lexsort((kept, -spend.screen_target(masks)))[:width]  # the screen's best, lower layer on ties
+        spend.measure(masks[best])
+        values = spend.game.free_values()
+        measured = [i for i in best if mask_key(masks[i]) in values]
+        if not measured:
+            return step
+        pick = max(measured, key=lambda i: (float(spend.target([values[mask_key(masks[i])]])[0]), -kept[i]))
+        current[kept[pick]] = False
     return k
+
+
+def screened_width(share: float, n_layers: int, k: int, cost: float, most: int) -> int:
+    """The widest screened greedy pass (at most ``most`` candidates measured per step, at least 1) that fits in
+    ``share`` beside the screening of every block and every step, and one block verified."""
+    screening = cost * ((n_layers - k + 1) + sum(n_layers - step for step in range(k)))
+    return int(max(1, min(most, (share - screening - 1) // k)))
 
 
 def screen_blocks(spend, n_layers: int, k: int) -> None:

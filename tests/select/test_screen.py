@@ -9,7 +9,7 @@ from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select import Screen, budgeted_select
 from shapprune.select.budgeted import _Spend
-from shapprune.select.screen import screen_greedy
+from shapprune.select.screen import screened_greedy, screened_width
 from tests.select.test_budgeted import BlockGame, block_plus_singles, exhaustive
 
 
@@ -57,23 +57,35 @@ def test_the_choice_is_the_best_set_by_the_game_never_by_the_screen():
     assert chosen.calibration == pytest.approx(float(block_plus_singles()(chosen.mask[None])[0]))
 
 
-def test_the_screened_greedy_pass_is_slebs_greedy_removal_on_the_screen():
-    screen = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
-    keep, sleb = np.ones(10, dtype=bool), []
-    for _ in range(4):  # SLEB on the screen: every kept layer tried at every step
+def sleb_order(game: BlockGame, k: int) -> tuple[list[int], np.ndarray]:
+    """SLEB's greedy removal on ``game``: every kept layer tried at every step; the order and the final mask."""
+    keep, order = np.ones(game.n_players, dtype=bool), []
+    for _ in range(k):
         kept = np.flatnonzero(keep)
         masks = np.repeat(keep[None], len(kept), axis=0)
         masks[np.arange(len(kept)), kept] = False
-        sleb.append(int(kept[np.argmax(screen(masks))]))
-        keep[sleb[-1]] = False
-    spend = _Spend(BudgetedGame(block_plus_singles(), None), True, Screen(screen, 0.1))
-    spend.limit = 10**6
-    assert screen_greedy(spend, 10, 4) == 4
-    assert spend.screen.n_evaluations == sleb_cost(10, 4) and spend.game.n_evaluations == 0
-    assert mask_key(keep) in spend.screen.free_values()  # SLEB's 4-layer set was screened
-    tight = _Spend(BudgetedGame(block_plus_singles(), None), True, Screen(screen, 0.1))
-    tight.limit = 0.1 * (10 + 9)  # two steps' worth
-    assert screen_greedy(tight, 10, 4) == 2 and tight.screen.n_evaluations == 19
+        order.append(int(kept[np.argmax(game(masks))]))
+        keep[order[-1]] = False
+    return order, keep
+
+
+def test_the_screened_greedy_pass_makes_slebs_choices_on_the_game():
+    game = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
+    _, sleb = sleb_order(game, 4)
+    for screen, width in ((game, 1), (noisy(game, 0.5, 2), 10)):  # exact screen, narrow; any screen, full width
+        spend = _Spend(BudgetedGame(game, None), True, Screen(screen, 0.1))
+        spend.limit = 10**6
+        assert screened_greedy(spend, 10, 4, width) == 4
+        assert mask_key(sleb) in spend.game.free_values()  # SLEB's 4-layer set, measured on the game
+        assert spend.game.n_evaluations <= width * 4 and spend.screen.n_evaluations == sleb_cost(10, 4)
+    tight = _Spend(BudgetedGame(game, None), True, Screen(game, 0.1))
+    tight.limit = 0.1 * (10 + 9) + 2  # two steps' screening and measuring, width 1
+    assert screened_greedy(tight, 10, 4, 1) == 2 and tight.screen.n_evaluations == 19
+
+
+def test_the_screened_greedy_is_as_wide_as_the_share_allows():
+    assert screened_width(58, 30, 9, 0.1, 4) == 3  # 58 - 0.1 * (22 + 234) - 1 = 31.4: 3 a step for 9 steps
+    assert screened_width(1000, 30, 9, 0.1, 4) == 4 and screened_width(5, 30, 9, 0.1, 4) == 1
 
 
 def test_a_screen_is_deterministic_and_its_cost_must_be_a_fraction():
