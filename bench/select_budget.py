@@ -211,7 +211,8 @@ def write_report(
         f"`{command}` (after `dvc repro prepare_data`). Calibration game: 10 x 128 tokens, "
         f"fp32, full-model calibration PPL {full_ppl:.2f}; held-out PPL on the evaluate stage's windows. "
         f"Layer-token forwards = kept layers x {tokens} tokens per evaluation. Budgeted runs reuse no scored "
-        "masks. Notes: `reduced` (the budget did not hold the lazy greedy pass: more budget may change the set), "
+        "masks. Notes: `reduced` (the budget did not hold the lazy or screened greedy pass: more budget may change "
+        "the set), "
         "`still_improving` (the last swaps still improved), "
         "`close` (runner-up within 1 % perplexity), `local_optimum` (every single swap measured, none better)."
         + plan_note,
