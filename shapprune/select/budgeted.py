@@ -16,6 +16,9 @@ spend on it) the search runs these phases, each only as far as the share allows:
    (one feature per dropped layer and per pair of adjacent dropped layers), the ``batch`` best unmeasured
    moves are measured, and the search moves to the best one when it is better.
 
+With a screen (the game on fewer windows, ``select.screen_windows``) the phases are those of
+:mod:`shapprune.select.screen` instead, screening paid from the same budget at its share of the tokens.
+
 Evaluations are shared across ``k`` (a mask measured for one ``k`` is free for the next). Masks whose
 value is known up front (already scored on this game, the full model) cost nothing and seed the search.
 The choice per ``k`` is the best measured set by calibration utility; the result says how far it is
