@@ -48,7 +48,7 @@ def log(tracker: Tracker, paths: Paths, method: str, info: dict) -> None:
     tracker.log_metrics(metrics)
     for step, loss in enumerate(lora.get("losses", []), 1):
         tracker.log_metrics({"lora_loss": loss}, step=step)
-    tracker.set_tags({"repair_method": method})
+    tracker.set_tags({"repair_method": method} | ({"repair_text": info["text"]} if info.get("text") else {}))
     size_mb, with_weights = log_model_dir(tracker, paths.repaired, "repaired_model")
     tracker.set_tags({"repaired_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
 

@@ -142,6 +142,8 @@ def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit
         detail.append(f"least-squares {what} before the removed runs {runs}" if runs else "no run repaired")
     if lora:
         detail.append(f"LoRA {lora['steps']} steps, merged")
+    if detail and repair.get("text"):
+        detail.append(f"on {repair['windows']} windows of {repair['text']} text")
     base = params.export.base_model or params.base.model
     return CardFacts(
         name=f"{base.rsplit('/', 1)[-1]}, {pruning['n_dropped']} layers removed",

@@ -12,7 +12,7 @@ from shapprune.models import MAP, load_model, parameter_count, save_model
 from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal
 from shapprune.surgery import keep_layers, num_layers
-from tasks.shared.artifacts import read_windows
+from tasks.shared.artifacts import read_windows, windows_source
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
 
@@ -30,7 +30,8 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
         )
     model, tokenizer = load_model(str(paths.model), dtype=torch.float32, device=device)  # fp32 fit
     device = None if device == MAP else device  # a mapped model stays where accelerate put it
-    info: dict = {"method": cfg.method, "windows": int(len(windows)), "parameters_pruned": None}
+    text = windows_source(paths.repair_windows) if len(windows) else None  # e.g. "wiki_extracts 0.5 + coqa_stories 0.5"
+    info: dict = {"method": cfg.method, "windows": int(len(windows)), "text": text, "parameters_pruned": None}
     if cfg.linear:
         fit = windows[: cfg.linear_windows]  # [n, T]
         report = linear_repair(model, keep, fit, ridge=cfg.ridge, loss=cfg.loss, fit=cfg.fit, device=device)

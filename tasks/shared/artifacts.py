@@ -44,6 +44,12 @@ def read_windows(path: Path) -> TokenWindows:
     return np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])
 
 
+def windows_source(path: Path) -> str | None:
+    """The source corpus (or mix) that :func:`write_windows` recorded for ``path``'s windows; None when empty."""
+    sources = pd.read_parquet(path, columns=["source"])["source"]
+    return None if sources.empty else str(sources.iloc[0])
+
+
 def mask_bits(masks: Mask) -> list[str]:
     """``bool[n, L]`` -> ``["1101...", ...]`` (bit i = layer i kept)."""
     return ["".join("1" if b else "0" for b in row) for row in masks]

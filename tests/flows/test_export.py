@@ -79,6 +79,9 @@ def test_the_shipped_folder_is_bf16_with_a_card_and_gives_the_repaired_logits(ti
     spent = pruning["llm_evaluations"]  # select: the scored masks plus select's own evaluations
     assert spent == 18 + tiny_pipeline.results["select"]["n_evaluations"]
     assert f"choosing the layers**: {spent}" in card
+    repair = tiny_pipeline.results["repair"]  # the card names the text the repair learnt from
+    assert repair["text"] == tiny_pipeline.params["prepare_data"]["calibration_source"]
+    assert f"on {repair['windows']} windows of {repair['text']} text)" in card
     check = info["checks"]
     assert check["windows"] == 2 and abs(check["hf"]["nll"] - check["fp32"]["nll"]) < 0.05  # bf16 rounding only
 
