@@ -5,8 +5,8 @@ from shapprune.select.budgeted import BudgetPlan, budgeted_select, sleb_shares
 from shapprune.select.candidates import SOURCES, Candidate, best_scored, ranking_mask
 from shapprune.select.fit import surrogate_fit
 from shapprune.select.result import Cost, Selection
-from shapprune.select.screen import Screen
 from shapprune.select.search import beam_search, greedy_removal
+from shapprune.select.spend import Screen
 from shapprune.select.verify import Fit, SearchConfig, budget_shares, select_subsets
 
 __all__ = [

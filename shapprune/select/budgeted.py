@@ -38,17 +38,11 @@ from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.candidates import Candidate
-from shapprune.select.moves import fit_ranker, swaps
+from shapprune.select.moves import fit_ranker
 from shapprune.select.result import Cost, Selection
-from shapprune.select.screen import (
-    Screen,
-    screen_blocks,
-    screened_climb,
-    screened_greedy,
-    screened_width,
-    verify_best,
-)
-from shapprune.types import Game, Mask, Utility
+from shapprune.select.screen import screen_blocks, screened_climb, screened_greedy, screened_width, verify_best
+from shapprune.select.spend import Screen, Spend
+from shapprune.types import Game
 
 
 @dataclass(frozen=True)
@@ -86,90 +80,7 @@ def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int,
     return shares
 
 
-class _Spend:
-    """A budgeted game with a per-``k`` limit, the transform of its values and the cost of what it measured.
-
-    With a :class:`Screen`, its evaluations are paid from the same budget, each at ``screen.cost`` of a full one.
-    """
-
-    def __init__(self, game: BudgetedGame, log_utility: bool, screen: Screen | None = None) -> None:
-        self.game, self.log_utility, self.limit = game, log_utility, 0.0
-        self.screen = None if screen is None else BudgetedGame(screen.game, None)
-        self.screen_cost = 0.0 if screen is None else screen.cost
-
-    def spent(self) -> float:
-        """Full evaluations plus screening evaluations at their cost."""
-        return self.game.n_evaluations + (self.screen_cost * self.screen.n_evaluations if self.screen else 0.0)
-
-    def room(self) -> float:
-        """What is left under the limit, in full evaluations."""
-        return self.limit - self.spent()
-
-    def left(self) -> int:
-        """Full evaluations that still fit under the limit."""
-        return math.floor(self.room() + 1e-9)
-
-    def target(self, values: Utility) -> np.ndarray:
-        v = np.asarray(values, dtype=np.float64)
-        return np.log(np.maximum(v, 1e-30)) if self.log_utility else v
-
-    def measure(self, masks: Mask, limit: int | None = None) -> int:
-        """Measure the first unknown rows of ``masks`` that fit in what is left (and in ``limit``); returns how
-        many new evaluations."""
-        known = self.game.free_values()
-        room = max(self.left(), 0) if limit is None else max(min(self.left(), limit), 0)
-        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())[:room]
-        if fresh:
-            self.game(np.stack(fresh))
-        return len(fresh)
-
-    def screen_measure(self, masks: Mask, whole: bool = False) -> int:
-        """Screen the unknown rows of ``masks`` that fit in what is left (``whole``: all of them or none);
-        returns how many new screening evaluations."""
-        known = self.screen.free_values()
-        fresh = list({mask_key(m): m for m in masks if mask_key(m) not in known}.values())
-        fit = max(math.floor(self.room() / self.screen_cost + 1e-9), 0)
-        if whole and len(fresh) > fit:
-            return 0
-        fresh = fresh[:fit]
-        if fresh:
-            self.screen(np.stack(fresh))
-        return len(fresh)
-
-    def screen_target(self, masks: Mask) -> np.ndarray:
-        """The target of screened ``masks`` (each must be screened already)."""
-        values = self.screen.free_values()
-        return self.target([values[mask_key(m)] for m in masks])
-
-    def table(self, n_drop: int | None = None, game: BudgetedGame | None = None) -> tuple[Mask, np.ndarray]:
-        """Every mask with a known value on ``game`` (default: the game; optionally only those dropping
-        ``n_drop``) and its target."""
-        game = game or self.game
-        values = game.free_values()
-        masks = [np.unpackbits(np.frombuffer(key, np.uint8))[: game.n_players].astype(bool) for key in values]
-        masks = np.stack(masks) if masks else np.zeros((0, game.n_players), bool)
-        y = self.target(np.fromiter(values.values(), np.float64, len(values)))
-        if n_drop is not None:
-            rows = (~masks).sum(axis=1) == n_drop
-            masks, y = masks[rows], y[rows]
-        finite = np.isfinite(y)
-        return masks[finite], y[finite]
-
-    def frontier(self, k: int) -> tuple[float, Mask, np.ndarray] | None:
-        """The best measured ``k``-set's target, its swap moves and which of them are unmeasured (None: no set)."""
-        masks, y = self.table(k)
-        if not len(masks):
-            return None
-        moves = swaps(masks[int(np.argmax(y))])  # [k (L - k), L]
-        known = self.game.free_values()
-        return float(y.max()), moves, np.array([mask_key(m) not in known for m in moves])
-
-    def screen_table(self, n_drop: int | None = None) -> tuple[Mask, np.ndarray]:
-        """:meth:`table` of the screen."""
-        return self.table(n_drop, self.screen)
-
-
-def _block_scan(spend: _Spend, n_layers: int, k: int, cap: int) -> None:
+def _block_scan(spend: Spend, n_layers: int, k: int, cap: int) -> None:
     """Measure blocks of ``k`` layers: every start if they fit in ``cap``, else a strided scan refined at the best."""
     blocks = contiguous_blocks(n_layers, k)  # [B, L], row = first dropped layer
     if spend.game.cost(blocks) <= cap:
@@ -203,7 +114,7 @@ def _block_cap(plan: BudgetPlan, share: int, k: int, singles_cost: int) -> int:
     return cap
 
 
-def lazy_greedy(spend: _Spend, n_layers: int, k: int, width: int) -> list[int]:
+def lazy_greedy(spend: Spend, n_layers: int, k: int, width: int) -> list[int]:
     """Greedy removal to ``k`` layers measuring, after the leave-one-out step, only the ``width`` kept layers
     with the best last-measured marginal value; returns the removal order (shorter if the share ran out)."""
     singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
@@ -233,7 +144,7 @@ def lazy_greedy(spend: _Spend, n_layers: int, k: int, width: int) -> list[int]:
     return order
 
 
-def _climb(spend: _Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
+def _climb(spend: Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
     """Hill climbing by swap moves from the best measured ``k``-set; returns (last step improved, local optimum)."""
     improved = False
     while True:
@@ -252,7 +163,7 @@ def _climb(spend: _Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
         improved = float(spend.table(k)[1].max()) > value
 
 
-def _phases(spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) -> tuple[list[str], bool, tuple]:
+def _phases(spend: Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) -> tuple[list[str], bool, tuple]:
     """Block scan, lazy greedy (or leave-one-out) and swaps on the game; returns (phases, reduced, climb's result)."""
     singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
     cap = _block_cap(plan, share, k, spend.game.cost(singles))
@@ -270,7 +181,7 @@ def _phases(spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) 
 
 
 def _screened_phases(
-    spend: _Spend, n_layers: int, k: int, share: int, plan: BudgetPlan
+    spend: Spend, n_layers: int, k: int, share: int, plan: BudgetPlan
 ) -> tuple[list[str], bool, tuple]:
     """Every block screened, SLEB's greedy pass on the game with each step screened (as wide as the share allows,
     up to ``greedy_width``), the best screened block verified, then screened swaps; returns (phases, reduced,
@@ -316,7 +227,7 @@ def budgeted_select(
         raise ValueError(f"select.n_drops: {bad or 'empty'} outside [1, {n_layers - 1}] for {n_layers} layers")
     if budget < len(ks):
         raise ValueError(f"select.budget must be at least 1 evaluation per k searched ({len(ks)}), got {budget}")
-    spend = _Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility, screen)
+    spend = Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility, screen)
     chosen, costs, notes, pool = {}, {}, {}, []
     for i, k in enumerate(ks):
         rest = ks[i:]

@@ -10,26 +10,13 @@ the full game's values, as SLEB's are: the screen only decides what gets measure
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.moves import fit_ranker
-from shapprune.types import Game, Mask
-
-
-@dataclass(frozen=True)
-class Screen:
-    """A cheaper copy of the game (the same model on fewer windows) and one evaluation's cost in full evaluations."""
-
-    game: Game
-    cost: float  # tokens per screening evaluation / tokens per full evaluation, in (0, 1)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.cost < 1:
-            raise ValueError(f"select: a screen's cost must be in (0, 1) of a full evaluation, got {self.cost}")
+from shapprune.select.spend import Spend
+from shapprune.types import Mask
 
 
 def screened_keys(game: BudgetedGame, masks: Mask) -> list[bytes]:
@@ -38,7 +25,7 @@ def screened_keys(game: BudgetedGame, masks: Mask) -> list[bytes]:
     return list(dict.fromkeys(k for k in map(mask_key, masks) if k not in known))
 
 
-def screened_greedy(spend, n_layers: int, k: int, width: int) -> int:
+def screened_greedy(spend: Spend, n_layers: int, k: int, width: int) -> int:
     """SLEB's greedy removal to ``k`` layers on the game, each step's candidates screened first: every kept layer's
     removal is screened, the ``width`` best by the screen are measured on the game, and the best of those by the
     game's value is removed (SLEB's rule, where SLEB measures every candidate on the game). Returns the steps
@@ -69,12 +56,12 @@ def screened_width(share: float, n_layers: int, k: int, cost: float, most: int) 
     return int(max(1, min(most, (share - screening - 1) // k)))
 
 
-def screen_blocks(spend, n_layers: int, k: int) -> None:
+def screen_blocks(spend: Spend, n_layers: int, k: int) -> None:
     """Every contiguous block of ``k`` layers on the screen, if the screening allowance holds them all."""
     spend.screen_measure(contiguous_blocks(n_layers, k), whole=True)
 
 
-def verify_best(spend, k: int, count: int) -> int:
+def verify_best(spend: Spend, k: int, count: int) -> int:
     """Measure on the full game the ``count`` best screened ``k``-sets not measured yet; returns how many."""
     masks, y = spend.screen_table(k)
     known = spend.game.free_values()
@@ -82,7 +69,7 @@ def verify_best(spend, k: int, count: int) -> int:
     return spend.measure(masks[order[:count]]) if order and count > 0 else 0
 
 
-def screened_climb(spend, k: int, batch: int, ridge: float, screen_moves: int) -> tuple[bool, bool]:
+def screened_climb(spend: Spend, k: int, batch: int, ridge: float, screen_moves: int) -> tuple[bool, bool]:
     """Hill climbing from the best verified ``k``-set: screen its unscreened swap moves (at most ``screen_moves``
     and what leaves one verification; the best by a ridge model of the screened values when more are left),
     verify the best screened moves ``batch`` at a time, move when one is better; stops when the budget is spent.

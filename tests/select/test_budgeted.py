@@ -132,7 +132,8 @@ def test_bad_requests_name_the_fix():
 
 def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
     from shapprune.estimators.budget import BudgetedGame
-    from shapprune.select.budgeted import _Spend, lazy_greedy
+    from shapprune.select.budgeted import lazy_greedy
+    from shapprune.select.spend import Spend
 
     game = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
     keep, sleb = np.ones(10, dtype=bool), []
@@ -142,11 +143,11 @@ def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
         masks[np.arange(len(kept)), kept] = False
         sleb.append(int(kept[np.argmax(game(masks))]))
         keep[sleb[-1]] = False
-    spend = _Spend(BudgetedGame(game, None), log_utility=True)
+    spend = Spend(BudgetedGame(game, None), log_utility=True)
     spend.limit = 10**6
     assert lazy_greedy(spend, 10, 4, width=10) == sleb
     assert spend.game.n_evaluations == sleb_cost(10, 4)
-    narrow = _Spend(BudgetedGame(game, None), log_utility=True)
+    narrow = Spend(BudgetedGame(game, None), log_utility=True)
     narrow.limit = 10**6
     lazy_greedy(narrow, 10, 4, width=3)
     assert narrow.game.n_evaluations <= 10 + 3 * 3  # the first step, then 3 candidates a step
@@ -155,9 +156,10 @@ def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
 @pytest.mark.parametrize("cap", [1, 3, 6, 10])
 def test_the_block_scan_keeps_to_its_allowance(cap):
     from shapprune.estimators.budget import BudgetedGame
-    from shapprune.select.budgeted import _block_scan, _Spend
+    from shapprune.select.budgeted import _block_scan
+    from shapprune.select.spend import Spend
 
-    spend = _Spend(BudgetedGame(BlockGame(np.linspace(0.1, 1.0, 30), 0.2), 100), log_utility=True)
+    spend = Spend(BudgetedGame(BlockGame(np.linspace(0.1, 1.0, 30), 0.2), 100), log_utility=True)
     spend.limit = 100
     _block_scan(spend, 30, 3, cap)  # 28 blocks: a strided scan, then the starts around the best one
     assert 1 <= spend.game.n_evaluations <= cap

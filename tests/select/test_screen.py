@@ -8,8 +8,8 @@ import pytest
 from shapprune.baselines.cost import sleb_cost
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select import Screen, budgeted_select
-from shapprune.select.budgeted import _Spend
 from shapprune.select.screen import screened_greedy, screened_width
+from shapprune.select.spend import Spend
 from tests.select.test_budgeted import BlockGame, block_plus_singles, exhaustive
 
 
@@ -73,12 +73,12 @@ def test_the_screened_greedy_pass_makes_slebs_choices_on_the_game():
     game = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
     _, sleb = sleb_order(game, 4)
     for screen, width in ((game, 1), (noisy(game, 0.5, 2), 10)):  # exact screen, narrow; any screen, full width
-        spend = _Spend(BudgetedGame(game, None), True, Screen(screen, 0.1))
+        spend = Spend(BudgetedGame(game, None), True, Screen(screen, 0.1))
         spend.limit = 10**6
         assert screened_greedy(spend, 10, 4, width) == 4
         assert mask_key(sleb) in spend.game.free_values()  # SLEB's 4-layer set, measured on the game
         assert spend.game.n_evaluations <= width * 4 and spend.screen.n_evaluations == sleb_cost(10, 4)
-    tight = _Spend(BudgetedGame(game, None), True, Screen(game, 0.1))
+    tight = Spend(BudgetedGame(game, None), True, Screen(game, 0.1))
     tight.limit = 0.1 * (10 + 9) + 2  # two steps' screening and measuring, width 1
     assert screened_greedy(tight, 10, 4, 1) == 2 and tight.screen.n_evaluations == 19
 
