@@ -30,43 +30,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from shapprune.baselines.cost import sleb_cost
-from shapprune.estimators.budget import BudgetedGame, mask_key
-from shapprune.select.blocks import contiguous_blocks
+from shapprune.estimators.budget import BudgetedGame
 from shapprune.select.candidates import Candidate
-from shapprune.select.moves import fit_ranker
+from shapprune.select.plain import plain_phases
 from shapprune.select.result import Cost, Selection
-from shapprune.select.screen import screen_blocks, screened_climb, screened_greedy, screened_width, verify_best
-from shapprune.select.spend import Screen, Spend
+from shapprune.select.screen import screened_phases
+from shapprune.select.spend import BudgetPlan, Screen, Spend
 from shapprune.types import Game
-
-
-@dataclass(frozen=True)
-class BudgetPlan:
-    """How a budgeted search spends each ``k``'s share."""
-
-    greedy_width: int = 4  # lazy greedy: candidates measured per step after the first
-    min_width: int = 2  # the narrowest lazy greedy worth running (narrower: the leave-one-out pass alone)
-    block_share: float = 0.6  # at most this fraction of a k's share on the coarse block scan, and
-    shrink_blocks: bool = True  # less (down to min_blocks) when that fraction leaves no room for the lazy greedy
-    min_blocks: int = 4  # the scan's floor: below it the scan keeps block_share and the lazy greedy is skipped
-    min_swaps: int = 8  # the leave-one-out pass runs only if it leaves this many evaluations for swaps
-    batch: int = 4  # swap moves measured per hill-climbing step
-    ridge: float = 1e-2  # ridge penalty of the move-ranking model
-    close: float = 0.01  # runner-up within this log-utility (about 1 % perplexity): the choice is close
-    screen_moves: int = 32  # with a screen: swap moves screened per neighbourhood at most (the ridge model's best)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.block_share <= 1:
-            raise ValueError(f"select: block_share must be in (0, 1], got {self.block_share}")
-        if not 1 <= self.min_width <= self.greedy_width:
-            raise ValueError(f"select: min_width must be in [1, greedy_width], got {self.min_width}")
-        if self.batch < 1 or self.min_swaps < 0 or self.min_blocks < 0:
-            raise ValueError("select: batch must be at least 1, min_swaps and min_blocks at least 0")
 
 
 def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int, int]:
@@ -78,127 +52,6 @@ def sleb_shares(budget: int, n_drops: Sequence[int], n_layers: int) -> dict[int,
     for k in sorted(ks, reverse=True)[: budget - sum(shares.values())]:
         shares[k] += 1
     return shares
-
-
-def _block_scan(spend: Spend, n_layers: int, k: int, cap: int) -> None:
-    """Measure blocks of ``k`` layers: every start if they fit in ``cap``, else a strided scan refined at the best."""
-    blocks = contiguous_blocks(n_layers, k)  # [B, L], row = first dropped layer
-    if spend.game.cost(blocks) <= cap:
-        spend.measure(blocks)
-        return
-    stride = math.ceil(len(blocks) / max(cap - 1, 1))
-    starts = sorted({*range(0, len(blocks), stride), len(blocks) - 1})
-    start = spend.game.n_evaluations
-    spend.measure(blocks[starts], limit=max(cap, 1))
-    values = spend.game.free_values()
-    measured = [s for s in range(len(blocks)) if mask_key(blocks[s]) in values]
-    if not measured:
-        return
-    best = max(measured, key=lambda s: (spend.target([values[mask_key(blocks[s])]])[0], -s))
-    around = sorted(range(max(best - stride + 1, 0), min(best + stride, len(blocks))), key=lambda s: (abs(s - best), s))
-    spend.measure(blocks[around], limit=cap - (spend.game.n_evaluations - start))
-
-
-def _block_cap(plan: BudgetPlan, share: int, k: int, singles_cost: int) -> int:
-    """Evaluations for the block scan: ``block_share`` of the share, or (``shrink_blocks``) less, down to
-    ``min_blocks``, so that a lazy greedy pass of ``min_width`` or wider still fits after it."""
-    cap = max(int(plan.block_share * share), 1)
-    if not plan.shrink_blocks or k == 1:
-        return cap
-    for width in range(plan.greedy_width, plan.min_width - 1, -1):
-        room = share - singles_cost - (k - 1) * width  # what the greedy pass of this width leaves for blocks
-        if room >= cap:
-            return cap
-        if room >= plan.min_blocks:
-            return room
-    return cap
-
-
-def lazy_greedy(spend: Spend, n_layers: int, k: int, width: int) -> list[int]:
-    """Greedy removal to ``k`` layers measuring, after the leave-one-out step, only the ``width`` kept layers
-    with the best last-measured marginal value; returns the removal order (shorter if the share ran out)."""
-    singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
-    spend.measure(singles)
-    values = spend.game.free_values()
-    if any(mask_key(m) not in values for m in singles):
-        return []
-    marginal = spend.target([values[mask_key(m)] for m in singles])  # [L] the latest gain of dropping each layer
-    current, value, order = np.ones(n_layers, dtype=bool), 0.0, []
-    for step in range(k):
-        kept = np.flatnonzero(current)
-        cands = kept if step == 0 else kept[np.lexsort((kept, -marginal[kept]))][:width]
-        masks = np.repeat(current[None], len(cands), axis=0)  # [c, L]
-        masks[np.arange(len(cands)), cands] = False
-        spend.measure(masks)
-        values = spend.game.free_values()
-        known = [
-            (c, float(spend.target([values[mask_key(m)]])[0])) for c, m in zip(cands, masks) if mask_key(m) in values
-        ]
-        if not known:
-            break
-        for c, v in known:
-            marginal[c] = v - value
-        best, value = max(known, key=lambda cv: (cv[1], -cv[0]))
-        current[best] = False
-        order.append(int(best))
-    return order
-
-
-def _climb(spend: Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:
-    """Hill climbing by swap moves from the best measured ``k``-set; returns (last step improved, local optimum)."""
-    improved = False
-    while True:
-        found = spend.frontier(k)
-        if found is None:
-            return improved, False
-        value, moves, fresh = found
-        if not fresh.any():
-            return False, True  # every swap measured, none better: a verified local optimum
-        if spend.left() < 1:
-            return improved, False
-        all_masks, all_y = spend.table()
-        predicted = fit_ranker(all_masks, all_y, plan.ridge)(moves[fresh])
-        order = np.argsort(-predicted, kind="stable")[: min(plan.batch, spend.left())]
-        spend.measure(moves[fresh][order])
-        improved = float(spend.table(k)[1].max()) > value
-
-
-def _phases(spend: Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) -> tuple[list[str], bool, tuple]:
-    """Block scan, lazy greedy (or leave-one-out) and swaps on the game; returns (phases, reduced, climb's result)."""
-    singles = ~np.eye(n_layers, dtype=bool)  # [L, L]
-    cap = _block_cap(plan, share, k, spend.game.cost(singles))
-    if cap:
-        _block_scan(spend, n_layers, k, cap)
-    phases = ["blocks"] if cap else []
-    width = 0 if k == 1 else min(plan.greedy_width, (spend.left() - spend.game.cost(singles)) // (k - 1))
-    if width >= plan.min_width:
-        lazy_greedy(spend, n_layers, k, width)
-        phases.append(f"lazy greedy (width {width})")
-    elif k > 1 and spend.left() - spend.game.cost(singles) >= plan.min_swaps:
-        spend.measure(singles)
-        phases.append("leave-one-out")
-    return phases + ["swaps"], k > 1 and width < plan.min_width, _climb(spend, k, plan)
-
-
-def _screened_phases(
-    spend: Spend, n_layers: int, k: int, share: int, plan: BudgetPlan
-) -> tuple[list[str], bool, tuple]:
-    """Every block screened, SLEB's greedy pass on the game with each step screened (as wide as the share allows,
-    up to ``greedy_width``), the best screened block verified, then screened swaps; returns (phases, reduced,
-    climb's result)."""
-    width = screened_width(share, n_layers, k, spend.screen_cost, plan.greedy_width)
-    limit = spend.limit
-    spend.limit = spend.spent() + share - 1  # one evaluation kept for the best block
-    screen_blocks(spend, n_layers, k)
-    steps = screened_greedy(spend, n_layers, k, width)
-    spend.limit = limit
-    verify_best(spend, k, 1)  # the best screened block (or k-set) not measured yet
-    if not len(spend.table(k)[0]):  # the share measured no k-set: the unscreened phases with what is left
-        phases, reduced, climb = _phases(spend, n_layers, k, spend.left(), plan)
-        return ["screen: nothing of size k", *phases], reduced, climb
-    climb = screened_climb(spend, k, plan.batch, plan.ridge, plan.screen_moves)
-    phases = ["screen: blocks", f"screened greedy (width {width}, {steps} of {k} steps)", "screened swaps"]
-    return phases, steps < k, climb
 
 
 def budgeted_select(
@@ -235,7 +88,7 @@ def budgeted_select(
         spend.limit = spend.spent() + share
         before = spend.game.n_evaluations, len(spend.game.scored()[1])
         screened = len(spend.screen.scored()[1]) if spend.screen else 0
-        run = _screened_phases if spend.screen is not None else _phases
+        run = screened_phases if spend.screen is not None else plain_phases
         phases, reduced, (improved, optimum) = run(spend, n_layers, k, share, plan)
         new_masks = spend.game.scored()[0][before[1] :]
         screen_masks = spend.screen.scored()[0][screened:] if spend.screen else np.zeros((0, n_layers), bool)

@@ -15,7 +15,8 @@ import numpy as np
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.blocks import contiguous_blocks
 from shapprune.select.moves import fit_ranker
-from shapprune.select.spend import Spend
+from shapprune.select.plain import plain_phases
+from shapprune.select.spend import BudgetPlan, Spend
 from shapprune.types import Mask
 
 
@@ -105,3 +106,22 @@ def screened_climb(spend: Spend, k: int, batch: int, ridge: float, screen_moves:
         ranked.sort(key=lambda m: -spend.screen_target(m[None])[0])
         spend.measure(np.stack(ranked[: min(batch, int(spend.left()))]))
         improved = float(spend.table(k)[1].max()) > value
+
+
+def screened_phases(spend: Spend, n_layers: int, k: int, share: int, plan: BudgetPlan) -> tuple[list[str], bool, tuple]:
+    """Every block screened, SLEB's greedy pass on the game with each step screened (as wide as the share allows,
+    up to ``greedy_width``), the best screened block verified, then screened swaps; returns (phases, reduced,
+    climb's result)."""
+    width = screened_width(share, n_layers, k, spend.screen_cost, plan.greedy_width)
+    limit = spend.limit
+    spend.limit = spend.spent() + share - 1  # one evaluation kept for the best block
+    screen_blocks(spend, n_layers, k)
+    steps = screened_greedy(spend, n_layers, k, width)
+    spend.limit = limit
+    verify_best(spend, k, 1)  # the best screened block (or k-set) not measured yet
+    if not len(spend.table(k)[0]):  # the share measured no k-set: the unscreened phases with what is left
+        phases, reduced, climb = plain_phases(spend, n_layers, k, spend.left(), plan)
+        return ["screen: nothing of size k", *phases], reduced, climb
+    climb = screened_climb(spend, k, plan.batch, plan.ridge, plan.screen_moves)
+    phases = ["screen: blocks", f"screened greedy (width {width}, {steps} of {k} steps)", "screened swaps"]
+    return phases, steps < k, climb

@@ -1,4 +1,5 @@
-"""What a budgeted search pays: a counting game with a per-``k`` limit and, optionally, a cheaper screen."""
+"""What a budgeted search pays and how it plans to: the plan, a counting game with a per-``k`` limit and,
+optionally, a cheaper screen."""
 
 from __future__ import annotations
 
@@ -10,6 +11,30 @@ import numpy as np
 from shapprune.estimators.budget import BudgetedGame, mask_key
 from shapprune.select.moves import swaps
 from shapprune.types import Game, Mask, Utility
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How a budgeted search spends each ``k``'s share."""
+
+    greedy_width: int = 4  # lazy greedy: candidates measured per step after the first
+    min_width: int = 2  # the narrowest lazy greedy worth running (narrower: the leave-one-out pass alone)
+    block_share: float = 0.6  # at most this fraction of a k's share on the coarse block scan, and
+    shrink_blocks: bool = True  # less (down to min_blocks) when that fraction leaves no room for the lazy greedy
+    min_blocks: int = 4  # the scan's floor: below it the scan keeps block_share and the lazy greedy is skipped
+    min_swaps: int = 8  # the leave-one-out pass runs only if it leaves this many evaluations for swaps
+    batch: int = 4  # swap moves measured per hill-climbing step
+    ridge: float = 1e-2  # ridge penalty of the move-ranking model
+    close: float = 0.01  # runner-up within this log-utility (about 1 % perplexity): the choice is close
+    screen_moves: int = 32  # with a screen: swap moves screened per neighbourhood at most (the ridge model's best)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.block_share <= 1:
+            raise ValueError(f"select: block_share must be in (0, 1], got {self.block_share}")
+        if not 1 <= self.min_width <= self.greedy_width:
+            raise ValueError(f"select: min_width must be in [1, greedy_width], got {self.min_width}")
+        if self.batch < 1 or self.min_swaps < 0 or self.min_blocks < 0:
+            raise ValueError("select: batch must be at least 1, min_swaps and min_blocks at least 0")
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def test_bad_requests_name_the_fix():
 
 def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
     from shapprune.estimators.budget import BudgetedGame
-    from shapprune.select.budgeted import lazy_greedy
+    from shapprune.select.plain import lazy_greedy
     from shapprune.select.spend import Spend
 
     game = BlockGame(np.random.default_rng(3).uniform(0.1, 1.0, 10), 0.15)
@@ -156,23 +156,23 @@ def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
 @pytest.mark.parametrize("cap", [1, 3, 6, 10])
 def test_the_block_scan_keeps_to_its_allowance(cap):
     from shapprune.estimators.budget import BudgetedGame
-    from shapprune.select.budgeted import _block_scan
+    from shapprune.select.plain import block_scan
     from shapprune.select.spend import Spend
 
     spend = Spend(BudgetedGame(BlockGame(np.linspace(0.1, 1.0, 30), 0.2), 100), log_utility=True)
     spend.limit = 100
-    _block_scan(spend, 30, 3, cap)  # 28 blocks: a strided scan, then the starts around the best one
+    block_scan(spend, 30, 3, cap)  # 28 blocks: a strided scan, then the starts around the best one
     assert 1 <= spend.game.n_evaluations <= cap
 
 
 def test_the_block_scan_shrinks_so_that_lazy_greedy_fits():
-    from shapprune.select.budgeted import _block_cap
+    from shapprune.select.plain import block_cap
 
     plan = BudgetPlan()  # block_share 0.6, greedy_width 4, min_width 2, min_blocks 4
-    assert _block_cap(plan, 100, 5, 18) == 60  # room for both: the usual allowance
-    assert _block_cap(plan, 40, 5, 18) == 40 - 18 - 4 * 4  # the widest greedy that leaves 4 blocks or more
-    assert _block_cap(plan, 26, 5, 18) == 15  # no greedy leaves 4 blocks: the scan keeps its allowance
-    assert _block_cap(BudgetPlan(min_blocks=0), 26, 5, 18) == 0
-    assert _block_cap(BudgetPlan(shrink_blocks=False), 40, 5, 18) == 24
+    assert block_cap(plan, 100, 5, 18) == 60  # room for both: the usual allowance
+    assert block_cap(plan, 40, 5, 18) == 40 - 18 - 4 * 4  # the widest greedy that leaves 4 blocks or more
+    assert block_cap(plan, 26, 5, 18) == 15  # no greedy leaves 4 blocks: the scan keeps its allowance
+    assert block_cap(BudgetPlan(min_blocks=0), 26, 5, 18) == 0
+    assert block_cap(BudgetPlan(shrink_blocks=False), 40, 5, 18) == 24
     sel = budgeted_select(BlockGame(np.linspace(0.1, 1.0, 18), 0.2), [5], 40, np.random.default_rng(0))
     assert sel.notes[5]["phases"][:2] == ["blocks", "lazy greedy (width 4)"] and sel.n_evaluations <= 40
