@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from scipy import stats
 from torch import nn
 
 from shapprune.types import Mask, Utility
@@ -158,6 +157,8 @@ def fit_mlp(
 
 def fidelity(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """R², Spearman, Pearson and RMSE of predictions against true utilities."""
+    from scipy import stats  # here, not at the top: 1-2 s of every stage's start-up
+
     if len(true) < 3:
         return {"r2": float("nan"), "spearman": float("nan"), "pearson": float("nan"), "rmse": float("nan")}
     resid = true - pred
