@@ -20,7 +20,7 @@ from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, attention_heads, export_gguf
 from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
 from shapprune.model_source import resolve_source
-from shapprune.models import DTYPES, load_model, save_model
+from shapprune.models import DTYPES, load_model, one_gguf_parse, save_model
 from shapprune.scoring import window_nll
 from tasks.shared.contracts import EvalSummary, read_json
 from tasks.shared.paths import Paths
@@ -110,7 +110,8 @@ def check_roundtrip(reference: PreTrainedModel, out: Path, windows: np.ndarray, 
     result["fp32"]["ppl"] = math.exp(result["fp32"]["nll"])
     result["hf"] = compare(AutoModelForCausalLM.from_pretrained(out / "model", dtype=torch.float32).eval())
     if with_gguf:
-        loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
+        with one_gguf_parse():  # transformers' own loader, the file parsed once for config and weights
+            loaded = AutoModelForCausalLM.from_pretrained(out, gguf_file=GGUF_NAME, dtype=torch.float32).eval()
         result["gguf"] = compare(loaded)
     return result
 
