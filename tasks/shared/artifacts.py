@@ -40,14 +40,14 @@ def write_windows(windows: TokenWindows, path: Path, source: str) -> Path:
 
 def read_windows(path: Path) -> TokenWindows:
     """Token windows ``int64[n, T]``."""
+    return read_windows_and_source(path)[0]
+
+
+def read_windows_and_source(path: Path) -> tuple[TokenWindows, str | None]:
+    """Token windows ``int64[n, T]`` and the source corpus (or mix) :func:`write_windows` recorded (None: none)."""
     df = _read_parquet(path)
-    return np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])
-
-
-def windows_source(path: Path) -> str | None:
-    """The source corpus (or mix) that :func:`write_windows` recorded for ``path``'s windows; None when empty."""
-    sources = pd.read_parquet(path, columns=["source"])["source"]
-    return None if sources.empty else str(sources.iloc[0])
+    windows = np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])
+    return windows, None if df.empty else str(df["source"].iloc[0])
 
 
 def mask_bits(masks: Mask) -> list[str]:

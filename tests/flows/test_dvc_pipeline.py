@@ -5,7 +5,6 @@ through the Prefect `pipeline` flow and dvc's own stage commands, only the stage
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import yaml
 from mlflow.tracking import MlflowClient
+
+from tests.flows.stage_process import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_STAGES = {
@@ -37,10 +38,7 @@ ALL_STAGES = {
 
 
 def _run(args: list[str], cwd: Path, api_url: str | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_URI", "PREFECT_API_URL"))}
-    if api_url:  # one shared Prefect API instead of a temporary server per stage process
-        env["PREFECT_API_URL"] = api_url
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = child_env(api_url, "MLFLOW_TRACKING_URI")  # the project's own MLflow store (params.yaml)
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.shared.artifacts import read_masks, read_table, read_windows, write_masks, write_windows
+from tasks.shared.artifacts import (
+    read_masks,
+    read_table,
+    read_windows,
+    read_windows_and_source,
+    write_masks,
+    write_windows,
+)
 
 
 def test_masks_roundtrip_and_width_check(tmp_path):
@@ -18,6 +25,8 @@ def test_masks_roundtrip_and_width_check(tmp_path):
 def test_windows_roundtrip(tmp_path):
     w = np.arange(12, dtype=np.int64).reshape(3, 4)
     assert np.array_equal(read_windows(write_windows(w, tmp_path / "w.parquet", "x")), w)
+    back, source = read_windows_and_source(write_windows(w, tmp_path / "mix.parquet", "wiki 0.5 + coqa 0.5"))
+    assert np.array_equal(back, w) and source == "wiki 0.5 + coqa 0.5"
 
 
 def test_missing_and_corrupt_parquet_give_one_line_errors(tmp_path):
