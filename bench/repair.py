@@ -8,6 +8,7 @@ All rows of one run share the dtype, windows and items, so their differences are
     python -m bench.repair                                       # sleb at every k: none, linear, lora, linear+lora
     python -m bench.repair --methods sleb,block_influence --repairs none,linear --items 0 --dtype float32
     python -m bench.repair --repairs none,linear --fits map,refit    # the two linear fits side by side
+    python -m bench.repair --ks 6 --repairs linear --fits map,refit --losses lstsq,cosine   # + ReplaceMe's cosine map
     python -m bench.repair --root <gemma root> --sets <csv> --repairs none,lora   # another model's project root
     python -m bench.repair --repair-texts calibration wiki_extracts:0.5+coqa_stories:0.5   # repair text mixes
 
@@ -58,14 +59,15 @@ def _default_root(root: Path) -> bool:
 
 
 def linear_maps(
-    paths: Paths, params, sets: list[list[int]], fit: str, ridge: float, windows: np.ndarray
+    paths: Paths, params, sets: list[list[int]], fit: str, ridge: float, windows: np.ndarray, loss: str | None = None
 ) -> tuple[dict, float]:
     """Every run's fit for all ``sets`` in one pass over ``windows`` (fp32, as the repair stage fits)."""
     cfg = params.repair
     model, _ = load_model(str(paths.model), dtype=torch.float32)
     runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(num_layers(model), s))})
     start = time.perf_counter()
-    maps, _, skipped = fit_maps(model, runs, windows[: cfg.linear_windows], ridge=ridge, loss=cfg.loss, fit=fit)
+    loss = loss or cfg.loss
+    maps, _, skipped = fit_maps(model, runs, windows[: cfg.linear_windows], ridge=ridge, loss=loss, fit=fit)
     for s in skipped:
         print(f"run {s.start}-{s.stop - 1} left unrepaired: {s.reason}")
     return {(m.seam.start, m.seam.stop): m for m in maps}, time.perf_counter() - start
@@ -174,6 +176,7 @@ def main() -> None:
     parser.add_argument("--repairs", default=",".join(REPAIRS))
     parser.add_argument("--fits", default=None, help="linear fits to compare, e.g. map,refit (default: repair.fit)")
     parser.add_argument("--ridges", default=None, help="linear fits' ridge values to compare (default: repair's)")
+    parser.add_argument("--losses", default=None, help="linear fits' losses to compare, e.g. lstsq,cosine (map only)")
     parser.add_argument("--lora-steps", type=int, default=None, help="LoRA steps (default: repair.lora_steps)")
     parser.add_argument("--lora-losses", default=None, help="LoRA losses to compare, e.g. ce,kd (default: repair's)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -224,8 +227,13 @@ def main() -> None:
     ]  # fmt: skip (a method may lack a k)
     linear = any(r.startswith("linear") for r in args.repairs.split(","))
     ridges = [float(r) for r in (args.ridges or str(params.repair.ridge)).split(",")]
-    kinds = [(f, r) for f in (args.fits or params.repair.fit).split(",") for r in ridges] if linear else []
-    fits = [f if len(ridges) == 1 else f"{f}, ridge {r:g}" for f, r in kinds]  # a label per (fit, ridge)
+    losses = (args.losses or params.repair.loss).split(",")
+    fit_names = (args.fits or params.repair.fit).split(",")
+    kinds = [(f, r, s) for f in fit_names for r in ridges for s in losses if (f, s) != ("refit", "cosine")]
+    kinds = kinds if linear else []  # (the cosine loss fits maps only)
+    fits = [  # a label per (fit, ridge, loss)
+        f + ("" if len(ridges) == 1 else f", ridge {r:g}") + ("" if len(losses) == 1 else f", {s}") for f, r, s in kinds
+    ]
     all_sets = [[int(x) for x in d.split()] for _, _, d in chosen]
     texts = {spec: repair_text(paths, params, spec) for spec in args.repair_texts or [CALIBRATION]}
     labelled = args.repair_texts is not None  # a "text" column in the table
@@ -233,8 +241,8 @@ def main() -> None:
         rows[0]["text"] = "-"
     maps, fit_s = {}, 0.0
     for text, windows in texts.items():
-        for label, (fit, ridge) in zip(fits, kinds):
-            maps[text, label], seconds = linear_maps(paths, params, all_sets, fit, ridge, windows)
+        for label, (fit, ridge, loss) in zip(fits, kinds):
+            maps[text, label], seconds = linear_maps(paths, params, all_sets, fit, ridge, windows, loss)
             fit_s += seconds
     lora_losses = (args.lora_losses or params.repair.lora_loss).split(",")
     for method, k, dropped in chosen:
@@ -267,7 +275,8 @@ def main() -> None:
         f"held-out windows per corpus: {', '.join(f'{c} {len(w)}' for c, w in corpora.items())} "
         f"(compare's); zero-shot: {f'{n_items} items per task' if items else 'not measured'}. Repairs as the "
         f"repair stage does them (repair.ridge {params.repair.ridge} unless the fit names another, "
-        f"loss {params.repair.loss}; fit: map = a d x d "
+        f"loss {params.repair.loss} unless the fit names another (cosine: ReplaceMe's, from the lstsq start); "
+        "fit: map = a d x d "
         "map on the seam projection's output, refit = the projection refitted; "
         f"{params.prepare_data.repair_windows} repair windows (repair text: calibration = the calibration source's "
         "documents, a mix = prepare_data.repair_mix's shares); LoRA "
