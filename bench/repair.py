@@ -229,8 +229,8 @@ def main() -> None:
     ridges = [float(r) for r in (args.ridges or str(params.repair.ridge)).split(",")]
     losses = (args.losses or params.repair.loss).split(",")
     fit_names = (args.fits or params.repair.fit).split(",")
-    kinds = [(f, r, s) for f in fit_names for r in ridges for s in losses if (f, s) != ("refit", "cosine")]
-    kinds = kinds if linear else []  # (the cosine loss fits maps only)
+    cosine_refit = ("refit", "cosine")  # not a fit: the cosine loss fits maps only
+    kinds = [(f, r, s) for f in fit_names for r in ridges for s in losses if (f, s) != cosine_refit] if linear else []
     fits = [  # a label per (fit, ridge, loss)
         f + ("" if len(ridges) == 1 else f", ridge {r:g}") + ("" if len(losses) == 1 else f", {s}") for f, r, s in kinds
     ]
