@@ -43,11 +43,11 @@ def read_windows(path: Path) -> TokenWindows:
     return read_windows_and_source(path)[0]
 
 
-def read_windows_and_source(path: Path) -> tuple[TokenWindows, str | None]:
-    """Token windows ``int64[n, T]`` and the source corpus (or mix) :func:`write_windows` recorded (None: none)."""
+def read_windows_and_source(path: Path) -> tuple[TokenWindows, str]:
+    """Token windows ``int64[n, T]`` and the source corpus (or mix) :func:`write_windows` recorded for them."""
     df = _read_parquet(path)
-    windows = np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])
-    return windows, None if df.empty else str(df["source"].iloc[0])
+    windows = np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])  # raises on no windows
+    return windows, str(df["source"].iloc[0])
 
 
 def mask_bits(masks: Mask) -> list[str]:
