@@ -77,6 +77,7 @@ def metrics(selection: Selection, info: dict) -> dict[str, float]:
     if selection.n_screen_evaluations:
         out |= {"n_screen_evaluations": selection.n_screen_evaluations}
         out |= {"equivalent_evaluations": info["equivalent_evaluations"]}
+    out |= {key: info[key] for key in ("fit_runs", "fit_passes", "fit_layer_token_forwards") if key in info}
     for k, c in selection.chosen.items():
         out |= {f"k{k}_predicted": c.predicted, f"k{k}_calibration": c.calibration}
         out |= {f"k{k}_validation": c.validation, f"k{k}_round": c.round}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from shapprune.prefix import score_with_prefix_reuse
+from shapprune.prefix import PrefixScorer, lexicographic_order
 from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
 from shapprune.surgery import num_layers
 from shapprune.types import Mask, TokenWindows, Utility
@@ -15,16 +15,22 @@ from shapprune.types import Mask, TokenWindows, Utility
 
 @dataclass
 class LayerGame:
-    """Players are decoder layers; the value of a mask is the model's quality with only those layers."""
+    """Players are decoder layers; the value of a mask is the model's quality with only those layers.
+
+    With ``prefix_reuse`` the masks of a call are scored in trie order, each forward starting from the states of
+    the full model (pinned at the first call) or of an earlier mask, kept across calls (:mod:`shapprune.prefix`;
+    values bit-identical to scoring each mask whole). The model's weights must not change between calls.
+    """
 
     model: nn.Module
     windows: TokenWindows
     utility: str = "ppl_ratio"
     batch_size: int = 16
     calls: int = 0
-    prefix_reuse: bool = False  # score each call's masks in trie order, reusing shared prefixes' hidden states
+    prefix_reuse: bool = False
     cache_mib: float = 512.0
     full: NLL = field(init=False)
+    scorer: PrefixScorer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
@@ -33,14 +39,19 @@ class LayerGame:
     def nll(self, mask: np.ndarray) -> NLL:
         """NLL of one mask (counts as one LLM evaluation)."""
         self.calls += 1
-        return masked_nll(self.model, self.windows, mask, self.batch_size)
+        if not self.prefix_reuse:
+            return masked_nll(self.model, self.windows, mask, self.batch_size)
+        if self.scorer is None:
+            self.scorer = PrefixScorer(self.model, self.windows, self.batch_size, self.cache_mib)
+            self.scorer.pin()
+        return self.scorer.score(mask)
 
     def __call__(self, masks: Mask) -> Utility:
-        if self.prefix_reuse and len(masks) > 1:
-            self.calls += len(masks)
-            nlls, _ = score_with_prefix_reuse(self.model, self.windows, masks, self.batch_size, self.cache_mib)
-            return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
-        return np.array([utility_from_nll(self.nll(m), self.full, self.utility) for m in masks])
+        masks = np.asarray(masks, dtype=bool)  # [n, L]
+        nlls: list[NLL | None] = [None] * len(masks)
+        for row in lexicographic_order(masks) if self.prefix_reuse else range(len(masks)):
+            nlls[row] = self.nll(masks[row])
+        return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
 
 
 @dataclass

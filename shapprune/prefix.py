@@ -6,6 +6,11 @@ that still has to run (a forward pre-hook), and the outputs of the layers that d
 for the masks that follow (forward hooks). Works for any HF decoder whose layers take the hidden
 states as first argument; the rest of the forward (embeddings, masks, rotary, norm, head) is the
 model's own. Results are bit-identical to running each mask from scratch with the same batches.
+
+A mask may come with a *signature* (int[L], default the mask itself): layer ``i``'s identity, so that states
+entering layer ``j`` are shared exactly when ``signature[:j]`` is equal. A game that also changes weights per
+mask (the repaired game rewrites the projection before each cut) encodes those changes in it. :meth:`pin`
+keeps the full model's states (every layer kept and unchanged, signature all ones) for every later mask.
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ class PrefixScorer:
     def __post_init__(self) -> None:
         self._layers = list(decoder_layers(self.model))
         self._n = len(self._layers)
-        self._bits: np.ndarray | None = None  # bits of the mask whose states are cached
+        self._sig: np.ndarray | None = None  # signature of the mask whose states are cached
         self._cache: dict[int, list[torch.Tensor]] = {}  # depth j -> per-batch states entering layer j
+        self._pinned: dict[int, list[torch.Tensor]] = {}  # the full model's states (see pin), never evicted
 
     def _state_bytes(self) -> int:
         config = self.model.config
@@ -70,32 +76,64 @@ class PrefixScorer:
     def _max_states(self) -> int:
         return max(0, int(self.cache_mib * 2**20 // max(1, self._state_bytes())))
 
-    def _reusable_depth(self, bits: np.ndarray) -> int:
-        """Deepest cached j such that ``bits[:j]`` equals the cached mask's prefix and a kept layer follows."""
-        if self._bits is None or not self._cache or not bits.any():
-            return 0
-        diff = np.flatnonzero(bits != self._bits)
-        common = int(diff[0]) if len(diff) else self._n
+    def _reusable_depth(self, bits: np.ndarray, sig: np.ndarray) -> tuple[int, int]:
+        """Deepest j whose states this mask shares (``sig[:j]`` equal) with a kept layer after it: in the rolling
+        cache and in the pinned full model's states (0 where none)."""
+        if not bits.any():
+            return 0, 0
         last_kept = int(np.flatnonzero(bits)[-1])
-        candidates = [j for j in self._cache if j <= min(common, last_kept)]
-        return max(candidates, default=0)
+        depths = []
+        for cached, cache in ((self._sig, self._cache), (self._full_sig(), self._pinned)):
+            if cached is None or not cache:
+                depths.append(0)
+                continue
+            diff = np.flatnonzero(sig != cached)
+            common = int(diff[0]) if len(diff) else self._n
+            depths.append(max((j for j in cache if j <= min(common, last_kept)), default=0))
+        return depths[0], depths[1]
 
-    def score(self, mask: np.ndarray) -> NLL:
-        """NLL of one mask, reusing and refreshing the prefix cache."""
+    def _full_sig(self) -> np.ndarray | None:
+        return np.ones(self._n, dtype=np.int64) if self._pinned else None
+
+    def pin(self) -> NLL:
+        """Score the full model and keep its states entering every layer (as many as the cache holds, evenly
+        spaced) for every later mask whose signature starts like the full model's; returns the full NLL."""
+        room = min(self._max_states(), self._n - 1)
+        depths = np.unique(np.linspace(1, self._n - 1, room).round().astype(int)) if room else []
+        self._pinned = {}
+        nll, stored = self._forward(np.ones(self._n, dtype=bool), 0, False, set(map(int, depths)))
+        self._pinned = stored
+        return nll
+
+    def score(self, mask: np.ndarray, signature: np.ndarray | None = None) -> NLL:
+        """NLL of one mask, reusing and refreshing the prefix cache (``signature``: see the module docstring)."""
         bits = np.asarray(mask, dtype=bool)
-        depth = self._reusable_depth(bits)
-        run = [i for i in range(depth, self._n) if bits[i]]
+        sig = bits.astype(np.int64) if signature is None else np.asarray(signature, dtype=np.int64)
+        if sig.shape != bits.shape:
+            raise ValueError(f"prefix: signature of shape {sig.shape} for a mask of shape {bits.shape}")
+        rolling, full = self._reusable_depth(bits, sig)
+        depth, pinned = max(rolling, full), full > rolling
         self.stats.full_layers += int(bits.sum())
-        self.stats.run_layers += len(run)
+        self.stats.run_layers += int(bits[depth:].sum())
         self.stats.cache_hits += int(depth > 0)
         # states entering layer j for j > depth on this mask's path; keep the budget, deepest first
         wanted = [j for j in range(depth + 1, self._n) if bits[j - 1]]
-        budget = self._max_states()
-        keep_old = {j: s for j, s in self._cache.items() if j <= depth}
-        room = max(0, budget - len(keep_old))
+        keep_old = {j: s for j, s in self._cache.items() if j <= rolling}
+        room = max(0, self._max_states() - len(self._pinned) - len(keep_old))
         store = set(wanted[-room:]) if room else set()
-        new_cache: dict[int, list[torch.Tensor]] = {j: [] for j in store}
+        nll, new_cache = self._forward(bits, depth, pinned, store)
+        self._cache = keep_old | new_cache
+        self._sig = sig
+        return nll
 
+    def _forward(
+        self, bits: np.ndarray, depth: int, pinned: bool, store: set[int]
+    ) -> tuple[NLL, dict[int, list[torch.Tensor]]]:
+        """Run the kept layers from ``depth`` on (states injected from the cache or the pinned ones), keeping the
+        states entering each layer in ``store``; returns the NLL and those states."""
+        run = [i for i in range(depth, self._n) if bits[i]]
+        new_cache: dict[int, list[torch.Tensor]] = {j: [] for j in store}
+        source = self._pinned if pinned else self._cache
         suffix = np.zeros(self._n, dtype=bool)
         suffix[run] = True
         total, tokens, per_window = 0.0, 0, []
@@ -103,7 +141,7 @@ class PrefixScorer:
             ids = torch.as_tensor(self.windows[start : start + self.batch_size], device=self._device())
             handles = []
             if depth > 0:
-                state = self._cache[depth][b]
+                state = source[depth][b]
                 handles.append(self._layers[run[0]].register_forward_pre_hook(_injector(state), with_kwargs=True))
             for i in run:
                 if i + 1 in store:
@@ -118,9 +156,7 @@ class PrefixScorer:
             total += nll.total
             tokens += nll.tokens
             per_window += nll.windows
-        self._cache = keep_old | new_cache
-        self._bits = bits
-        return NLL(total, tokens, tuple(per_window))
+        return NLL(total, tokens, tuple(per_window)), new_cache
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device

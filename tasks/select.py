@@ -104,7 +104,7 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         info["equivalent_evaluations"] = selection.n_evaluations + (
             0.0 if screen is None else screen.cost * selection.n_screen_evaluations
         )
-        return selection, info
+        return selection, info | fit_cost(calibration)
     # the masks scored up front are values of the unrepaired game: with select.repair they only train the
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
     scored = (inputs.masks, inputs.utilities) if cfg.repair == "none" else (inputs.masks[:0], inputs.utilities[:0])
@@ -121,7 +121,20 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         config=SearchConfig(cfg.budget, cfg.per_k_candidates, cfg.beam_width, cfg.n_blocks, cfg.rounds),
         known=known_values(calibration.n_players, full=full),
     )
-    return selection, info
+    return selection, info | fit_cost(calibration, validation)
+
+
+def fit_cost(*games: LayerGame | RepairedLayerGame | None) -> dict:
+    """What the repaired games paid beside their evaluations (they share one set of fits): the runs fitted and
+    the passes over the fit windows, also as layer-token forwards; nothing for the plain game."""
+    repaired = [g for g in games if isinstance(g, RepairedLayerGame)]
+    if not repaired:
+        return {}
+    return {
+        "fit_runs": len(repaired[0].fits),
+        "fit_passes": sum(g.fit_passes for g in repaired),
+        "fit_layer_token_forwards": sum(g.fit_layer_tokens for g in repaired),
+    }
 
 
 def _screen(stage: Stage, calibration: LayerGame | RepairedLayerGame) -> Screen | None:
@@ -179,6 +192,8 @@ def _games(
             ridge=params.repair.ridge,
             fit=params.repair.fit,
             batch_size=scoring.batch_size,
+            prefix_reuse=True,
+            cache_mib=scoring.cache_mib,
         )
         if name == "validation":  # the maps depend on the run only: fit each once for both games
             games[name].fits, games[name].reports = games["calibration"].fits, games["calibration"].reports

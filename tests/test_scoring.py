@@ -40,3 +40,14 @@ def test_layer_game_full_mask_has_utility_one_and_counts_calls(tiny_model, ids):
     u = game(masks)
     assert game.calls == 3
     assert u[0] == 1.0 and u[1] != 1.0 and np.all(u > 0)
+
+
+def test_layer_game_with_prefix_reuse_equals_scoring_each_mask_whole(tiny_model, ids):
+    """Reused states (the pinned full model's and earlier calls') change the time, never a value."""
+    rng = np.random.default_rng(3)
+    masks = rng.random((12, 6)) < 0.7  # [12, L]
+    whole = LayerGame(tiny_model, ids.numpy(), batch_size=2)
+    reused = LayerGame(tiny_model, ids.numpy(), batch_size=2, prefix_reuse=True)
+    got = np.concatenate([reused(masks[:5]), reused(masks[5:6]), reused(masks[6:])])  # calls of 5, 1 and 6
+    assert got.tolist() == whole(masks).tolist() and reused.calls == whole.calls == 12
+    assert reused.scorer.stats.run_layers < reused.scorer.stats.full_layers == int(masks.sum())

@@ -5,8 +5,12 @@ refitted projection; fitted on ``fit_windows`` on the full model, see :mod:`shap
 the fits are merged into the touched weights (copies of those alone are kept), the mask is scored on
 separate ``score_windows`` and the weights are put back, so the model is left exactly as it was. Fits
 depend only on the run, not on the rest of the mask, so each distinct run is fitted once (all runs new
-to a call in one pass over the fit windows) and cached. No prefix reuse:
-the merged maps change the states that a prefix cache would hold.
+to a call in one pass over the fit windows) and cached.
+
+With ``prefix_reuse`` a mask's forward starts where its states are the full model's or an earlier mask's
+(:mod:`shapprune.prefix`): a fit rewrites the projection of the layer before its run, so the states entering
+layer ``j`` are shared when the kept layers before ``j`` and the fits merged into them are; the full model's
+states serve every mask up to the layer before its first repaired run. Values are bit-identical either way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shapprune.prefix import PrefixScorer, lexicographic_order
 from shapprune.repair.linear import FittedMap, RunFit, SkippedRun, fit_maps
 from shapprune.repair.seams import dropped_runs
 from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
@@ -55,14 +60,22 @@ class RepairedLayerGame:
     ridge: float = 1e-4
     fit: str = "map"
     batch_size: int = 16
+    prefix_reuse: bool = False  # start each forward from shared states (the full model's or an earlier mask's)
+    cache_mib: float = 512.0
     calls: int = 0
+    fit_passes: int = 0  # passes over the fit windows (one per call that met new runs)
+    fit_layer_tokens: int = 0  # their cost: fit tokens x layers run (each pass stops after the deepest run's end)
     full: NLL = field(init=False)
+    scorer: PrefixScorer | None = field(init=False, default=None)
     fits: dict[tuple[int, int], FittedMap | SkippedRun] = field(init=False, default_factory=dict)
     reports: dict[tuple[int, int], RunFit] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
         self.full = window_nll(self.model, self.score_windows, self.batch_size)
+        if self.prefix_reuse:
+            self.scorer = PrefixScorer(self.model, self.score_windows, self.batch_size, self.cache_mib)
+            self.scorer.pin()  # the full model's states: every mask starts at the layer before its first fit
 
     def _fit(self, runs: set[tuple[int, int]]) -> None:
         new = sorted(runs - self.fits.keys())
@@ -72,19 +85,40 @@ class RepairedLayerGame:
             self.model, new, self.fit_windows, ridge=self.ridge, fit=self.fit, batch_size=self.batch_size
         )
         self.fits.update({(m.seam.start, m.seam.stop): m for m in maps})
+        if maps:
+            self.fit_passes += 1
+            self.fit_layer_tokens += int(np.asarray(self.fit_windows).size) * max(m.seam.stop for m in maps)
         self.fits.update({(s.start, s.stop): s for s in skipped})
         self.reports.update({(f.start, f.stop): f for f in fits})
+
+    def _maps(self, mask: np.ndarray) -> list[FittedMap]:
+        return [f for f in (self.fits[r] for r in dropped_runs(mask)) if isinstance(f, FittedMap)]
+
+    def signature(self, mask: np.ndarray) -> np.ndarray:
+        """int[L]: 0 dropped, 1 kept as is, ``2 + stop`` kept with the fit of the run ``[i + 1, stop)`` merged.
+
+        A fitted layer-0 run (folded into the embedding) changes every layer's input; no state is cached
+        before its end, so its layers' zeros keep it apart. Every run of ``mask`` must be fitted.
+        """
+        sig = np.asarray(mask, dtype=np.int64).copy()
+        for fitted in self._maps(mask):
+            if fitted.seam.start > 0:
+                sig[fitted.seam.start - 1] = 2 + fitted.seam.stop
+        return sig
 
     def nll(self, mask: np.ndarray) -> NLL:
         """NLL of one mask after repairing its runs (counts as one LLM evaluation)."""
         self.calls += 1
-        runs = dropped_runs(mask)
-        self._fit(set(runs))
-        maps = [f for f in (self.fits[r] for r in runs) if isinstance(f, FittedMap)]
-        with merged(maps):
+        self._fit(set(dropped_runs(mask)))
+        with merged(self._maps(mask)):
+            if self.scorer is not None:
+                return self.scorer.score(mask, self.signature(mask))
             return masked_nll(self.model, self.score_windows, mask, self.batch_size)
 
     def __call__(self, masks: Mask) -> Utility:
         masks = np.asarray(masks, dtype=bool)  # [n, L]
         self._fit({r for mask in masks for r in dropped_runs(mask)})  # every new run in one pass
-        return np.array([utility_from_nll(self.nll(m), self.full, self.utility) for m in masks])
+        nlls: list[NLL | None] = [None] * len(masks)
+        for row in lexicographic_order(masks) if self.scorer is not None else range(len(masks)):
+            nlls[row] = self.nll(masks[row])
+        return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])

@@ -243,6 +243,22 @@ def test_a_screened_budgeted_select_pays_screening_at_its_share_of_the_tokens(ti
         select(root=str(workspace))
 
 
+def test_select_on_the_repaired_game_reports_what_its_fits_cost(tiny_pipeline, tmp_path, monkeypatch):
+    """select.repair linear: beside its evaluations, select.json names the runs fitted and the passes over the fit
+    windows, also as layer-token forwards (fit tokens x layers run, at most every layer)"""
+    monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
+    workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows")
+    update_params(workspace, "select", strategy="budgeted", budget=9, n_drops=[1, 2], reuse_scores=False)
+    update_params(workspace, "select", repair="linear")
+    select(root=str(workspace))
+    table = json.loads((workspace / "data" / "select" / "select.json").read_text())
+    assert table["repair"] == "linear" and 0 < table["n_evaluations"] <= 9
+    assert 1 <= table["fit_passes"] <= table["n_evaluations"] and table["fit_runs"] >= 1
+    fit_tokens = tiny_pipeline.params["prepare_data"]["repair_windows"] * 32  # every repair window, 32 tokens each
+    assert 0 < table["fit_layer_token_forwards"] <= table["fit_passes"] * fit_tokens * 6
+    assert table["fit_layer_token_forwards"] % fit_tokens == 0  # whole layers over every fit token
+
+
 def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monkeypatch):
     """repair.method linear+lora: the linear maps, then LoRA, merged back to the pruned model's size."""
     from flows.repair import repair

@@ -40,8 +40,38 @@ def test_equals_repair_then_score(calibration) -> None:
         expected = utility_from_nll(window_nll(repaired, score, 8), game.full)
         assert value == pytest.approx(expected, rel=1e-6)
     assert game.calls == len(MASKS) and set(game.fits) == {(2, 3), (2, 4), (1, 2), (3, 4), (0, 1), (5, 6)}
+    # one pass over the fit windows for the whole call, run to the deepest run's last layer (5)
+    assert (game.fit_passes, game.fit_layer_tokens) == (1, fit.size * 6)
+    game(np.array([[1, 0, 0, 1, 1, 1], [1, 1, 0, 1, 1, 1]], bool))  # a new run (1, 3): a second pass, to layer 2
+    assert (game.fit_passes, game.fit_layer_tokens) == (2, fit.size * 9)
+    game(MASKS[1:2])  # nothing new: no pass
+    assert game.fit_passes == 2
     for k, v in model.state_dict().items():  # restored exactly
         assert torch.equal(v, before[k]), k
     plain = LayerGame(model, score, batch_size=8)(MASKS)
     assert values[4] == pytest.approx(plain[4], rel=1e-9)  # unrepaired run: same as the plain game
     assert values[1] > plain[1] and values[2] > plain[2]  # repair helps on these (held-out score windows)
+
+
+@pytest.mark.parametrize("fit", ["map", "refit"])
+def test_prefix_reuse_is_bit_identical(calibration, fit) -> None:
+    """Starting from the full model's or an earlier mask's states gives the values of scoring each mask whole."""
+    model, fit_windows, score = calibration
+    masks = np.concatenate([MASKS, [[1, 1, 1, 0, 0, 1], [1, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 1]]]).astype(bool)
+    plain = RepairedLayerGame(model, fit_windows, score, fit=fit, batch_size=4)
+    reused = RepairedLayerGame(model, fit_windows, score, fit=fit, batch_size=4, prefix_reuse=True)
+    expected = plain(masks)
+    got = np.concatenate([reused(masks[:4]), reused(masks[4:])])  # two calls: the cache outlives a call
+    assert got.tolist() == expected.tolist()
+    assert reused.full == plain.full and reused.calls == plain.calls == len(masks)
+    stats = reused.scorer.stats
+    assert stats.full_layers == int(masks.sum()) and 0 < stats.run_layers < stats.full_layers
+
+
+def test_signature_marks_the_layer_each_fit_rewrites(calibration) -> None:
+    model, fit_windows, score = calibration
+    game = RepairedLayerGame(model, fit_windows, score, batch_size=8)
+    mask = np.array([0, 1, 0, 0, 1, 1], bool)
+    game(mask[None])
+    # layer 0's run is left unrepaired (tied embedding); the run [2, 4) rewrites layer 1's projection
+    assert game.signature(mask).tolist() == [0, 6, 0, 0, 1, 1]

@@ -8,7 +8,7 @@ import yaml
 
 from shapprune.game import LayerGame
 from shapprune.repair.game import RepairedLayerGame
-from tasks.select import _games
+from tasks.select import _games, fit_cost
 from tasks.shared.artifacts import write_windows
 from tasks.shared.runtime import Stage
 from tests.conftest import ROOT, tiny_llama
@@ -42,3 +42,10 @@ def test_select_verifies_on_the_game_it_is_asked_for(tmp_path, repair):
             model, games["calibration"].fit_windows, games["validation"].score_windows, fit=games["calibration"].fit
         )
         assert direct(mask)[0] == pytest.approx(games["validation"](mask)[0], rel=1e-9)
+        assert all(g.scorer is not None for g in games.values())  # prefix reuse on, as in the plain game
+        # the one pass that fitted (2, 4) ran layers 0..3 of the fit windows; the validation game paid none
+        size = games["calibration"].fit_windows.size
+        cost = fit_cost(games["calibration"], games["validation"])
+        assert cost == {"fit_runs": 1, "fit_passes": 1, "fit_layer_token_forwards": size * 4}
+    else:
+        assert fit_cost(*games.values()) == {}
