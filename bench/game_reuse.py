@@ -84,7 +84,7 @@ def main() -> None:
     repaired = RepairedLayerGame(model, fit_windows, score, **options)
     began = time.perf_counter()
     repaired_reuse = RepairedLayerGame(model, fit_windows, score, prefix_reuse=True, **options)
-    build_seconds = time.perf_counter() - began  # two forwards: the full NLL and the one that pins its states
+    build_seconds = time.perf_counter() - began  # one forward: the full NLL, its states pinned
     repaired_reuse.fits, repaired_reuse.reports = repaired.fits, repaired.reports
     masks = groups(plain.n_players, [int(k) for k in args.ks.split(",")])
     began = time.perf_counter()
@@ -164,9 +164,9 @@ def report(summary: dict) -> str:
         + ", ".join(f"{k} {v:.1%}" for k, v in summary["layers_run_fraction"].items())
         + ".",
         f"- The repaired game's fits of all {summary['runs_fitted']} runs in one pass over {args['fit_windows']} "
-        f"windows: {summary['fit_pass_seconds']} s (not in the table); building a repaired game with reuse (two "
-        f"forwards of the calibration windows: the full NLL, then the one that pins its states): "
-        f"{summary['build_seconds']} s. The plain game pins its states at its first call (in its first row).",
+        f"windows: {summary['fit_pass_seconds']} s (not in the table); building a repaired game with reuse (one "
+        f"forward of the calibration windows, for the full NLL, that pins the full model's states): "
+        f"{summary['build_seconds']} s, as the plain game's.",
         "",
     ]
     return "\n".join(lines)

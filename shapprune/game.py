@@ -18,7 +18,8 @@ class LayerGame:
     """Players are decoder layers; the value of a mask is the model's quality with only those layers.
 
     With ``prefix_reuse`` the masks of a call are scored in trie order, each forward starting from the states of
-    the full model (pinned at the first call) or of an earlier mask, kept across calls (:mod:`shapprune.prefix`;
+    the full model (pinned when the game is made, by the forward that gives ``full``) or of an earlier mask, kept
+    across calls (:mod:`shapprune.prefix`;
     values bit-identical to scoring each mask whole). The model's weights must not change between calls.
     """
 
@@ -34,22 +35,23 @@ class LayerGame:
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
-        self.full = window_nll(self.model, self.windows, self.batch_size)
+        if not self.prefix_reuse:
+            self.full = window_nll(self.model, self.windows, self.batch_size)
+            return
+        self.scorer = PrefixScorer(self.model, self.windows, self.batch_size, self.cache_mib)
+        self.full = self.scorer.pin()  # the full model's NLL, and its states kept for every mask
 
     def nll(self, mask: np.ndarray) -> NLL:
         """NLL of one mask (counts as one LLM evaluation)."""
         self.calls += 1
-        if not self.prefix_reuse:
-            return masked_nll(self.model, self.windows, mask, self.batch_size)
         if self.scorer is None:
-            self.scorer = PrefixScorer(self.model, self.windows, self.batch_size, self.cache_mib)
-            self.scorer.pin()
+            return masked_nll(self.model, self.windows, mask, self.batch_size)
         return self.scorer.score(mask)
 
     def __call__(self, masks: Mask) -> Utility:
         masks = np.asarray(masks, dtype=bool)  # [n, L]
         nlls: list[NLL | None] = [None] * len(masks)
-        for row in lexicographic_order(masks) if self.prefix_reuse else range(len(masks)):
+        for row in lexicographic_order(masks) if self.scorer is not None else range(len(masks)):
             nlls[row] = self.nll(masks[row])
         return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
 

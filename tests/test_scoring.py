@@ -50,4 +50,5 @@ def test_layer_game_with_prefix_reuse_equals_scoring_each_mask_whole(tiny_model,
     reused = LayerGame(tiny_model, ids.numpy(), batch_size=2, prefix_reuse=True)
     got = np.concatenate([reused(masks[:5]), reused(masks[5:6]), reused(masks[6:])])  # calls of 5, 1 and 6
     assert got.tolist() == whole(masks).tolist() and reused.calls == whole.calls == 12
+    assert reused.full == whole.full  # the pinning forward gives the full model's NLL
     assert reused.scorer.stats.run_layers < reused.scorer.stats.full_layers == int(masks.sum())

@@ -72,10 +72,11 @@ class RepairedLayerGame:
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
-        self.full = window_nll(self.model, self.score_windows, self.batch_size)
-        if self.prefix_reuse:
-            self.scorer = PrefixScorer(self.model, self.score_windows, self.batch_size, self.cache_mib)
-            self.scorer.pin()  # the full model's states: every mask starts at the layer before its first fit
+        if not self.prefix_reuse:
+            self.full = window_nll(self.model, self.score_windows, self.batch_size)
+            return
+        self.scorer = PrefixScorer(self.model, self.score_windows, self.batch_size, self.cache_mib)
+        self.full = self.scorer.pin()  # and its states: every mask starts at the layer before its first fit
 
     def _fit(self, runs: set[tuple[int, int]]) -> None:
         new = sorted(runs - self.fits.keys())
