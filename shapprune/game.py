@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from shapprune.prefix import PrefixScorer, lexicographic_order
-from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
+from shapprune.prefix import PrefixScorer, full_and_scorer, nlls_by_row
+from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.surgery import num_layers
 from shapprune.types import Mask, TokenWindows, Utility
 
@@ -19,8 +19,8 @@ class LayerGame:
 
     With ``prefix_reuse`` the masks of a call are scored in trie order, each forward starting from the states of
     the full model (pinned when the game is made, by the forward that gives ``full``) or of an earlier mask, kept
-    across calls (:mod:`shapprune.prefix`;
-    values bit-identical to scoring each mask whole). The model's weights must not change between calls.
+    across calls (:mod:`shapprune.prefix`; values bit-identical to scoring each mask whole). The model's
+    weights must not change between calls.
     """
 
     model: nn.Module
@@ -35,11 +35,9 @@ class LayerGame:
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
-        if not self.prefix_reuse:
-            self.full = window_nll(self.model, self.windows, self.batch_size)
-            return
-        self.scorer = PrefixScorer(self.model, self.windows, self.batch_size, self.cache_mib)
-        self.full = self.scorer.pin()  # the full model's NLL, and its states kept for every mask
+        self.full, self.scorer = full_and_scorer(
+            self.model, self.windows, self.batch_size, self.cache_mib, self.prefix_reuse
+        )
 
     def nll(self, mask: np.ndarray) -> NLL:
         """NLL of one mask (counts as one LLM evaluation)."""
@@ -49,10 +47,7 @@ class LayerGame:
         return self.scorer.score(mask)
 
     def __call__(self, masks: Mask) -> Utility:
-        masks = np.asarray(masks, dtype=bool)  # [n, L]
-        nlls: list[NLL | None] = [None] * len(masks)
-        for row in lexicographic_order(masks) if self.scorer is not None else range(len(masks)):
-            nlls[row] = self.nll(masks[row])
+        nlls = nlls_by_row(np.asarray(masks, dtype=bool), self.nll, trie=self.scorer is not None)  # masks: [n, L]
         return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapprune.scoring import NLL, nll_of_logits
+from shapprune.scoring import NLL, nll_of_logits, window_nll
 from shapprune.surgery import decoder_layers, kept_layers
 from shapprune.types import Mask, TokenWindows
 
@@ -176,6 +176,25 @@ def _capturer(sink: list[torch.Tensor]) -> Callable:
         sink.append(_hidden(output).detach())
 
     return hook
+
+
+def full_and_scorer(
+    model: nn.Module, windows: TokenWindows, batch_size: int, cache_mib: float, reuse: bool
+) -> tuple[NLL, PrefixScorer | None]:
+    """The full model's NLL and, with ``reuse``, a scorer holding the full model's states (pinned by that same
+    forward); without, no scorer."""
+    if not reuse:
+        return window_nll(model, windows, batch_size), None
+    scorer = PrefixScorer(model, windows, batch_size, cache_mib)
+    return scorer.pin(), scorer
+
+
+def nlls_by_row(masks: Mask, nll: Callable[[np.ndarray], NLL], trie: bool) -> list[NLL]:
+    """``nll(mask)`` of every row of ``masks`` (bool[n, L]), in row order; visited in trie order when ``trie``."""
+    out: list[NLL | None] = [None] * len(masks)
+    for row in lexicographic_order(masks) if trie else range(len(masks)):
+        out[row] = nll(masks[row])
+    return out  # type: ignore[return-value]
 
 
 def score_with_prefix_reuse(

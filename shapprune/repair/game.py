@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapprune.prefix import PrefixScorer, lexicographic_order
+from shapprune.prefix import PrefixScorer, full_and_scorer, nlls_by_row
 from shapprune.repair.linear import FittedMap, RunFit, SkippedRun, fit_maps
 from shapprune.repair.seams import dropped_runs
-from shapprune.scoring import NLL, masked_nll, utility_from_nll, window_nll
+from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.surgery import num_layers
 from shapprune.types import Mask, TokenWindows, Utility
 
@@ -72,11 +72,9 @@ class RepairedLayerGame:
 
     def __post_init__(self) -> None:
         self.n_players = num_layers(self.model)
-        if not self.prefix_reuse:
-            self.full = window_nll(self.model, self.score_windows, self.batch_size)
-            return
-        self.scorer = PrefixScorer(self.model, self.score_windows, self.batch_size, self.cache_mib)
-        self.full = self.scorer.pin()  # and its states: every mask starts at the layer before its first fit
+        self.full, self.scorer = full_and_scorer(  # pinned states: a mask starts at the layer before its first fit
+            self.model, self.score_windows, self.batch_size, self.cache_mib, self.prefix_reuse
+        )
 
     def _fit(self, runs: set[tuple[int, int]]) -> None:
         new = sorted(runs - self.fits.keys())
@@ -119,7 +117,5 @@ class RepairedLayerGame:
     def __call__(self, masks: Mask) -> Utility:
         masks = np.asarray(masks, dtype=bool)  # [n, L]
         self._fit({r for mask in masks for r in dropped_runs(mask)})  # every new run in one pass
-        nlls: list[NLL | None] = [None] * len(masks)
-        for row in lexicographic_order(masks) if self.scorer is not None else range(len(masks)):
-            nlls[row] = self.nll(masks[row])
+        nlls = nlls_by_row(masks, self.nll, trie=self.scorer is not None)
         return np.array([utility_from_nll(n, self.full, self.utility) for n in nlls])
