@@ -17,6 +17,7 @@ from shapprune.game import LayerGame
 from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
 from shapprune.select import Screen, SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
+from shapprune.select.verify import Fit
 from shapprune.types import Mask, Utility
 from tasks.shared.artifacts import load_surrogate, read_masks, read_windows, write_table
 from tasks.shared.contracts import read_json, write_json
@@ -109,19 +110,29 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
     scored = (inputs.masks, inputs.utilities) if cfg.repair == "none" else (inputs.masks[:0], inputs.utilities[:0])
     options = params.fit_surrogate.mlp_options() if cfg.surrogate == "mlp" else {}
+    fit, rng = surrogate_fit(cfg.surrogate, options), np.random.default_rng([params.base.seed, 8])
     selection = select_subsets(
         calibration,
         n_drops,
         inputs.contributions,
         *scored,
-        surrogate_fit(cfg.surrogate, options),
-        np.random.default_rng([params.base.seed, 8]),
+        fit,
+        rng,
         validation=validation,
-        predict=inputs.surrogate if cfg.surrogate == "mlp" else None,
+        predict=round0_predictor(inputs, cfg.surrogate, cfg.repair, fit, rng),
         config=SearchConfig(cfg.budget, cfg.per_k_candidates, cfg.beam_width, cfg.n_blocks, cfg.rounds),
         known=known_values(calibration.n_players, full=full),
     )
     return selection, info | fit_cost(calibration, validation)
+
+
+def round0_predictor(inputs: SearchInputs, surrogate: str, repair: str, fit: Fit, rng: np.random.Generator):
+    """The surrogate that proposes in round 0: the fit_surrogate stage's MLP (``select.surrogate: mlp``); with
+    ``select.repair``, where the scored masks are no values of the game searched, ``fit`` on them; else None
+    (``select_subsets`` fits it on the scored masks it is given)."""
+    if surrogate == "mlp":
+        return inputs.surrogate
+    return fit(inputs.masks, inputs.utilities, rng) if repair != "none" else None
 
 
 def fit_cost(*games: LayerGame | RepairedLayerGame | None) -> dict:
@@ -183,7 +194,13 @@ def _games(
                 cache_mib=scoring.cache_mib,
             )  # fmt: skip
             continue
-        fit = read_windows(paths.repair_windows)[: params.repair.linear_windows]  # [n, T]
+        fit = read_windows(paths.repair_windows) if paths.repair_windows.is_file() else np.zeros((0, 0), np.int64)
+        fit = fit[: params.repair.linear_windows]  # [n, T]
+        if not len(fit):
+            raise ConfigError(
+                f"{paths.repair_windows}: no repair windows for select.repair: linear; set "
+                "prepare_data.repair_windows > 0 and rerun `dvc repro prepare_data`, or set select.repair: none"
+            )
         games[name] = RepairedLayerGame(
             model,
             fit,

@@ -55,7 +55,8 @@ def lazy_greedy(spend: Spend, n_layers: int, k: int, width: int) -> list[int]:
     if any(mask_key(m) not in values for m in singles):
         return []
     marginal = spend.target([values[mask_key(m)] for m in singles])  # [L] the latest gain of dropping each layer
-    current, value, order = np.ones(n_layers, dtype=bool), 0.0, []
+    current, order = np.ones(n_layers, dtype=bool), []
+    value = full_target(spend, n_layers)
     for step in range(k):
         kept = np.flatnonzero(current)
         cands = kept if step == 0 else kept[np.lexsort((kept, -marginal[kept]))][:width]
@@ -74,6 +75,19 @@ def lazy_greedy(spend: Spend, n_layers: int, k: int, width: int) -> list[int]:
         current[best] = False
         order.append(int(best))
     return order
+
+
+def full_target(spend: Spend, n_layers: int) -> float:
+    """The full model's target, the baseline of the first step's marginals: from its known value, else 0 for a
+    log-utility (``ppl_ratio`` is 1 there by definition), else measured (one evaluation)."""
+    full = np.ones((1, n_layers), dtype=bool)
+    values = spend.game.free_values()
+    if mask_key(full[0]) not in values and not spend.log_utility:
+        spend.measure(full)
+        values = spend.game.free_values()
+    if mask_key(full[0]) in values:
+        return float(spend.target([values[mask_key(full[0])]])[0])
+    return 0.0
 
 
 def climb(spend: Spend, k: int, plan: BudgetPlan) -> tuple[bool, bool]:

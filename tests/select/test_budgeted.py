@@ -153,6 +153,31 @@ def test_lazy_greedy_at_full_width_is_slebs_greedy_removal():
     assert narrow.game.n_evaluations <= 10 + 3 * 3  # the first step, then 3 candidates a step
 
 
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_lazy_greedy_does_not_see_a_constant_added_to_the_utility(seed):
+    """neg_log_ppl is log(ppl_ratio) minus the full model's NLL: the same removal order, with the full model known."""
+    from shapprune.estimators.budget import BudgetedGame
+    from shapprune.select.plain import lazy_greedy
+    from shapprune.select.spend import Spend
+
+    game = BlockGame(np.random.default_rng(seed).uniform(0.1, 1.0, 12), -0.5)  # adjacent drops cost extra
+
+    class Shifted:  # the same game as -NLL: log of the value, minus a full model's NLL of 2.5
+        n_players = 12
+
+        def __call__(self, masks: np.ndarray) -> np.ndarray:
+            return np.log(game(masks)) - 2.5
+
+    orders, measured = [], []
+    for g, full, log_utility in ((game, 1.0, True), (Shifted(), -2.5, False)):
+        spend = Spend(BudgetedGame(g, None, known=known_values(12, full=full)), log_utility)
+        spend.limit = 10**6
+        orders.append(lazy_greedy(spend, 12, 6, width=2))
+        measured.append(spend.game.scored()[0])  # [n, L] in the order asked: the candidates each step chose
+    assert orders[0] == orders[1] and len(orders[0]) == 6
+    np.testing.assert_array_equal(measured[0], measured[1])
+
+
 @pytest.mark.parametrize("cap", [1, 3, 6, 10])
 def test_the_block_scan_keeps_to_its_allowance(cap):
     from shapprune.estimators.budget import BudgetedGame

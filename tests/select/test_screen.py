@@ -31,11 +31,14 @@ def test_an_exact_screen_finds_the_exhaustive_best_at_a_quarter_of_slebs_cost(k)
 @pytest.mark.parametrize("ks", [[2], [3, 6], [1, 4, 9]])
 @pytest.mark.parametrize("cost", [0.1, 0.25])
 def test_the_budget_counts_screening_at_its_cost_and_is_never_exceeded(budget, ks, cost):
-    if budget < len(ks):
-        return
     rng = np.random.default_rng(budget)
     game = BlockGame(rng.uniform(0.1, 1.0, 12), 0.2)
     screen = noisy(game, 0.2, budget)
+    if budget < len(ks):
+        with pytest.raises(ValueError, match="at least 1 evaluation per k searched"):
+            budgeted_select(game, ks, budget, np.random.default_rng(1), screen=Screen(screen, cost))
+        assert game.calls == screen.calls == 0
+        return
     selection = budgeted_select(game, ks, budget, np.random.default_rng(1), screen=Screen(screen, cost))
     costs = selection.costs.values()
     assert game.calls + cost * screen.calls <= budget + 1e-9  # no mask asked twice on either, none beyond

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
+from shapprune.config import ConfigError
 from shapprune.game import LayerGame
 from shapprune.repair.game import RepairedLayerGame
-from tasks.select import _games, fit_cost
+from shapprune.select import surrogate_fit
+from tasks.select import SearchInputs, _games, fit_cost, round0_predictor
 from tasks.shared.artifacts import write_windows
 from tasks.shared.runtime import Stage
 from tests.conftest import ROOT, tiny_llama
@@ -49,3 +51,24 @@ def test_select_verifies_on_the_game_it_is_asked_for(tmp_path, repair):
         assert cost == {"fit_runs": 1, "fit_passes": 1, "fit_layer_token_forwards": size * 4}
     else:
         assert fit_cost(*games.values()) == {}
+
+
+def test_without_repair_windows_the_repaired_game_names_the_fix(tmp_path):
+    stage = _workspace(tmp_path, "linear")
+    stage.paths.repair_windows.unlink()
+    with pytest.raises(ConfigError, match=r"set prepare_data.repair_windows > 0 .* or set select.repair: none"):
+        _games(stage, tiny_llama(n_layers=5).double())
+
+
+def test_round0_surrogate_learns_from_the_unrepaired_scores_only_when_they_are_not_the_games_values():
+    rng = np.random.default_rng(0)
+    masks = rng.random((40, 6)) < 0.7  # [n, L]
+    values = masks @ np.linspace(0.1, 0.6, 6)  # additive: a ridge surrogate recovers it
+    mlp = object()
+    inputs = SearchInputs(masks, values, np.zeros(6), mlp, len(values))
+    fit = surrogate_fit("ridge")
+    assert round0_predictor(inputs, "mlp", "linear", fit, rng) is mlp  # the fit_surrogate stage's MLP
+    assert round0_predictor(inputs, "ridge", "none", fit, rng) is None  # select_subsets fits it on the scored masks
+    predict = round0_predictor(inputs, "ridge", "linear", fit, np.random.default_rng(1))
+    np.testing.assert_allclose(predict(masks), fit(masks, values, np.random.default_rng(1))(masks))
+    np.testing.assert_allclose(predict(masks), values, atol=0.05)
