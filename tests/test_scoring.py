@@ -1,10 +1,13 @@
+import copy
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from shapprune.game import LayerGame
 from shapprune.scoring import NLL, utility_from_nll, window_nll
+from shapprune.surgery import keep_layers
 
 
 def test_window_nll_matches_a_hand_computation(tiny_model, ids):
@@ -32,14 +35,18 @@ def test_utilities():
     assert math.isnan(utility_from_nll(NLL(float("nan"), 10), full))
 
 
-def test_layer_game_full_mask_has_utility_one_and_counts_calls(tiny_model, ids):
+def test_layer_game_scores_each_mask_as_the_model_cut_to_it_and_counts_calls(tiny_model, ids):
     game = LayerGame(tiny_model, ids.numpy(), batch_size=4)
     masks = np.ones((3, game.n_players), bool)
     masks[1, 2] = False
     masks[2, :3] = False
     u = game(masks)
     assert game.calls == 3
-    assert u[0] == 1.0 and u[1] != 1.0 and np.all(u > 0)
+    full = window_nll(tiny_model, ids.numpy(), batch_size=4)
+    for mask, value in zip(masks, u):  # each mask against a copy with its layers removed for good
+        cut = window_nll(keep_layers(copy.deepcopy(tiny_model), mask), ids.numpy(), batch_size=4)
+        assert value == pytest.approx(utility_from_nll(cut, full), rel=1e-6)
+    assert u[0] == 1.0 and len(set(u.tolist())) == 3  # a random model: a cut may help or hurt
 
 
 def test_layer_game_with_prefix_reuse_equals_scoring_each_mask_whole(tiny_model, ids):

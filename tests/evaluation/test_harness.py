@@ -9,8 +9,6 @@ from shapprune.evaluation.harness import HarnessError, _metrics, check_tasks, ru
 from shapprune.evaluation.zero_shot import accuracy, load_task, score_items
 from tests.evaluation.lm_eval_tasks import local_task_configs
 
-lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
-
 N_ITEMS = 6
 
 

@@ -9,13 +9,13 @@ and acc_norm must agree.
 
 from __future__ import annotations
 
+import lm_eval  # a dev dependency: a broken setup fails, never skips
 import numpy as np
 import pytest
 
 from shapprune.evaluation.zero_shot import TASKS, accuracy, load_task, score_items
 from tests.evaluation.lm_eval_tasks import LM_EVAL_YAML, local_task_configs
 
-lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
 pytestmark = pytest.mark.slow
 
 N_ITEMS = 4  # the first items of each validation split (lm-eval's `limit`)

@@ -161,7 +161,6 @@ def test_a_corrupt_pruned_checkpoint_stops_evaluate_with_one_line(pipeline, tmp_
 
 
 def test_an_lm_eval_task_without_its_data_stops_evaluate_with_one_line_before_any_work(tiny_pipeline, tmp_path):
-    pytest.importorskip("lm_eval", reason="lm-eval is a test dependency: pip install -e '.[dev]'")
     root = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/windows")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["evaluate"]["lm_eval_tasks"] = ["lambada_openai"]
