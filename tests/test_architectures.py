@@ -1,19 +1,21 @@
 """Every covered family (tests/architectures.py) through surgery, prefix reuse, baselines, repair and save/reload."""
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from shapprune.baselines.ppl import drop_one_nll
 from shapprune.baselines.registry import BASELINES, layer_scores
 from shapprune.models import parameter_count
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal, lora_targets
 from shapprune.repair.seams import layers_prefix
-from shapprune.scoring import score_masks, window_nll
+from shapprune.scoring import masked_nll, score_masks, window_nll
 from shapprune.surgery import keep_layers, kept_layers, num_layers
 from tests.architectures import CONFIGS, N_LAYERS, NOT_ADDITIVE, VOCAB, tiny
 
@@ -108,11 +110,26 @@ def test_pruned_model_reloads_in_plain_transformers_and_generates(family, ids, t
 @pytest.mark.slow  # about a second per family
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_baseline_scores_every_layer(family, ids):
+    """Every criterion runs; those defined by the NLL of cut models agree with cutting the model directly."""
     model = tiny(family)
     opts = {"batch_size": 2, "max_subsets": 64, "protect_first": 1, "protect_last": 1}
+    chosen = {}
     for method in BASELINES:
         scores = layer_scores(method, model, ids.numpy(), n_drops=[2], rng=np.random.default_rng(0), **opts)
-        assert len(scores.drop(2)) == 2, method
+        chosen[method] = scores.drop(2)
+        assert len(chosen[method]) == 2 and len(set(chosen[method])) == 2, method
+    nll = {  # every set of 1 and 2 layers, scored without prefix reuse: the known answers
+        d: masked_nll(model, ids.numpy(), ~np.isin(np.arange(N_LAYERS), d), batch_size=2).mean
+        for k in (1, 2)
+        for d in itertools.combinations(range(N_LAYERS), k)
+    }
+    singles = [nll[(i,)] for i in range(N_LAYERS)]
+    np.testing.assert_allclose(drop_one_nll(model, ids.numpy(), batch_size=2), singles, rtol=1e-5)
+    assert chosen["ppl"] == sorted(np.argsort(singles, kind="stable")[:2].tolist())
+    assert chosen["oracle"] == list(min((d for d in nll if len(d) == 2), key=nll.get))
+    first = int(np.argmin(singles))  # SLEB: the best single layer, then the best second one beside it
+    second = min((i for i in range(N_LAYERS) if i != first), key=lambda i: nll[tuple(sorted((first, i)))])
+    assert chosen["sleb"] == sorted([first, second])
 
 
 @pytest.mark.parametrize("family", FAMILIES)
