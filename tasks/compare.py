@@ -26,7 +26,7 @@ from shapprune.repair.linear import FittedMap, fit_maps
 from shapprune.repair.seams import Seam, dropped_runs
 from shapprune.surgery import decoder_layers, num_layers
 from tasks.compare_sets import MethodSets
-from tasks.shared.artifacts import read_windows
+from tasks.shared.artifacts import read_repair_windows, read_windows
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
 
@@ -90,7 +90,8 @@ def linear_maps(params: Params, paths: Paths, model, sets: Sequence[list[int]]) 
     runs = sorted({r for s in sets for r in dropped_runs(variants.keep_mask(n_layers, s))})
     if not runs:
         return {}
-    windows = read_windows(paths.repair_windows)[: cfg.linear_windows]  # [n, T]
+    windows = read_repair_windows(paths.repair_windows, "linear in compare.repairs", "compare.repairs: [none]")[0]
+    windows = windows[: cfg.linear_windows]  # [n, T]
     device = next(model.parameters()).device
     full32, _ = load_model(str(paths.model), dtype=torch.float32, device=str(device))
     maps, _, skipped = fit_maps(full32, runs, windows, ridge=cfg.ridge, loss=cfg.loss, fit=cfg.fit)

@@ -7,12 +7,12 @@ import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from shapprune.config import ConfigError, Repair
+from shapprune.config import Repair
 from shapprune.models import MAP, load_model, parameter_count, save_model
 from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal
 from shapprune.surgery import keep_layers, num_layers
-from tasks.shared.artifacts import read_windows_and_source
+from tasks.shared.artifacts import read_repair_windows
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
 
@@ -23,13 +23,8 @@ WORK = ("data", ".repair_work")  # LoRA checkpoints: data/.repair_work/lora/
 def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device: str) -> dict:
     """The full model cut to ``keep``, linearly repaired and/or LoRA-healed per ``cfg``, saved to data/repaired."""
     windows, text = np.zeros((0, 0), np.int64), None  # text: e.g. "wiki_extracts 0.5 + coqa_stories 0.5"
-    if paths.repair_windows.is_file():
-        windows, text = read_windows_and_source(paths.repair_windows)
-    if cfg.method != "none" and not len(windows):
-        raise ConfigError(
-            f"{paths.repair_windows}: no repair windows; set prepare_data.repair_windows > 0 and rerun "
-            "`dvc repro prepare_data`, or set repair.method: none"
-        )
+    if cfg.method != "none":
+        windows, text = read_repair_windows(paths.repair_windows, f"repair.method: {cfg.method}", "repair.method: none")
     model, tokenizer = load_model(str(paths.model), dtype=torch.float32, device=device)  # fp32 fit
     device = None if device == MAP else device  # a mapped model stays where accelerate put it
     info: dict = {"method": cfg.method, "windows": int(len(windows)), "text": text, "parameters_pruned": None}

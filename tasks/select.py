@@ -19,7 +19,7 @@ from shapprune.scoring import utility_from_nll
 from shapprune.select import Screen, SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
 from shapprune.select.verify import Fit
 from shapprune.types import Mask, Utility
-from tasks.shared.artifacts import load_surrogate, read_masks, read_windows, write_table
+from tasks.shared.artifacts import load_surrogate, read_masks, read_repair_windows, read_windows, write_table
 from tasks.shared.contracts import read_json, write_json
 from tasks.shared.model import load_stage_model
 from tasks.shared.paths import Paths
@@ -194,13 +194,8 @@ def _games(
                 cache_mib=scoring.cache_mib,
             )  # fmt: skip
             continue
-        fit = read_windows(paths.repair_windows) if paths.repair_windows.is_file() else np.zeros((0, 0), np.int64)
+        fit = read_repair_windows(paths.repair_windows, "select.repair: linear", "select.repair: none")[0]
         fit = fit[: params.repair.linear_windows]  # [n, T]
-        if not len(fit):
-            raise ConfigError(
-                f"{paths.repair_windows}: no repair windows for select.repair: linear; set "
-                "prepare_data.repair_windows > 0 and rerun `dvc repro prepare_data`, or set select.repair: none"
-            )
         games[name] = RepairedLayerGame(
             model,
             fit,

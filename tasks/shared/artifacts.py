@@ -50,6 +50,20 @@ def read_windows_and_source(path: Path) -> tuple[TokenWindows, str]:
     return windows, str(df["source"].iloc[0])
 
 
+def read_repair_windows(path: Path, needed_by: str, instead: str) -> tuple[TokenWindows, str]:
+    """The repair windows ``int64[n, T]`` and their text, or one error naming both fixes.
+
+    ``needed_by`` is the setting that asks for them (``select.repair: linear``), ``instead`` the setting
+    that does without them (``select.repair: none``).
+    """
+    if path.is_file() and len(_read_parquet(path)):
+        return read_windows_and_source(path)
+    raise ConfigError(
+        f"{path}: no repair windows for {needed_by}; set prepare_data.repair_windows > 0 and rerun "
+        f"`dvc repro prepare_data`, or set {instead}"
+    )
+
+
 def mask_bits(masks: Mask) -> list[str]:
     """``bool[n, L]`` -> ``["1101...", ...]`` (bit i = layer i kept)."""
     return ["".join("1" if b else "0" for b in row) for row in masks]

@@ -4,6 +4,7 @@ import pytest
 from shapprune.config import ConfigError
 from tasks.shared.artifacts import (
     read_masks,
+    read_repair_windows,
     read_table,
     read_windows,
     read_windows_and_source,
@@ -41,3 +42,17 @@ def test_missing_and_corrupt_parquet_give_one_line_errors(tmp_path):
     good.write_bytes(good.read_bytes()[:-20])  # truncated
     with pytest.raises(ConfigError, match="not a readable parquet file"):
         read_table(good)
+
+
+@pytest.mark.parametrize("windows", [None, np.zeros((0, 4), np.int64)], ids=["missing", "empty"])
+def test_absent_repair_windows_name_both_fixes(tmp_path, windows):
+    path = tmp_path / "repair.parquet"
+    if windows is not None:
+        write_windows(windows, path, "wiki")
+    fix = r"set prepare_data.repair_windows > 0 and rerun `dvc repro prepare_data`, or set repair.method: none$"
+    with pytest.raises(ConfigError, match=r"no repair windows for repair.method: linear; " + fix) as err:
+        read_repair_windows(path, "repair.method: linear", "repair.method: none")
+    assert len(str(err.value).splitlines()) == 1
+    w = np.arange(8, dtype=np.int64).reshape(2, 4)
+    back, text = read_repair_windows(write_windows(w, path, "wiki 0.5 + coqa 0.5"), "x", "y")
+    assert np.array_equal(back, w) and text == "wiki 0.5 + coqa 0.5"
