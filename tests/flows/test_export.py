@@ -80,7 +80,7 @@ def test_the_shipped_folder_is_bf16_with_a_card_and_gives_the_repaired_logits(ti
     assert spent == 18 + tiny_pipeline.results["select"]["n_evaluations"]
     assert f"choosing the layers**: {spent}" in card
     repair = tiny_pipeline.results["repair"]  # the card names the text the repair learnt from
-    assert repair["text"] == tiny_pipeline.params["prepare_data"]["calibration_source"]
+    assert repair["text"] == "wiki_extracts 0.5 + coqa_stories 0.5"  # prepare_data.repair_mix, the default
     assert f"on {repair['windows']} windows of {repair['text']} text)" in card
     check = info["checks"]
     assert check["windows"] == 2 and abs(check["hf"]["nll"] - check["fp32"]["nll"]) < 0.05  # bf16 rounding only

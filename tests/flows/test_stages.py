@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from transformers import AutoModelForCausalLM
 
 from flows.estimate_shapley import estimate_shapley
@@ -289,24 +290,28 @@ def test_lora_by_distillation_from_the_full_model(tiny_pipeline, tmp_path, monke
     assert healed["lora"]["loss"] == "kd" and 0 < losses[-1] < losses[0] and healed["parameters_added"] == 0
 
 
-def test_a_repair_mix_changes_the_repair_windows_alone_and_names_its_text(tiny_pipeline, tmp_path, monkeypatch):
-    """prepare_data.repair_mix: the repair windows come from the mix (their parquet says which), every other
-    window file is byte for byte the default run's."""
+def test_the_repair_mix_changes_the_repair_windows_alone_and_names_its_text(tiny_pipeline, tmp_path, monkeypatch):
+    """prepare_data.repair_mix (the default: half wiki, half CoQA) against none: the repair windows come from
+    the mix (their parquet says which), every other window file is byte for byte the same."""
     from flows.prepare_data import prepare_data
     from tasks.shared.artifacts import read_windows
 
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model")
-    update_params(workspace, "prepare_data", repair_mix={"wiki_extracts": 0.5, "coqa_stories": 0.5})
+    assert yaml.safe_load((workspace / "params.yaml").read_text())["prepare_data"]["repair_mix"] == {
+        "wiki_extracts": 0.5,
+        "coqa_stories": 0.5,
+    }
+    update_params(workspace, "prepare_data", repair_mix=None)
     prepare_data(root=str(workspace))
-    shared, ours = tiny_pipeline.root / "data" / "windows", workspace / "data" / "windows"
-    files = sorted(p.relative_to(shared) for p in shared.rglob("*.parquet"))
-    assert files == sorted(p.relative_to(ours) for p in ours.rglob("*.parquet")) and len(files) >= 6
+    mixed, alone = tiny_pipeline.root / "data" / "windows", workspace / "data" / "windows"
+    files = sorted(p.relative_to(mixed) for p in mixed.rglob("*.parquet"))
+    assert files == sorted(p.relative_to(alone) for p in alone.rglob("*.parquet")) and len(files) >= 6
     for rel in files:
-        same = np.array_equal(read_windows(shared / rel), read_windows(ours / rel))
+        same = np.array_equal(read_windows(mixed / rel), read_windows(alone / rel))
         assert same == (rel.name != "repair.parquet"), rel
-    assert set(pd.read_parquet(ours / "repair.parquet").source) == {"wiki_extracts 0.5 + coqa_stories 0.5"}
-    assert set(pd.read_parquet(shared / "repair.parquet").source) == {"wiki_extracts"}
+    assert set(pd.read_parquet(mixed / "repair.parquet").source) == {"wiki_extracts 0.5 + coqa_stories 0.5"}
+    assert set(pd.read_parquet(alone / "repair.parquet").source) == {"wiki_extracts"}
 
 
 def test_another_estimator_draws_scores_and_replays_its_own_design(tiny_pipeline, tmp_path, monkeypatch):
