@@ -266,7 +266,8 @@ def test_lora_healing_on_top_of_the_linear_repair(tiny_pipeline, tmp_path, monke
 
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/pruned", "data/windows")
-    update_params(workspace, "repair", method="linear+lora")
+    every = tiny_pipeline.params["prepare_data"]["repair_windows"]  # each step's batch: every repair window,
+    update_params(workspace, "repair", method="linear+lora", lora_batch_size=every)  # so the losses compare
     healed = repair(root=str(workspace))
     linear = tiny_pipeline.results["repair"]
     assert healed["parameters"] == linear["parameters"] and healed["parameters_added"] == 0
@@ -284,7 +285,8 @@ def test_lora_by_distillation_from_the_full_model(tiny_pipeline, tmp_path, monke
 
     monkeypatch.setenv("SHAPPRUNE_TRACKING", "off")
     workspace = tiny_pipeline.copy(tmp_path / "ws", "data/model", "data/pruned", "data/windows")
-    update_params(workspace, "repair", method="lora", lora_loss="kd")
+    every = tiny_pipeline.params["prepare_data"]["repair_windows"]  # each step on the same text
+    update_params(workspace, "repair", method="lora", lora_loss="kd", lora_batch_size=every)
     healed = repair(root=str(workspace))
     losses = healed["lora"]["losses"]
     assert healed["lora"]["loss"] == "kd" and 0 < losses[-1] < losses[0] and healed["parameters_added"] == 0
