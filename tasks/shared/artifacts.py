@@ -45,7 +45,10 @@ def read_windows(path: Path) -> TokenWindows:
 
 def read_windows_and_source(path: Path) -> tuple[TokenWindows, str]:
     """Token windows ``int64[n, T]`` and the source corpus (or mix) :func:`write_windows` recorded for them."""
-    df = _read_parquet(path)
+    return _windows_and_source(_read_parquet(path))
+
+
+def _windows_and_source(df: pd.DataFrame) -> tuple[TokenWindows, str]:
     windows = np.stack([np.asarray(x, dtype=np.int64) for x in df["input_ids"]])  # raises on no windows
     return windows, str(df["source"].iloc[0])
 
@@ -56,8 +59,9 @@ def read_repair_windows(path: Path, needed_by: str, instead: str) -> tuple[Token
     ``needed_by`` is the setting that asks for them (``select.repair: linear``), ``instead`` the setting
     that does without them (``select.repair: none``).
     """
-    if path.is_file() and len(_read_parquet(path)):
-        return read_windows_and_source(path)
+    df = _read_parquet(path) if path.is_file() else None
+    if df is not None and len(df):
+        return _windows_and_source(df)
     raise ConfigError(
         f"{path}: no repair windows for {needed_by}; set prepare_data.repair_windows > 0 and rerun "
         f"`dvc repro prepare_data`, or set {instead}"
