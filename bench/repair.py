@@ -38,6 +38,7 @@ from shapprune.models import load_model
 from shapprune.repair.linear import fit_maps
 from shapprune.repair.lora import lora_heal
 from shapprune.repair.seams import dropped_runs
+from shapprune.streams import stream
 from shapprune.surgery import keep_layers, num_layers
 from tasks.shared.artifacts import read_windows
 from tasks.shared.paths import Paths
@@ -102,7 +103,7 @@ def repaired(
         work = OUT / "work" / f"lora-{project}{'-'.join(map(str, dropped))}-{repair}{suffix}"  # one per recipe
         teacher = load_model(str(paths.model), dtype=torch.float32)[0] if lora_loss == "kd" else None
         model, healed = lora_heal(
-            model, windows, steps=cfg.lora_steps, rng=np.random.default_rng([params.base.seed, 9]),
+            model, windows, steps=cfg.lora_steps, rng=stream(params.base.seed, "lora"),
             batch_size=cfg.lora_batch_size, r=cfg.lora_r, alpha=cfg.lora_alpha, lr=cfg.lora_lr,
             checkpoint_dir=work, checkpoint_every=cfg.checkpoint_every, loss=lora_loss, teacher=teacher,
         )  # fmt: skip

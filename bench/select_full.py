@@ -26,7 +26,7 @@ from shapprune.scoring import window_nll
 from shapprune.surgery import kept_layers
 from tasks.select import load_inputs, search
 from tasks.shared.artifacts import read_windows
-from tasks.shared.contracts import read_json
+from tasks.shared.contracts import ScoringSummary, ShapleyTable
 from tasks.shared.model import load_stage_model
 from tasks.shared.runtime import Stage
 
@@ -65,10 +65,9 @@ def main() -> None:
     start = time.perf_counter()
     selection, _ = search.fn(stage, inputs, list(DROPS))
     select_s = time.perf_counter() - start
-    shapley = read_json(stage.paths.shapley_json)
-    values = np.array([r["shapley"] for r in shapley["layers"]])
-    stderr = np.array([r["shapley_se"] for r in shapley["layers"]])
-    n_scored = int(read_json(stage.paths.metrics_file("score_masks"))["n_masks"])
+    shapley = ShapleyTable.read(stage.paths.shapley_json)
+    values, stderr = shapley.values, shapley.stderr
+    n_scored = ScoringSummary.read(stage.paths.metrics_file("score_masks")).n_masks
     start = time.perf_counter()
     sleb, sleb_cost = sleb_sets(model, stage, args.batch)
     sleb_s = time.perf_counter() - start

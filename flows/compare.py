@@ -30,6 +30,7 @@ from shapprune.evaluation.zero_shot import load_task
 from shapprune.models import describe_weights
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.repair.linear import fit_maps
+from shapprune.streams import stream
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
 from tasks import compare_report as rpt
@@ -184,7 +185,7 @@ def compute(stage: Stage) -> Compared:
     table = cmp.rows(methods, store, model, cfg.repairs)
     corpora = list(params.prepare_data.eval_corpora)
     tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
-    rng = np.random.default_rng([params.base.seed, 11])
+    rng = stream(params.base.seed, "paired_bootstrap")
     pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
     seconds = time.perf_counter() - start
     return Compared(table, pairs, methods, corpora, n_layers, n_new, seconds, (score_store, store))

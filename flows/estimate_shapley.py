@@ -22,12 +22,13 @@ from shapprune.estimators.base import EstimateResult
 from shapprune.estimators.fidelity import heldout_fidelity
 from shapprune.estimators.replay import ScoredGame, replay
 from shapprune.estimators.uncertainty import BoundaryWarning, check_boundary, contribution_table
-from shapprune.scoring import NLL, utility_from_nll
+from shapprune.scoring import utility_from_nll
 from shapprune.shapley import ShapleyResult, stratified_shapley, stratum_semivalue
+from shapprune.streams import stream
 from shapprune.surrogate import MLPSurrogate
 from tasks.shared.artifacts import load_surrogate as load_checked_surrogate
 from tasks.shared.artifacts import read_masks
-from tasks.shared.contracts import read_json, write_json
+from tasks.shared.contracts import ScoringSummary, write_json
 from tasks.shared.estimator import EstimatorCall, estimator_call
 from tasks.shared.model import saved_layer_count
 from tasks.shared.paths import Paths
@@ -53,9 +54,7 @@ def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
             f"{paths.scores}: {int(bad.sum())} masks have non-finite {utility}; set score_masks.utility: ppl_ratio"
         )
     values = np.where(bad, 0.0, values)
-    info = read_json(paths.metrics_file("score_masks"))
-    tokens = int(info["calibration_tokens"])
-    full = NLL(float(info["full_nll_mean"]) * tokens, tokens)
+    full = ScoringSummary.read(paths.metrics_file("score_masks")).full_nll
     return ScoredGame(masks, values, utility_from_nll(full, full, utility), str(paths.scores)), int(bad.sum())
 
 
@@ -69,8 +68,8 @@ def mlp_readouts(surrogate: MLPSurrogate, strata: list[int], n: int, seed: int) 
     """The paper's readouts of the fitted MLP: Shapley (uniform over sizes) and the stratum semivalue."""
     n_layers = surrogate.spec.n_layers
     return {
-        "mlp_shapley": stratified_shapley(surrogate.predict, n_layers, n, np.random.default_rng([seed, 3, 0])),
-        "mlp_semivalue": stratum_semivalue(surrogate.predict, n_layers, strata, n, np.random.default_rng([seed, 3, 1])),
+        "mlp_shapley": stratified_shapley(surrogate.predict, n_layers, n, stream(seed, "mlp_shapley")),
+        "mlp_semivalue": stratum_semivalue(surrogate.predict, n_layers, strata, n, stream(seed, "mlp_semivalue")),
     }
 
 

@@ -14,6 +14,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.baselines import LayerScores, layer_scores
+from shapprune.streams import stream
 from shapprune.surgery import num_layers
 from tasks.score_layers import write_layer_table, write_placeholder
 from tasks.shared.artifacts import read_windows
@@ -36,7 +37,7 @@ def score(stage: Stage, method: str) -> tuple[LayerScores, float]:
         model,
         windows,
         n_drops=cfg.n_drops(num_layers(model)),
-        rng=np.random.default_rng([stage.params.base.seed, 4]),
+        rng=stream(stage.params.base.seed, "baseline"),
         **cfg.criterion_options(),
     )
     return result, time.perf_counter() - start

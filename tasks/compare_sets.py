@@ -16,9 +16,10 @@ import numpy as np
 from shapprune.baselines import LayerScores, cost, from_values, layer_scores
 from shapprune.checkpoint import PartStore
 from shapprune.config import Params
+from shapprune.streams import stream
 from shapprune.surgery import num_layers
 from tasks.shared.artifacts import read_masks, read_windows
-from tasks.shared.contracts import SelectionTable, read_json
+from tasks.shared.contracts import ScoringSummary, SelectionTable, ShapleyTable
 from tasks.shared.paths import Paths
 
 
@@ -74,16 +75,12 @@ def baseline_sets(method: str, result: LayerScores, seconds: float, ks: list[int
 
 def shapley_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     """Drop the ``k`` lowest values of ``estimate_shapley``'s table; its cost is the scored masks."""
-    table = read_json(paths.shapley_json)
-    values = np.array([row["shapley"] for row in table["layers"]])
-    if len(values) != n_layers:
-        raise ValueError(f"{paths.shapley_json}: {len(values)} layers, model has {n_layers}; rerun `dvc repro`")
-    result = from_values("shapley", values)
-    scoring = read_json(paths.metrics_file("score_masks"))
-    evals = {k: scoring.get("n_masks") for k in ks}  # one set of scored masks serves every k
+    result = from_values("shapley", ShapleyTable.read(paths.shapley_json, n_layers).values)
+    scoring = ScoringSummary.read(paths.metrics_file("score_masks"))
+    evals = dict.fromkeys(ks, scoring.n_masks)  # one set of scored masks serves every k
     forwards = dict.fromkeys(ks, scored_layer_forwards(paths, n_layers))
     sets = {k: result.drop(k) for k in ks}
-    return MethodSets("shapley", sets, ranks_of(result), scoring.get("seconds"), evals, [], forwards)
+    return MethodSets("shapley", sets, ranks_of(result), scoring.seconds, evals, [], forwards)
 
 
 def scored_layer_forwards(paths: Paths, n_layers: int) -> int | None:
@@ -93,19 +90,16 @@ def scored_layer_forwards(paths: Paths, n_layers: int) -> int | None:
 
 def select_sets(paths: Paths, n_layers: int, ks: list[int]) -> MethodSets:
     """The sets ``select`` chose and verified; its cost is the scored masks plus its verification evaluations."""
-    selection = SelectionTable.read(paths.select_json)
-    table = selection.raw
-    if selection.method != "select" or selection.n_layers != n_layers:
-        raise ValueError(f"{paths.select_json}: no subset search for this model; rerun `dvc repro select`")
+    selection = SelectionTable.read(paths.select_json).require(paths.select_json, n_layers)
     chosen = selection.chosen
     missing = [k for k in ks if k not in chosen]
-    notes = [f"select, k={k}: not searched (select.n_drops is {table['n_drops']}); rerun select" for k in missing]
+    notes = [f"select, k={k}: not searched (select.n_drops is {selection.n_drops}); rerun select" for k in missing]
     design = selection.design_evaluations(paths.metrics_file("score_masks"))
-    scoring = read_json(paths.metrics_file("score_masks")) if design else {}
-    seconds = (scoring.get("seconds") or 0.0) + selection.seconds
+    scored_seconds = ScoringSummary.read(paths.metrics_file("score_masks")).seconds if design else 0.0
+    seconds = (0.0 if math.isnan(scored_seconds) else scored_seconds) + selection.seconds
     total = design + math.ceil(selection.equivalent_evaluations - 1e-9)  # shared by every k; screening at its cost
     sets = {k: chosen[k] for k in ks if k in chosen}
-    own = table.get("kept_layers")
+    own = selection.kept_layers
     design_forwards = scored_layer_forwards(paths, n_layers) if design else 0
     forwards = None if own is None or design_forwards is None else design_forwards + int(own)
     return MethodSets("select", sets, None, seconds, dict.fromkeys(sets, total), notes, dict.fromkeys(sets, forwards))
@@ -127,7 +121,7 @@ def method_sets(params: Params, paths: Paths, method: str, model, ks: list[int],
                 model,
                 read_windows(paths.calibration),
                 n_drops=ks,
-                rng=np.random.default_rng([params.base.seed, 4]),  # as score_layers draws it
+                rng=stream(params.base.seed, "baseline"),  # as score_layers draws it
                 **params.score_layers.criterion_options(),
             )
         except ValueError as err:  # e.g. Taylor+'s protected layers leave too few: the other methods go on

@@ -22,7 +22,7 @@ from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
 from shapprune.model_source import resolve_source
 from shapprune.models import DTYPES, load_model, one_gguf_parse, save_model
 from shapprune.scoring import window_nll
-from tasks.shared.contracts import EvalSummary, read_json
+from tasks.shared.contracts import EvalSummary, PruningRecord, RepairSummary
 from tasks.shared.paths import Paths
 from tasks.shared.registry import register_model
 from tasks.shared.tracking import Tracker
@@ -132,32 +132,30 @@ def register_export(tracker: Tracker, folder: Path, cfg: Export, facts: CardFact
 
 def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit: str, licence: str | None):
     """The card's facts from prune's, repair's and evaluate's outputs (``params``: the stage's ParamsView)."""
-    pruning = read_json(paths.pruned / "pruning.json")
-    repair = read_json(paths.repaired / "repair.json")
-    linear = repair.get("linear") or {}
-    lora = repair.get("lora") or {}
+    pruning = PruningRecord.read(paths.pruned)
+    repair = RepairSummary.read(paths.repaired / "repair.json")
     detail = []
-    if linear:
-        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"])
-        what = "projections refitted" if linear.get("fit") == "refit" else "maps merged"
+    if repair.linear:
+        runs = ", ".join(f"{r.start}-{r.stop - 1}" for r in repair.linear.repaired)
+        what = "projections refitted" if repair.linear.fit == "refit" else "maps merged"
         detail.append(f"least-squares {what} before the removed runs {runs}" if runs else "no run repaired")
-    if lora:
-        detail.append(f"LoRA {lora['steps']} steps, merged")
-    if detail and repair.get("text"):
-        detail.append(f"on {repair['windows']} windows of {repair['text']} text")
+    if repair.lora:
+        detail.append(f"LoRA {repair.lora.steps} steps, merged")
+    if detail and repair.text:
+        detail.append(f"on {repair.windows} windows of {repair.text} text")
     base = params.export.base_model or params.base.model
     return CardFacts(
-        name=f"{base.rsplit('/', 1)[-1]}, {pruning['n_dropped']} layers removed",
+        name=f"{base.rsplit('/', 1)[-1]}, {pruning.n_dropped} layers removed",
         base_model=base,
         source=params.base.model,
-        method=pruning["method"],
-        n_layers_before=int(pruning["n_layers_before"]),
-        dropped=list(pruning["dropped_layers"]),
-        parameters_before=int(pruning["parameters_before"]),
-        parameters_after=int(repair.get("parameters", pruning["parameters_after"])),
-        repair=repair["method"],
+        method=pruning.method,
+        n_layers_before=pruning.n_layers_before,
+        dropped=pruning.dropped_layers,
+        parameters_before=pruning.parameters_before,
+        parameters_after=pruning.parameters_after if repair.parameters is None else repair.parameters,
+        repair=repair.method,
         repair_detail="; ".join(detail),
-        llm_evaluations=pruning.get("llm_evaluations"),
+        llm_evaluations=pruning.llm_evaluations,
         dtype=params.export.dtype,
         full=evaluation(paths.eval_metrics("full")),
         pruned=evaluation(paths.eval_metrics("repaired")),

@@ -11,6 +11,7 @@ from shapprune.config import Repair
 from shapprune.models import MAP, load_model, parameter_count, save_model
 from shapprune.repair.linear import linear_repair
 from shapprune.repair.lora import lora_heal
+from shapprune.streams import stream
 from shapprune.surgery import keep_layers, num_layers
 from tasks.shared.artifacts import read_repair_windows
 from tasks.shared.paths import Paths
@@ -42,7 +43,7 @@ def repair_model(paths: Paths, cfg: Repair, keep: np.ndarray, seed: int, device:
             model,
             windows,
             steps=cfg.lora_steps,
-            rng=np.random.default_rng([seed, 9]),
+            rng=stream(seed, "lora"),
             batch_size=cfg.lora_batch_size,
             r=cfg.lora_r,
             alpha=cfg.lora_alpha,

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from shapprune.config import ConfigError
 from shapprune.surrogate import MLPSurrogate
 from shapprune.types import Mask, TokenWindows
-from tasks.shared.contracts import read_json
+from tasks.shared.contracts import SurrogateRecord
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -113,9 +113,9 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def load_surrogate(directory: Path, model: str) -> MLPSurrogate:
     """The surrogate saved by ``fit_surrogate``; refuses one that was trained for another model."""
-    meta = read_json(directory / "surrogate.json")
-    if meta.get("model") != model:
+    trained_for = SurrogateRecord.read(directory).model
+    if trained_for != model:
         raise ConfigError(
-            f"{directory}: surrogate was trained for {meta.get('model')}, not {model}; rerun `dvc repro fit_surrogate`"
+            f"{directory}: surrogate was trained for {trained_for}, not {model}; rerun `dvc repro fit_surrogate`"
         )
     return MLPSurrogate.load(directory)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from shapprune.config import Params
+from shapprune.streams import stream
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class EstimatorCall:
 
     def rng(self) -> np.random.Generator:
         """The generator of the design (the same in both stages)."""
-        return np.random.default_rng([self.seed, 1])
+        return stream(self.seed, "estimator")
 
 
 def estimator_call(params: Params, n_layers: int, design: bool = False) -> EstimatorCall:

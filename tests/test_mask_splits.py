@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shapprune.splits import handle_nonfinite, stratified_split
+from shapprune.mask_splits import handle_nonfinite, stratified_split
 
 
 def test_stratified_split_takes_a_share_of_every_group():
