@@ -22,9 +22,9 @@ from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
 from shapprune.model_source import resolve_source
 from shapprune.models import DTYPES, load_model, one_gguf_parse, save_model
 from shapprune.scoring import window_nll
+from tasks.export_registry import register_model
 from tasks.shared.contracts import EvalSummary, PruningRecord, RepairSummary
 from tasks.shared.paths import Paths
-from tasks.shared.registry import register_model
 from tasks.shared.tracking import Tracker
 
 GGUF_NAME = "model.gguf"

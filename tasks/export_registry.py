@@ -1,4 +1,4 @@
-"""The MLflow model registry: a shipped model as a real ``transformers``-flavour model, one version per run."""
+"""The export stage's registry step: the shipped model as a ``transformers``-flavour MLflow model, one version a run."""
 
 from __future__ import annotations
 
