@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tasks.report import harness_lines, repair_line, report_section, weights_line
-from tasks.shared.contracts import EvalSummary, write_json
+from shapprune.config import ConfigError
+from tasks.report import harness_lines, headline_table, layer_runs, repair_line, report_section, weights_line
+from tasks.report_readme import BEGIN, END, result_block, with_block
+from tasks.shared.contracts import EvalSummary, ModelSize, RepairSummary, TaskScore, write_json
 from tests.tasks.test_prune import TABLE
 
 
@@ -97,3 +101,87 @@ def test_eval_summary_reads_lm_eval_metrics_and_older_files_without_them(tmp_pat
     assert EvalSummary.read(path).lm_eval == {}
     write_json(path, record | {"lm_eval": {"lambada_openai": {"perplexity": 30.5, "acc": 0.4, "n": 10}}})
     assert EvalSummary.read(path).lm_eval == {"lambada_openai": {"perplexity": 30.5, "acc": 0.4, "n": 10.0}}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _eval(which: str, ppl: dict[str, float], acc: float, acc_norm: float) -> EvalSummary:
+    tasks = {"piqa": TaskScore(0.6, 0.03, 0.6, 0.03, 100), "boolq": TaskScore(0.4, 0.04, 0.4, 0.04, 100)}
+    return EvalSummary(which, 30 if which == "full" else 24, ppl, tasks, acc, acc_norm, 100.0, "float32")
+
+
+def test_headline_table_gives_each_row_its_ratio_difference_and_cost():
+    full = _eval("full", {"wiki": 20.0, "news": 40.0}, 0.50, 0.60)
+    pruned = _eval("pruned", {"wiki": 40.0, "news": 50.0}, 0.45, 0.55)
+    repaired = _eval("repaired", {"wiki": 18.0, "news": 44.0}, 0.52, 0.61)
+    parameters = {"full": 100_000_000, "pruned": 80_000_000, "repaired": 80_000_000}
+    repair = RepairSummary("linear+lora", [5, 12, 13, 14, 26], 0, 433.04)
+    table = headline_table(full, pruned, parameters, [5, 12, 13, 14, 26], (500, 126.0), repaired, repair, "Tiny")
+    lines = table.splitlines()
+    assert lines[:6] == [
+        "| model | layers | parameters, bf16 size | PPL wiki | PPL news | mean zero-shot acc / acc_norm | cost |",
+        "|---|---|---|---|---|---|---|",
+        "| full | 30 | 100.0 M, 200 MB | 20.00 | 40.00 | 50.0 / 60.0 % | – |",
+        "| pruned | 24 (5, 12-14, 26 removed) | 80.0 M (80.0%), 160 MB | 40.00 (2.00x) | 50.00 (1.25x) "
+        "| -5.0 / -5.0 pt | 626 LLM evaluations (500 masks scored, 126 by select) |",
+        "| repaired (linear+lora) | 24 | 80.0 M (80.0%), 160 MB | 18.00 (0.90x) | 44.00 (1.10x) "
+        "| +2.0 / +1.0 pt | pruned's + 433 s of repair, 0 parameters added |",
+        "",
+    ]
+    assert " ".join(lines[6:]) == (  # 2.5 pt: 100 * sqrt(0.03² + 0.04²) / 2
+        "Tiny: held-out perplexity in float32 (x: the full model's); zero-shot: the mean of 2 tasks x 100 items (one "
+        "standard error: 2.5 pt), the others as their difference; bf16 size: 2 bytes per parameter, MB = 10^6 bytes."
+    )
+
+
+def test_headline_table_without_a_repair_or_a_search_says_what_it_lacks():
+    full = _eval("full", {"wiki": 20.0}, 0.5, 0.5)
+    pruned = _eval("pruned", {"wiki": 30.0}, 0.5, 0.5)
+    table = headline_table(full, pruned, {"full": 10, "pruned": 8})
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 4 and rows[3].startswith("| pruned | 24 | ")  # no repaired row
+    assert rows[3].endswith("| +0.0 / +0.0 pt | n/a (not chosen by select) |")
+
+
+def test_layer_runs_joins_consecutive_layers():
+    assert layer_runs([26, 5, 12, 13, 14]) == "5, 12-14, 26"
+    assert layer_runs([13, 14, 15, 16, 17, 18]) == "13-18" and layer_runs([]) == ""
+
+
+def test_repair_and_model_size_records_read_what_the_table_needs(tmp_path):
+    path = tmp_path / "repair.json"
+    linear = {"fit": "refit", "seconds": 41.5, "repaired": [{"start": 13, "stop": 15}], "skipped": []}
+    record = {"method": "linear+lora", "windows": 256, "dropped_layers": [14, 13], "parameters_added": 0,
+              "linear": linear, "lora": {"seconds": 391.0, "steps": 64, "tokens": 65536}}  # fmt: skip
+    write_json(path, record)
+    repair = RepairSummary.read(path)
+    assert (repair.method, repair.dropped_layers, repair.parameters_added, repair.seconds) == (
+        "linear+lora",
+        [13, 14],
+        0,
+        432.5,
+    )
+    write_json(path, {"method": "none", "dropped_layers": [3], "parameters_added": 0, "linear": None})
+    assert RepairSummary.read(path).seconds == 0.0
+    write_json(path, {"method": "none"})
+    with pytest.raises(ConfigError, match="rerun `dvc repro repair`"):
+        RepairSummary.read(path)
+    write_json(path, {"n_layers": 30, "parameters": 134515008, "source": "pkg://x"})
+    assert ModelSize.read(path) == ModelSize(30, 134515008, "pkg://x")
+
+
+def test_readme_result_table_is_what_the_committed_metrics_make():
+    """A stale README fails here: `python -m tasks.report_readme` rewrites its block."""
+    readme = (ROOT / "README.md").read_text()
+    assert with_block(readme, result_block(ROOT)) == readme
+    section = readme.split("\n## Result\n", 1)[1].split("\n## ", 1)[0]
+    assert BEGIN in section and END in section
+    assert len([line for line in section.splitlines() if line.strip()]) + 1 <= 20  # with its heading
+
+
+def test_with_block_replaces_only_the_marked_block():
+    text = f"# t\n\n{BEGIN}\nold\n{END}\n\nkept\n"
+    assert with_block(text, f"{BEGIN}\nnew\n{END}") == f"# t\n\n{BEGIN}\nnew\n{END}\n\nkept\n"
+    with pytest.raises(ConfigError, match="no <!-- result:begin -->"):
+        with_block("# no block\n", "x")
