@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from flows import pipeline as pipeline_module
-from flows.pipeline import count_stages, dvc_command, stage_event
+from flows.pipeline import count_stages, dvc_command
+from tasks.pipeline import stage_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
