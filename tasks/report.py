@@ -8,17 +8,26 @@ import textwrap
 import pandas as pd
 
 from shapprune.models import describe_weights
-from tasks.shared.contracts import EvalSummary, RepairSummary, ScoringSummary
+from tasks.shared.contracts import (
+    EvalSummary,
+    LayerTable,
+    ModelSize,
+    PruningRecord,
+    RepairSummary,
+    ScoringSummary,
+    SelectionTable,
+    SurrogateFidelity,
+)
 
 
 def summary_markdown(
     full: EvalSummary,
     pruned: EvalSummary,
-    pruning: dict,
-    surrogate: dict,
+    pruning: PruningRecord,
+    surrogate: SurrogateFidelity,
     scoring: ScoringSummary,
     repaired: EvalSummary | None = None,
-    repair: dict | None = None,
+    repair: RepairSummary | None = None,
     weights: str | None = None,
 ) -> str:
     """The one-screen summary: what was measured (``weights``), what was dropped, what the repair did, and
@@ -27,27 +36,27 @@ def summary_markdown(
         "# shapprune report",
         "",
         *([weights, ""] if weights else []),
-        f"Dropped layers ({pruning['method']}): **{pruning['dropped_layers']}** "
-        f"({pruning['n_dropped']} of {pruning['n_layers_before']}); parameters "
-        f"{pruning['parameters_after']:,} / {pruning['parameters_before']:,} "
-        f"({pruning['parameters_after'] / pruning['parameters_before']:.1%}).",
+        f"Dropped layers ({pruning.method}): **{pruning.dropped_layers}** "
+        f"({pruning.n_dropped} of {pruning.n_layers_before}); parameters "
+        f"{pruning.parameters_after:,} / {pruning.parameters_before:,} "
+        f"({pruning.parameters_after / pruning.parameters_before:.1%}).",
         (
-            f"Boundary separation: {pruning['boundary_z']:.2f} standard errors "
-            f"({'resolved' if pruning['boundary_separated'] else 'NOT resolved: more samples would help'})."
-            if pruning.get("boundary_z") is not None
+            f"Boundary separation: {pruning.boundary_z:.2f} standard errors "
+            f"({'resolved' if pruning.boundary_separated else 'NOT resolved: more samples would help'})."
+            if pruning.boundary_z is not None
             else "Boundary separation: n/a (a deterministic criterion has no standard errors)."
         ),
         "",
         f"Masks scored on the LLM: {scoring.n_masks} ({scoring.n_nonfinite} non-finite), "
         f"{scoring.seconds_per_mask:.2f} s/mask on {scoring.device}; full-model calibration PPL "
         f"{scoring.full_ppl:.3f}.",
-        f"Surrogate held-out fit: R² {surrogate['validation']['r2']:.3f}, Spearman "
-        f"{surrogate['validation']['spearman']:.3f} on {surrogate['n_validation']} masks.",
+        f"Surrogate held-out fit: R² {surrogate.r2:.3f}, Spearman "
+        f"{surrogate.spearman:.3f} on {surrogate.n_validation} masks.",
         "",
         "| model | layers | " + " | ".join(f"PPL {k}" for k in full.ppl) + " | mean acc | mean acc_norm | tokens/s |",
         "|---|---|" + "---|" * (len(full.ppl) + 3),
     ]
-    models = [("full", full), ("pruned", pruned)] + ([(f"repaired ({repair['method']})", repaired)] if repaired else [])
+    models = [("full", full), ("pruned", pruned)] + ([(f"repaired ({repair.method})", repaired)] if repaired else [])
     for name, m in models:
         lines.append(
             f"| {name} | {m.n_layers} | "
@@ -90,62 +99,60 @@ def harness_lines(models: list[tuple[str, EvalSummary]]) -> list[str]:
     return lines
 
 
-def weights_line(model: dict, scoring_dtype: str | None, eval_dtype: str | None) -> str:
+def weights_line(model: ModelSize, scoring_dtype: str | None, eval_dtype: str | None) -> str:
     """What was measured, named honestly from prepare_model's record (``source``, ``n_layers``, ``parameters``):
     the model, the file its weights came from and how they were read, the precision of scoring and of evaluation."""
-    source = model["source"]
+    source = str(model.source)
     name, how = describe_weights(source)
     precision = [
         f"{what} in {dtype}" for what, dtype in (("masks scored", scoring_dtype), ("evaluated", eval_dtype)) if dtype
     ]
     return (
         f"Model: **{name}** (`{source}`: {'; '.join([how, *precision])}); "
-        f"{model['n_layers']} layers, {model['parameters']:,} parameters."
+        f"{model.n_layers} layers, {model.parameters:,} parameters."
     )
 
 
-def repair_line(repair: dict) -> str:
+def repair_line(repair: RepairSummary) -> str:
     """One sentence: how the cut was repaired, on what, at what cost."""
-    parts = [f"Repair: **{repair['method']}** on {repair['windows']} calibration-source windows"]
-    linear, lora = repair.get("linear"), repair.get("lora")
+    parts = [f"Repair: **{repair.method}** on {repair.windows} calibration-source windows"]
+    linear, lora = repair.linear, repair.lora
     if linear:
-        runs = ", ".join(f"{r['start']}-{r['stop'] - 1}" for r in linear["repaired"])
-        what = "seam projections refitted" if linear.get("fit") == "refit" else "linear maps"
-        parts.append(f"{what} for the runs {runs} ({linear['seconds']:.0f} s)" if runs else "no linear map merged")
-        parts += [f"run {r['start']}-{r['stop'] - 1} left unrepaired: {r['reason']}" for r in linear["skipped"]]
+        runs = ", ".join(f"{r.start}-{r.stop - 1}" for r in linear.repaired)
+        what = "seam projections refitted" if linear.fit == "refit" else "linear maps"
+        parts.append(f"{what} for the runs {runs} ({linear.seconds:.0f} s)" if runs else "no linear map merged")
+        parts += [f"run {r.start}-{r.stop - 1} left unrepaired: {r.reason}" for r in linear.skipped]
     if lora:
-        parts.append(f"LoRA {lora['steps']} steps, {lora['tokens']:,} tokens ({lora['seconds']:.0f} s)")
-    return "; ".join(parts) + f"; {repair['parameters_added']} parameters added."
+        parts.append(f"LoRA {lora.steps} steps, {lora.tokens:,} tokens ({lora.seconds:.0f} s)")
+    return "; ".join(parts) + f"; {repair.parameters_added} parameters added."
 
 
 def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
-def _budgeted_lines(table: dict) -> list[str]:
+def _budgeted_lines(table: SelectionTable) -> list[str]:
     """For ``select.strategy: budgeted``: what each k cost and whether a larger budget may change it."""
-    if table.get("strategy") != "budgeted":
+    if table.strategy != "budgeted":
         return []
     out = ["", "Budgeted search on the LLM alone (no surrogate):"]
-    for k, row in table["chosen"].items():
-        warn = "; a larger budget may change it" if row.get("larger_budget_may_change") else ""
-        out.append(
-            f"- k={k}: {row['evaluations']} evaluations, {row['layer_token_forwards']:,} layer-token forwards{warn}"
-        )
+    for k, row in table.sets.items():
+        warn = "; a larger budget may change it" if row.larger_budget_may_change else ""
+        out.append(f"- k={k}: {row.evaluations} evaluations, {row.layer_token_forwards:,} layer-token forwards{warn}")
     return out
 
 
-def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str, float]]:
+def report_section(table: SelectionTable, sleb: LayerTable | None = None) -> tuple[str, dict[str, float]]:
     """Markdown for the report and flat metrics: per k the chosen layers, predicted vs measured utility, and the
     ranking's (and SLEB's, when ``data/layer_scores`` holds its table) choice next to it."""
-    if table.get("method") != "select":
+    if table.method != "select":
         return "", {}
-    full_ppl = table.get("calibration_full_ppl")
+    full_ppl = table.calibration_full_ppl
     lines = [
         "## Subset search (select)",
         "",
-        f"{table['n_evaluations']} LLM evaluations of a budget of {table['budget']} ({table['rounds']} rounds; "
-        f"{table['n_calibration_evaluations']} calibration, {table['n_validation_evaluations']} validation). "
+        f"{table.n_evaluations} LLM evaluations of a budget of {table.budget} ({table.rounds} rounds; "
+        f"{table.n_calibration_evaluations} calibration, {table.n_validation_evaluations} validation). "
         "Utilities: calibration / validation `PPL_full / PPL_masked` (higher is better); predicted: the "
         "surrogate's prediction before the mask was measured.",
         *_budgeted_lines(table),
@@ -153,47 +160,48 @@ def report_section(table: dict, sleb: dict | None = None) -> tuple[str, dict[str
         "| k | choice | dropped layers | from | predicted | calibration | validation |",
         "|---|---|---|---|---|---|---|",
     ]
-    metrics: dict[str, float] = {"select_n_evaluations": float(table["n_evaluations"])}
-    for k, row in table["chosen"].items():
+    metrics: dict[str, float] = {"select_n_evaluations": float(table.n_evaluations)}
+    for k, row in table.sets.items():
         lines.append(
-            f"| {k} | searched | {row['dropped']} | {'+'.join(row['sources'])} (round {row['round']}) | "
-            f"{_fmt(row['predicted'])} | {_fmt(row['calibration'])} | {_fmt(row['validation'])} |"
+            f"| {k} | searched | {row.dropped} | {'+'.join(row.sources)} (round {row.round}) | "
+            f"{_fmt(row.predicted)} | {_fmt(row.calibration)} | {_fmt(row.validation)} |"
         )
-        measured = ("predicted", "calibration", "validation")
-        metrics |= {f"select_k{k}_{m}": row[m] for m in measured if row[m] is not None}
-        rank = row.get("ranking")
+        measured = {"predicted": row.predicted, "calibration": row.calibration, "validation": row.validation}
+        metrics |= {f"select_k{k}_{m}": v for m, v in measured.items() if v is not None}
+        rank = row.ranking
         if rank is not None:
-            same = sorted(rank["dropped"]) == sorted(row["dropped"])
+            same = sorted(rank.dropped) == sorted(row.dropped)
             lines.append(
-                f"| {k} | ranking (drop lowest) | {rank['dropped']} | {'same set' if same else 'contributions'} | – | "
-                f"{_fmt(rank['calibration'])} | {_fmt(rank['validation'])} |"
+                f"| {k} | ranking (drop lowest) | {rank.dropped} | {'same set' if same else 'contributions'} | – | "
+                f"{_fmt(rank.calibration)} | {_fmt(rank.validation)} |"
             )
-            metrics |= {f"ranking_k{k}_{m}": rank[m] for m in ("calibration", "validation") if rank[m] is not None}
-        if sleb is not None and sleb.get("method") == "sleb" and k in sleb.get("chosen", {}):
-            ppl = sleb.get("info", {}).get("ppl_after_step", [])
-            util = full_ppl / ppl[int(k) - 1] if full_ppl and len(ppl) >= int(k) else None
-            lines.append(f"| {k} | SLEB | {sleb['chosen'][k]} | data/layer_scores | – | {_fmt(util)} | – |")
+            ranked = {"calibration": rank.calibration, "validation": rank.validation}
+            metrics |= {f"ranking_k{k}_{m}": v for m, v in ranked.items() if v is not None}
+        if sleb is not None and sleb.method == "sleb" and k in sleb.chosen:
+            ppl = sleb.ppl_after_step
+            util = full_ppl / ppl[k - 1] if full_ppl and len(ppl) >= k else None
+            lines.append(f"| {k} | SLEB | {sleb.chosen[k]} | data/layer_scores | – | {_fmt(util)} | – |")
     return "\n".join(lines) + "\n", metrics
 
 
 def headline_metrics(
     full: EvalSummary,
     pruned: EvalSummary,
-    pruning: dict,
-    surrogate: dict,
+    pruning: PruningRecord,
+    surrogate: SurrogateFidelity,
     scoring: ScoringSummary,
     repaired: EvalSummary | None = None,
 ) -> dict:
     """``metrics.json``: what was dropped and the full vs pruned (and repaired) quality, for ``dvc metrics diff``."""
     out = {
-        "n_dropped": pruning["n_dropped"],
-        "dropped_layers": pruning["dropped_layers"],
+        "n_dropped": pruning.n_dropped,
+        "dropped_layers": pruning.dropped_layers,
         "full": _quality(full),
         "pruned": _quality(pruned),
         "ppl_ratio": {k: pruned.ppl[k] / full.ppl[k] for k in full.ppl},
-        "surrogate": {"val_r2": surrogate["validation"]["r2"], "val_spearman": surrogate["validation"]["spearman"]},
+        "surrogate": {"val_r2": surrogate.r2, "val_spearman": surrogate.spearman},
         "scoring": {"n_masks": scoring.n_masks, "seconds_per_mask": scoring.seconds_per_mask},
-        "parameters_kept": pruning["parameters_after"] / pruning["parameters_before"],
+        "parameters_kept": pruning.parameters_after / pruning.parameters_before,
     }
     if repaired:
         out["repaired"] = _quality(repaired)

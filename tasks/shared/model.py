@@ -69,7 +69,7 @@ def saved_layer_count(model_dir: Path) -> int:
     if not path.is_file():
         raise ConfigError(f"{model_dir}: no saved model; run `dvc repro prepare_model` first")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text())  # the saved model's own config.json
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise explain_corrupt(CorruptModelError(path, f"not valid JSON: {err}")) from None
     config = config.get("text_config", config)

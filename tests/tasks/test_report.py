@@ -9,26 +9,34 @@ import pytest
 from shapprune.config import ConfigError
 from tasks.report import harness_lines, headline_table, layer_runs, repair_line, report_section, weights_line
 from tasks.report_readme import BEGIN, END, result_block, with_block
-from tasks.shared.contracts import EvalSummary, ModelSize, RepairSummary, TaskScore, write_json
+from tasks.shared.contracts import (
+    EvalSummary,
+    LayerTable,
+    ModelSize,
+    RepairSummary,
+    SelectionTable,
+    TaskScore,
+    write_json,
+)
 from tests.tasks.test_prune import TABLE
 
 
 def test_report_section_compares_search_ranking_and_sleb():
-    sleb = {"method": "sleb", "chosen": {"2": [4, 5]}, "info": {"ppl_after_step": [21.0, 25.0]}}
-    text, metrics = report_section(TABLE, sleb)
+    sleb = LayerTable.from_dict({"method": "sleb", "chosen": {"2": [4, 5]}, "info": {"ppl_after_step": [21.0, 25.0]}})
+    text, metrics = report_section(SelectionTable.from_dict(TABLE), sleb)
     assert "| 2 | searched | [3, 4] | beam+block (round 1) | 0.8100 | 0.8000 | 0.7800 |" in text
     assert "| 2 | ranking (drop lowest) | [1, 4] | contributions | – | 0.7000 | – |" in text
     assert "| 2 | SLEB | [4, 5] | data/layer_scores | – | 0.8000 | – |" in text  # 20 / 25
     assert metrics["select_k2_validation"] == 0.78 and metrics["ranking_k2_calibration"] == 0.7
     assert "ranking_k2_validation" not in metrics
-    assert report_section({"method": "shapley"}) == ("", {})
+    assert report_section(SelectionTable.from_dict({"method": "shapley"})) == ("", {})
 
 
 def test_report_section_states_what_a_budgeted_search_cost_per_k():
     row = TABLE["chosen"]["2"] | {"evaluations": 12, "layer_token_forwards": 5120, "larger_budget_may_change": True}
-    text, _ = report_section(TABLE | {"strategy": "budgeted", "chosen": {"2": row}})
+    text, _ = report_section(SelectionTable.from_dict(TABLE | {"strategy": "budgeted", "chosen": {"2": row}}))
     assert "- k=2: 12 evaluations, 5,120 layer-token forwards; a larger budget may change it" in text
-    assert "Budgeted search" not in report_section(TABLE)[0]
+    assert "Budgeted search" not in report_section(SelectionTable.from_dict(TABLE))[0]
 
 
 @pytest.mark.parametrize("fit, words", [("refit", "seam projections refitted"), ("map", "linear maps")])
@@ -36,7 +44,8 @@ def test_repair_line_names_the_linear_fit_that_ran(fit: str, words: str):
     run = {"start": 13, "stop": 19}
     linear = {"fit": fit, "seconds": 41.6, "repaired": [run], "skipped": [{"start": 0, "stop": 1, "reason": "layer 0"}]}
     lora = {"steps": 64, "tokens": 65536, "seconds": 390.2}
-    line = repair_line({"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0})
+    record = {"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0}
+    line = repair_line(RepairSummary.from_dict(record))
     assert line == (
         f"Repair: **linear+lora** on 256 calibration-source windows; {words} for the runs 13-18 (42 s); "
         "run 0-0 left unrepaired: layer 0; LoRA 64 steps, 65,536 tokens (390 s); 0 parameters added."
@@ -47,14 +56,12 @@ def test_repair_line_says_so_when_no_linear_map_could_be_merged():
     """Gemma: a norm follows each MLP, every run is refused, only LoRA heals."""
     linear = {"fit": "refit", "seconds": 0.4, "repaired": [], "skipped": [{"start": 7, "stop": 10, "reason": "a norm"}]}
     lora = {"steps": 64, "tokens": 65536, "seconds": 617.3}
-    line = repair_line({"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0})
+    record = {"method": "linear+lora", "windows": 256, "linear": linear, "lora": lora, "parameters_added": 0}
+    line = repair_line(RepairSummary.from_dict(record))
     assert line == (
         "Repair: **linear+lora** on 256 calibration-source windows; no linear map merged; "
         "run 7-9 left unrepaired: a norm; LoRA 64 steps, 65,536 tokens (617 s); 0 parameters added."
     )
-
-
-MODEL = {"n_layers": 30, "parameters": 134515008}
 
 
 @pytest.mark.parametrize(
@@ -70,11 +77,11 @@ MODEL = {"n_layers": 30, "parameters": 134515008}
     ],
 )
 def test_weights_line_names_the_model_its_file_and_how_it_was_read(source: str, named: str):
-    line = weights_line(MODEL | {"source": source}, "bfloat16", "float32")
+    line = weights_line(ModelSize(30, 134515008, source), "bfloat16", "float32")
     assert line == f"Model: {named.format(source)}; masks scored in bfloat16; evaluated in float32); " + (
         "30 layers, 134,515,008 parameters."
     )
-    assert "masks scored" not in weights_line(MODEL | {"source": source}, None, "float32")
+    assert "masks scored" not in weights_line(ModelSize(30, 134515008, source), None, "float32")
 
 
 def _summary(lm_eval: dict) -> EvalSummary:
