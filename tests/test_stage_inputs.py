@@ -32,13 +32,9 @@ def test_every_dvc_stage_has_one_flow_one_section_and_one_declaration():
         assert f"python -m flows.{name}" in _body(name)["cmd"]
 
 
-MAX_FLOW_LINES = 20  # a flow body reads as compute -> write -> log; the work lives in named functions
-
-
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_each_flow_is_named_after_its_stage_and_shaped_compute_write_log(name):
-    """``flows/<stage>.py`` holds one ``@flow(name=<stage>)`` whose body is a few calls, opening the stage and
-    tracking it; the long parts (compute, write, log) are functions beside it."""
+def test_each_flow_is_named_after_its_stage(name):
+    """``flows/<stage>.py`` holds one ``@flow(name=<stage>)`` (its body's shape: ``tests/test_layout.py``)."""
     tree = ast.parse((ROOT / "flows" / f"{name}.py").read_text())
     flows = [
         node
@@ -47,11 +43,6 @@ def test_each_flow_is_named_after_its_stage_and_shaped_compute_write_log(name):
         and any(ast.unparse(d).startswith(f"flow(name='{name}'") for d in node.decorator_list)
     ]
     assert len(flows) == 1, f"flows/{name}.py: one @flow(name={name!r}) expected"
-    body = flows[0]
-    assert body.end_lineno - body.lineno + 1 <= MAX_FLOW_LINES, f"flows/{name}.py: the flow body is too long"
-    source = ast.unparse(body)
-    assert f"Stage.open('{name}'" in source or "Stage.open(f'evaluate@{which}'" in source
-    assert ".tracking()" in source
 
 
 @pytest.mark.parametrize("name", sorted(STAGE_PARAMS))
