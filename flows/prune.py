@@ -21,12 +21,13 @@ from tasks.shared.tracking import Tracker, log_model_dir
 def compute_and_write(stage: Stage) -> dict:
     """Read the chosen set, warn when its boundary is unresolved, save the pruned model and its record."""
     paths, cfg = stage.paths, stage.params.prune
-    method, n_layers, choice = choose_layers(paths, cfg.method, cfg.resolve_n_drop)
+    min_z = stage.params.estimate_shapley.boundary_z
+    method, n_layers, choice = choose_layers(paths, cfg.method, cfg.resolve_n_drop, min_z)
     has_stderr = not math.isnan(choice.boundary_z)  # recorded sets are deterministic: no boundary check
     if has_stderr and not choice.separated:
         get_run_logger().warning(
             f"the pruning boundary is not resolved: the last dropped and first kept layers differ by "
-            f"{choice.boundary_z:.2f} standard errors (< 2); more samples would make the choice firmer"
+            f"{choice.boundary_z:.2f} standard errors (< {min_z:g}); more samples would make the choice firmer"
         )
     info = prune_and_save(paths, choice.mask(n_layers))
     info |= {

@@ -15,11 +15,12 @@ class PruningChoice:
     dropped: list[int]
     kept: list[int]
     boundary_z: float  # (first kept - last dropped) / combined standard error
+    min_z: float = 2.0  # the gap, in combined standard errors, that resolves it (estimate_shapley.boundary_z)
 
     @property
     def separated(self) -> bool:
-        """True when the boundary gap exceeds two combined standard errors."""
-        return self.boundary_z > 2.0
+        """True when the boundary gap exceeds ``min_z`` combined standard errors."""
+        return self.boundary_z > self.min_z
 
     def mask(self, n_layers: int) -> np.ndarray:
         keep = np.ones(n_layers, dtype=bool)
@@ -27,8 +28,9 @@ class PruningChoice:
         return keep
 
 
-def drop_lowest(values: np.ndarray, stderr: np.ndarray, n_drop: int) -> PruningChoice:
-    """Drop the ``n_drop`` layers with the lowest contribution (ties broken by layer index)."""
+def drop_lowest(values: np.ndarray, stderr: np.ndarray, n_drop: int, min_z: float = 2.0) -> PruningChoice:
+    """Drop the ``n_drop`` layers with the lowest contribution (ties broken by layer index); the boundary is
+    separated when the gap exceeds ``min_z`` combined standard errors."""
     n = len(values)
     if not 1 <= n_drop < n:
         raise ValueError(f"prune: cannot drop {n_drop} of {n} layers; choose 1..{n - 1}")
@@ -38,4 +40,4 @@ def drop_lowest(values: np.ndarray, stderr: np.ndarray, n_drop: int) -> PruningC
     se = math.sqrt(float(stderr[last]) ** 2 + float(stderr[first]) ** 2)
     gap = float(values[first] - values[last])
     z = gap / se if se > 0 else math.inf
-    return PruningChoice(dropped, kept, z)
+    return PruningChoice(dropped, kept, z, min_z)

@@ -24,10 +24,13 @@ def _recorded(what: str, chosen: dict[int, list[int]], n_layers: int, k: int, fi
     return PruningChoice(dropped, [i for i in range(n_layers) if i not in dropped], math.nan)
 
 
-def choose_layers(paths: Paths, method: str, n_drop_of: Callable[[int], int]) -> tuple[str, int, PruningChoice]:
+def choose_layers(
+    paths: Paths, method: str, n_drop_of: Callable[[int], int], min_z: float = 2.0
+) -> tuple[str, int, PruningChoice]:
     """The layers ``prune`` drops: select's choice, the Shapley table (boundary check) or a baseline's recorded set.
 
-    ``n_drop_of(n_layers)`` resolves ``prune.n_drop`` / ``prune.ratio``. Returns (table method, L, choice);
+    ``n_drop_of(n_layers)`` resolves ``prune.n_drop`` / ``prune.ratio``; the Shapley boundary is separated above
+    ``min_z`` combined standard errors (``estimate_shapley.boundary_z``). Returns (table method, L, choice);
     a recorded set has ``boundary_z`` nan (no standard errors).
     """
     if method == "select":
@@ -40,7 +43,8 @@ def choose_layers(paths: Paths, method: str, n_drop_of: Callable[[int], int]) ->
         )
     if method == "shapley":
         table = ShapleyTable.read(paths.shapley_json)
-        return table.estimator, table.n_layers, drop_lowest(table.values, table.stderr, n_drop_of(table.n_layers))
+        choice = drop_lowest(table.values, table.stderr, n_drop_of(table.n_layers), min_z)
+        return table.estimator, table.n_layers, choice
     table = LayerTable.read(paths.layer_scores_json)
     if table.method != method:
         raise ConfigError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,6 +15,7 @@ from shapprune.config import ConfigError
 from shapprune.estimators.budget import known_values, mask_key
 from shapprune.estimators.regressors import Predictor
 from shapprune.game import LayerGame
+from shapprune.models import load_model, resolve_device
 from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
 from shapprune.select import Screen, SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
@@ -163,7 +165,7 @@ def _screen(stage: Stage, calibration: LayerGame | RepairedLayerGame) -> Screen 
         )
     game = LayerGame(
         calibration.model, windows[: cfg.screen_windows], utility=scoring.utility, batch_size=scoring.batch_size,
-        prefix_reuse=True, cache_mib=scoring.cache_mib,
+        prefix_reuse=scoring.prefix_reuse, cache_mib=scoring.cache_mib,
     )  # fmt: skip
     return Screen(game, cfg.screen_windows / len(windows))
 
@@ -177,11 +179,13 @@ def _games(
 ) -> dict[str, LayerGame | RepairedLayerGame]:
     """The calibration and validation games select verifies on: plain, or after the linear repair of each mask.
 
-    ``select.repair: linear`` scores each candidate after its runs are repaired with maps fitted on the repair
-    windows (``repair.ridge``, least squares, on the evaluated model's dtype); both games share the fitted maps.
+    ``select.repair: linear`` scores each candidate after its runs are repaired with the fits the repair stage
+    makes (``repair.ridge``, ``repair.loss``, ``repair.fit`` on the repair windows, on the full model in fp32:
+    the evaluated model when it is fp32, else an fp32 copy loaded from ``data/model``); both games share them.
     """
     params, paths, scoring = stage.params, stage.paths, stage.params.score_masks
     games: dict[str, LayerGame | RepairedLayerGame] = {}
+    fit_model = None  # the repair stage's precision: fp32 (loaded once, for both games)
     for name, path in (("calibration", paths.calibration), ("validation", paths.validation)):
         if name not in names:  # the budgeted search judges on calibration alone, as SLEB
             continue
@@ -190,12 +194,16 @@ def _games(
             continue
         if params.select.repair == "none":
             games[name] = LayerGame(
-                model, windows, utility=scoring.utility, batch_size=scoring.batch_size, prefix_reuse=True,
-                cache_mib=scoring.cache_mib,
+                model, windows, utility=scoring.utility, batch_size=scoring.batch_size,
+                prefix_reuse=scoring.prefix_reuse, cache_mib=scoring.cache_mib,
             )  # fmt: skip
             continue
         fit = read_repair_windows(paths.repair_windows, "select.repair: linear", "select.repair: none")[0]
         fit = fit[: params.repair.linear_windows]  # [n, T]
+        if fit_model is None:
+            fp32 = next(model.parameters()).dtype == torch.float32
+            device = resolve_device(params.base.device)
+            fit_model = model if fp32 else load_model(str(paths.model), dtype=torch.float32, device=device)[0]
         games[name] = RepairedLayerGame(
             model,
             fit,
@@ -203,8 +211,10 @@ def _games(
             utility=scoring.utility,
             ridge=params.repair.ridge,
             fit=params.repair.fit,
+            loss=params.repair.loss,
+            fit_model=fit_model,
             batch_size=scoring.batch_size,
-            prefix_reuse=True,
+            prefix_reuse=scoring.prefix_reuse,
             cache_mib=scoring.cache_mib,
         )
         if name == "validation":  # the maps depend on the run only: fit each once for both games

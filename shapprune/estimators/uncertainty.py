@@ -41,8 +41,8 @@ def contribution_table(
 def check_boundary(result: ShapleyResult, n_drop: int, z_min: float = 2.0) -> PruningChoice:
     """Drop the ``n_drop`` lowest; warn (:class:`BoundaryWarning`) when the last dropped and the first kept
     layer are less than ``z_min`` combined standard errors apart."""
-    choice = drop_lowest(result.values, result.stderr, n_drop)
-    if not choice.boundary_z > z_min:
+    choice = drop_lowest(result.values, result.stderr, n_drop, z_min)
+    if not choice.separated:
         order = result.ranking()
         last, first = int(order[n_drop - 1]), int(order[n_drop])
         warnings.warn(

@@ -1,7 +1,10 @@
 """The repaired layer game: the value of a mask is the model's quality after linearly repairing its cut.
 
-For each mask, every run of dropped layers gets its least-squares fit (a map or, ``fit="refit"``, a
-refitted projection; fitted on ``fit_windows`` on the full model, see :mod:`shapprune.repair.linear`);
+For each mask, every run of dropped layers gets its fit (a map or, ``fit="refit"``, a refitted projection,
+with ``loss`` least squares or cosine; fitted on ``fit_windows`` on the full model, see
+:mod:`shapprune.repair.linear`). The fits run on ``fit_model`` when given (the repair stage's fp32 copy of the
+full model, so a mask is scored after the fit the repair stage would merge) and are merged into ``model``'s
+twin modules; else on ``model`` itself;
 the fits are merged into the touched weights (copies of those alone are kept), the mask is scored on
 separate ``score_windows`` and the weights are put back, so the model is left exactly as it was. Fits
 depend only on the run, not on the rest of the mask, so each distinct run is fitted once (all runs new
@@ -16,7 +19,7 @@ states serve every mask up to the layer before its first repaired run. Values ar
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -59,6 +62,8 @@ class RepairedLayerGame:
     utility: str = "ppl_ratio"
     ridge: float = 1e-4
     fit: str = "map"
+    loss: str = "lstsq"  # repair.loss: lstsq | cosine (a map only)
+    fit_model: nn.Module | None = None  # the full model the fits run on (its dtype); None: ``model`` itself
     batch_size: int = 16
     prefix_reuse: bool = False  # start each forward from shared states (the full model's or an earlier mask's)
     cache_mib: float = 512.0
@@ -80,9 +85,12 @@ class RepairedLayerGame:
         new = sorted(runs - self.fits.keys())
         if not new:
             return
+        source = self.model if self.fit_model is None else self.fit_model
         maps, fits, skipped = fit_maps(
-            self.model, new, self.fit_windows, ridge=self.ridge, fit=self.fit, batch_size=self.batch_size
+            source, new, self.fit_windows, ridge=self.ridge, loss=self.loss, fit=self.fit, batch_size=self.batch_size
         )
+        if source is not self.model:  # merged into the evaluated model's own module at each seam
+            maps = [replace(m, seam=replace(m.seam, module=self.model.get_submodule(m.seam.target))) for m in maps]
         self.fits.update({(m.seam.start, m.seam.stop): m for m in maps})
         if maps:
             self.fit_passes += 1

@@ -23,7 +23,12 @@ from tasks.shared.links import link_prefect
 EXPERIMENT = "shapprune"
 # MLflow 3 opens an experiment in the view its kind names; this one is model training, not GenAI.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-MODEL_ARTIFACT_MAX_MB = 200.0  # larger pruned models are logged by reference (their weights stay in DVC's cache)
+# The limit on the working models a stage logs (prune's and repair's, through log_model_dir): larger ones are
+# logged by reference, their weights staying in DVC's cache. The shipped model is another thing with its own
+# limit: export.mlflow_max_mb (a DVC-tracked param, 1024 MiB) also decides whether it is registered in MLflow's
+# model registry, and export passes it as ``max_mb``.
+STAGE_MODEL_MAX_MB = 200.0
+STAGE_MODEL_MAX_MB_ENV = "SHAPPRUNE_MLFLOW_MODEL_MAX_MB"  # overrides STAGE_MODEL_MAX_MB (MiB)
 
 
 class Tracker(Protocol):
@@ -101,17 +106,24 @@ def directory_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
 
 
-def log_model_dir(tracker: Tracker, model_dir: Path, artifact_path: str = "pruned_model", max_mb: float | None = None):
+def log_model_dir(
+    tracker: Tracker,
+    model_dir: Path,
+    artifact_path: str = "pruned_model",
+    max_mb: float | None = None,
+    limit_name: str | None = None,
+) -> tuple[float, bool]:
     """Log a saved transformers model directory and its size.
 
-    The whole directory when it is at most ``max_mb`` MiB (``SHAPPRUNE_MLFLOW_MODEL_MAX_MB``, default 200);
-    otherwise everything but the weights, plus ``weights.json`` naming the weight files, their sizes and
-    where they live (the DVC-tracked output), so a sweep of runs does not copy a model per run.
+    The whole directory when it is at most ``max_mb`` MiB (default: ``SHAPPRUNE_MLFLOW_MODEL_MAX_MB``, else
+    :data:`STAGE_MODEL_MAX_MB`); otherwise everything but the weights, plus ``weights.json`` naming the weight
+    files, their sizes, where they live (the DVC-tracked output) and the limit they were over (``limit_name``
+    for a ``max_mb`` given), so a sweep of runs does not copy a model per run.
     Returns ``(size in MiB, whether the weights were logged)``.
     """
     model_dir = Path(model_dir)
     if max_mb is None:
-        max_mb = float(os.environ.get("SHAPPRUNE_MLFLOW_MODEL_MAX_MB", MODEL_ARTIFACT_MAX_MB))
+        max_mb, limit_name = float(os.environ.get(STAGE_MODEL_MAX_MB_ENV, STAGE_MODEL_MAX_MB)), STAGE_MODEL_MAX_MB_ENV
     size = directory_mb(model_dir)
     with_weights = size <= max_mb
     tracker.log_metrics({"model_size_mb": size})
@@ -125,7 +137,7 @@ def log_model_dir(tracker: Tracker, model_dir: Path, artifact_path: str = "prune
         elif f.is_file():
             tracker.log_artifact(f, artifact_path)
     note = {
-        "weights_not_logged": f"{size:.1f} MiB > {max_mb:g} MiB (SHAPPRUNE_MLFLOW_MODEL_MAX_MB)",
+        "weights_not_logged": f"{size:.1f} MiB > {max_mb:g} MiB" + (f" ({limit_name})" if limit_name else ""),
         "location": str(model_dir.resolve()),
         "files_bytes": weights,
         "restore": "dvc checkout (the weights are a DVC output recorded in dvc.lock)",

@@ -75,3 +75,38 @@ def test_signature_marks_the_layer_each_fit_rewrites(calibration) -> None:
     game(mask[None])
     # layer 0's run is left unrepaired (tied embedding); the run [2, 4) rewrites layer 1's projection
     assert game.signature(mask).tolist() == [0, 6, 0, 0, 1, 1]
+
+
+def test_fits_take_the_loss_and_the_fp32_model_of_the_repair_stage(calibration) -> None:
+    """On a bf16 model with ``fit_model`` its fp32 full model, a fit is the repair stage's: ``linear_repair`` on
+    the fp32 model with the same loss gives the same weights; fitting on the bf16 model or by least squares does not."""
+    from shapprune.surgery import keep_layers
+
+    model, fit_windows, score = calibration
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    before = {k: v.clone() for k, v in bf16.state_dict().items()}
+    mask = np.array([1, 1, 0, 0, 1, 1], bool)
+    games = {
+        "cosine32": RepairedLayerGame(bf16, fit_windows, score, loss="cosine", fit_model=model, batch_size=8),
+        "cosine16": RepairedLayerGame(bf16, fit_windows, score, loss="cosine", batch_size=8),
+        "lstsq32": RepairedLayerGame(bf16, fit_windows, score, fit_model=model, batch_size=8),
+    }
+    for game in games.values():
+        game(mask[None])
+    fitted = games["cosine32"].fits[(2, 4)]
+    assert fitted.seam.module is bf16.model.layers[1].mlp.down_proj  # merged into the evaluated model
+    assert all(torch.equal(v, before[k]) for k, v in bf16.state_dict().items())  # and taken out again
+    stage = copy.deepcopy(model)  # the repair stage: tasks/repair.py's call on the fp32 full model
+    report = linear_repair(stage, mask, fit_windows, loss="cosine", batch_size=8)
+    assert games["cosine32"].reports[(2, 4)].cosine == report.repaired[0].cosine is not None
+    assert games["lstsq32"].reports[(2, 4)].cosine is None
+
+    def merged_copy(fit) -> dict:  # the fp32 model with a game's fit merged, cut as repair cuts it
+        twin = copy.deepcopy(model)
+        fit.merge(twin.get_submodule(fit.seam.target))
+        return keep_layers(twin, mask).state_dict()
+
+    repaired, seam = stage.state_dict(), "model.layers.1.mlp.down_proj.weight"
+    assert all(torch.equal(v, repaired[k]) for k, v in merged_copy(fitted).items())
+    for other in ("cosine16", "lstsq32"):  # another precision or another loss: another fit
+        assert not torch.equal(merged_copy(games[other].fits[(2, 4)])[seam], repaired[seam])

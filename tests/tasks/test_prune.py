@@ -43,3 +43,46 @@ def test_prune_takes_selects_set_for_its_k(tmp_path):
     write_json(paths.select_json, {"method": "sleb"})
     with pytest.raises(ConfigError, match="rerun `dvc repro select`"):
         choose_layers(paths, "select", lambda n: 2)
+
+
+def _shapley(paths: Paths) -> None:
+    """Layer 0 lowest, layer 1 next: dropping one, the gap 0.25 over the combined s.e. 0.1 is z = 2.5."""
+    values, stderr = [0.10, 0.35, 1.0, 2.0], [0.06, 0.08, 0.05, 0.05]
+    layers = [{"layer": i, "shapley": v, "shapley_se": s} for i, (v, s) in enumerate(zip(values, stderr))]
+    write_json(paths.shapley_json, {"estimator": "surrogate_cv", "layers": layers})
+
+
+def test_the_shapley_boundary_is_separated_above_the_given_z(tmp_path):
+    paths = Paths(tmp_path)
+    _shapley(paths)
+    choices = {z: choose_layers(paths, "shapley", lambda n: 1, z)[2] for z in (2.0, 3.0)}
+    assert all(c.dropped == [0] and c.boundary_z == pytest.approx(2.5) for c in choices.values())
+    assert choices[2.0].separated and not choices[3.0].separated
+    assert choose_layers(paths, "shapley", lambda n: 1)[2].separated  # the default is params.yaml's 2.0
+
+
+@pytest.mark.parametrize("boundary_z", [None, 2.0, 3.0])
+def test_prune_records_the_boundary_against_estimate_shapley_boundary_z(tmp_path, monkeypatch, boundary_z):
+    """pruning.json's ``boundary_separated`` follows ``estimate_shapley.boundary_z`` (None: params.yaml's)."""
+    import yaml
+
+    import flows.prune as flow
+    from tasks.shared.runtime import Stage
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["prune"] |= {"method": "shapley", "n_drop": 1, "ratio": None}
+    if boundary_z is not None:
+        raw["estimate_shapley"]["boundary_z"] = boundary_z
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    stage = Stage.open("prune", tmp_path)
+    _shapley(stage.paths)
+    warnings = []
+    monkeypatch.setattr(flow, "prune_and_save", lambda paths, keep: {"parameters_before": 4, "parameters_after": 3})
+    monkeypatch.setattr(flow, "llm_evaluations", lambda paths, method: 10)
+    monkeypatch.setattr(flow, "get_run_logger", lambda: type("L", (), {"warning": staticmethod(warnings.append)}))
+    info = flow.compute_and_write(stage)
+    separated = boundary_z != 3.0
+    assert info["boundary_z"] == pytest.approx(2.5) and info["boundary_separated"] is separated
+    assert (stage.paths.pruned / "pruning.json").is_file()
+    assert len(warnings) == (not separated) and all("(< 3)" in w for w in warnings)

@@ -46,6 +46,35 @@ def test_large_model_is_logged_by_reference(model_dir, monkeypatch):
     assert {"config.json", "pruning.json", "weights.json"} <= set(names)
 
 
+class _NoteTracker(NullTracker):
+    """Keeps what ``weights.json`` said (the file itself is a temporary one)."""
+
+    def log_artifact(self, path, artifact_path=None) -> None:
+        super().log_artifact(path, artifact_path)
+        if Path(path).name == "weights.json":
+            self.note = json.loads(Path(path).read_text())
+
+
+def test_the_note_names_the_limit_the_model_was_over(model_dir, monkeypatch):
+    """One limit for prune's and repair's models (STAGE_MODEL_MAX_MB, overridden by its env var); a stage that
+    passes its own (export: export.mlflow_max_mb) is named as that, never as the env var it did not read."""
+    import tasks.shared.tracking as tracking
+
+    monkeypatch.delenv(tracking.STAGE_MODEL_MAX_MB_ENV, raising=False)
+    monkeypatch.setattr(tracking, "STAGE_MODEL_MAX_MB", 0.5)
+    tracker = _NoteTracker()
+    assert log_model_dir(tracker, model_dir)[1] is False  # 1 MiB over the constant
+    assert tracker.note["weights_not_logged"] == "1.0 MiB > 0.5 MiB (SHAPPRUNE_MLFLOW_MODEL_MAX_MB)"
+    monkeypatch.setenv(tracking.STAGE_MODEL_MAX_MB_ENV, "2")
+    assert log_model_dir(NullTracker(), model_dir)[1] is True  # the env var overrides the constant
+    tracker = _NoteTracker()
+    assert log_model_dir(tracker, model_dir, "model", max_mb=0.25, limit_name="export.mlflow_max_mb")[1] is False
+    assert tracker.note["weights_not_logged"] == "1.0 MiB > 0.25 MiB (export.mlflow_max_mb)"
+    tracker = _NoteTracker()
+    log_model_dir(tracker, model_dir, "model", max_mb=0.25)
+    assert tracker.note["weights_not_logged"] == "1.0 MiB > 0.25 MiB"
+
+
 DVC_YAML = {
     "stages": {
         "fit": {
