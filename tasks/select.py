@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,14 +14,16 @@ from shapprune.config import ConfigError
 from shapprune.estimators.budget import known_values, mask_key
 from shapprune.estimators.regressors import Predictor
 from shapprune.game import LayerGame
+from shapprune.mask_splits import handle_nonfinite
 from shapprune.models import load_model, resolve_device
 from shapprune.repair.game import RepairedLayerGame
 from shapprune.scoring import utility_from_nll
 from shapprune.select import Screen, SearchConfig, Selection, budgeted_select, select_subsets, surrogate_fit
 from shapprune.select.verify import Fit
+from shapprune.streams import stream
 from shapprune.types import Mask, Utility
 from tasks.shared.artifacts import load_surrogate, read_masks, read_repair_windows, read_windows, write_table
-from tasks.shared.contracts import read_json, write_json
+from tasks.shared.contracts import ShapleyTable, write_json
 from tasks.shared.model import load_stage_model
 from tasks.shared.paths import Paths
 from tasks.shared.runtime import Stage
@@ -32,22 +33,11 @@ from tasks.shared.runtime import Stage
 class SearchInputs:
     """What the search starts from: masks already scored on the LLM, the contributions and the surrogate."""
 
-    masks: Mask  # bool[n, L], finite utilities only (empty when the budgeted search does not reuse them)
+    masks: Mask  # bool[n, L], as fit_surrogate.nonfinite leaves them (empty when the budgeted search reuses none)
     utilities: Utility
     contributions: np.ndarray | None  # float[L] (data/shapley, column "shapley"); None for the budgeted search
     surrogate: Predictor | None
     n_scored: int = 0  # score_masks' LLM evaluations the search reuses (counted in its total cost)
-
-
-def _clean(obj: object) -> object:
-    """NaN / inf -> None, recursively (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 @task(name="load-search-inputs", cache_policy=NO_CACHE)
@@ -58,19 +48,13 @@ def load_inputs(stage: Stage, n_layers: int) -> SearchInputs:
     if budgeted and not (cfg.reuse_scores and cfg.repair == "none" and paths.scores.is_file()):
         return SearchInputs(np.zeros((0, n_layers), bool), np.zeros(0), None, None)
     scores, masks = read_masks(paths.scores, n_layers)
-    utilities = scores["utility"].to_numpy(float)
-    finite = np.isfinite(utilities)
+    # non-finite utilities as the surrogate's fit treats them (fit_surrogate.nonfinite: excluded, or clipped)
+    keep, utilities = handle_nonfinite(scores["utility"].to_numpy(float), stage.params.fit_surrogate.nonfinite)
     if budgeted:
-        return SearchInputs(masks[finite], utilities[finite], None, None, len(utilities))
-    table = read_json(paths.shapley_json)
-    contributions = np.array([row["shapley"] for row in table["layers"]], dtype=np.float64)
-    if len(contributions) != n_layers:
-        raise ConfigError(
-            f"{paths.shapley_json}: {len(contributions)} layers but the model has {n_layers}; "
-            "rerun `dvc repro estimate_shapley`"
-        )
+        return SearchInputs(masks[keep], utilities[keep], None, None, len(utilities))
+    contributions = ShapleyTable.read(paths.shapley_json, n_layers).values
     surrogate = load_surrogate(paths.surrogate, stage.params.base.model)
-    return SearchInputs(masks[finite], utilities[finite], contributions, surrogate.predict, len(utilities))
+    return SearchInputs(masks[keep], utilities[keep], contributions, surrogate.predict, len(utilities))
 
 
 @task(name="search-subsets", cache_policy=NO_CACHE)
@@ -100,7 +84,7 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         screen = _screen(stage, calibration)
         info |= {"screen_windows": cfg.screen_windows, "screen_cost": None if screen is None else screen.cost}
         selection = budgeted_select(
-            calibration, n_drops, cfg.budget, np.random.default_rng([params.base.seed, 8]), known=known,
+            calibration, n_drops, cfg.budget, stream(params.base.seed, "select"), known=known,
             log_utility=scoring.utility == "ppl_ratio", screen=screen,
         )  # fmt: skip
         info["n_screen_evaluations"] = selection.n_screen_evaluations
@@ -112,7 +96,7 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
     # round-0 surrogate (its proposals), never stand in for a repaired measurement
     scored = (inputs.masks, inputs.utilities) if cfg.repair == "none" else (inputs.masks[:0], inputs.utilities[:0])
     options = params.fit_surrogate.mlp_options() if cfg.surrogate == "mlp" else {}
-    fit, rng = surrogate_fit(cfg.surrogate, options), np.random.default_rng([params.base.seed, 8])
+    fit, rng = surrogate_fit(cfg.surrogate, options), stream(params.base.seed, "select")
     selection = select_subsets(
         calibration,
         n_drops,
@@ -250,8 +234,8 @@ def write_selection(selection: Selection, paths: Paths, meta: dict) -> pd.DataFr
             "n_calibration_evaluations": selection.n_calibration_evaluations,
             "n_validation_evaluations": selection.n_validation_evaluations,
             "kept_layers": selection.kept_layers,
-            **{key: _clean(value) for key, value in meta.items()},
-            "chosen": _clean(chosen),
+            **meta,
+            "chosen": chosen,  # write_json writes NaN / inf as null
         },
     )
     return frame
