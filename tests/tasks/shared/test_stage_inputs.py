@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 from shapprune.config import load_params
-from shapprune.stage_inputs import STAGE_PARAMS
 from tasks.shared import runtime
 from tasks.shared.runtime import Stage
+from tasks.shared.stage_inputs import STAGE_PARAMS
 from tasks.shared.tracking import NullTracker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 

@@ -1,7 +1,7 @@
 """Which params each pipeline stage reads: declared once, and what DVC tracks and MLflow logs for that stage.
 
 ``STAGE_PARAMS[stage].tracked`` is exactly the ``params:`` list of the stage in ``dvc.yaml`` and exactly the
-params its MLflow run logs (``tests/test_stage_inputs.py`` compares the three); ``runtime`` params only
+params its MLflow run logs (``tests/tasks/shared/test_stage_inputs.py`` compares the three); ``runtime`` params only
 change how a stage runs and are logged as tags. A stage reads params through :class:`ParamsView`, which
 refuses anything it did not declare.
 """
@@ -121,7 +121,7 @@ class ParamsView:
             return ParamsView(value, below, self._where, key + ".")
         raise AttributeError(
             f"stage {self._where} reads params '{key}' but does not declare it; add it to "
-            f"STAGE_PARAMS['{self._where}'] in shapprune/stage_inputs.py (tracked: also to its params in dvc.yaml)"
+            f"STAGE_PARAMS['{self._where}'] in tasks/shared/stage_inputs.py (tracked: also to its params in dvc.yaml)"
         )
 
 
