@@ -31,6 +31,7 @@ PLUMBING = (
     "tasks/shared/runtime.py",
     "tasks/shared/lifecycle.py",
     "tasks/shared/tracking.py",
+    "tasks/shared/mlflow_runs.py",
     "tasks/shared/guards.py",
     "tasks/shared/progress.py",
 )

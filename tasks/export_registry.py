@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tasks.shared.tracking import MlflowTracker, Tracker
+from tasks.shared.mlflow_runs import MlflowTracker
+from tasks.shared.tracking import Tracker
 
 REQUIREMENTS = ["torch", "transformers", "safetensors", "accelerate"]  # what loading it back needs
 

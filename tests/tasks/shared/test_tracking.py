@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 import tasks.shared.progress
+from tasks.shared.mlflow_runs import EXPERIMENT, mlflow_stage
 from tasks.shared.progress import PrefectProgress
 from tasks.shared.runtime import log_stage_outputs, stage_outputs
-from tasks.shared.tracking import EXPERIMENT, NullTracker, log_model_dir, mlflow_stage, numeric_leaves
+from tasks.shared.tracking import NullTracker, log_model_dir, numeric_leaves
 
 
 def test_numeric_leaves_keeps_numbers_only():
@@ -156,7 +157,7 @@ def test_progress_bar_never_fails_the_work(monkeypatch):
 
 
 def test_dvc_experiment_copies_track_into_the_repository(tmp_path, monkeypatch):
-    from tasks.shared.tracking import project_root, tracking_uri
+    from tasks.shared.mlflow_runs import project_root, tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     temp = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12cd"  # where `dvc exp run --temp` runs
