@@ -8,60 +8,99 @@ reads the set that ``score_layers`` recorded in ``data/layer_scores``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from prefect import flow, get_run_logger
+from transformers import PreTrainedModel
 
-from tasks.prune import choose_layers, llm_evaluations, prune_and_save
+from shapprune.prune import PruningChoice
+from tasks.prune import choose_layers, llm_evaluations, prune_model, save_pruned
 from tasks.shared.contracts import write_json
-from tasks.shared.paths import Paths
+from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import Tracker, log_model_dir
 
 
-def compute_and_write(stage: Stage) -> dict:
-    """Read the chosen set, warn when its boundary is unresolved, save the pruned model and its record."""
-    paths, cfg = stage.paths, stage.params.prune
-    min_z = stage.params.estimate_shapley.boundary_z
-    method, n_layers, choice = choose_layers(paths, cfg.method, cfg.resolve_n_drop, min_z)
-    has_stderr = not math.isnan(choice.boundary_z)  # recorded sets are deterministic: no boundary check
-    if has_stderr and not choice.separated:
-        get_run_logger().warning(
-            f"the pruning boundary is not resolved: the last dropped and first kept layers differ by "
-            f"{choice.boundary_z:.2f} standard errors (< {min_z:g}); more samples would make the choice firmer"
-        )
-    info = prune_and_save(paths, choice.mask(n_layers))
-    info |= {
-        "method": method,
-        "n_layers_before": n_layers,
-        "n_dropped": len(choice.dropped),
-        "dropped_layers": choice.dropped,
-        "kept_layers": choice.kept,
-        "boundary_z": choice.boundary_z if has_stderr else None,
-        "boundary_separated": choice.separated if has_stderr else None,
-        "llm_evaluations": llm_evaluations(paths, cfg.method),
-    }
-    write_json(paths.pruned / "pruning.json", info)
-    return info
+@dataclass(frozen=True)
+class Chosen:
+    """The set to drop, as the upstream table gives it, and what choosing it cost."""
+
+    method: str  # the table's method (the estimator's name for shapley)
+    n_layers: int
+    choice: PruningChoice
+    llm_evaluations: int | None
 
 
-def log(tracker: Tracker, paths: Paths, info: dict) -> None:
-    """Layers dropped, parameters kept, the boundary, and the pruned model (by reference if big)."""
-    tracker.log_metrics({k: info[k] for k in ("n_dropped", "parameters_after", "boundary_z")})
-    tracker.set_tags({"dropped_layers": ",".join(map(str, info["dropped_layers"])), "method": info["method"]})
-    size_mb, with_weights = log_model_dir(tracker, paths.pruned, "pruned_model")
-    tracker.set_tags({"pruned_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
+@dataclass(frozen=True)
+class Pruned:
+    """The pruned model in memory and its record (``data/pruned/pruning.json``)."""
+
+    model: PreTrainedModel
+    tokenizer: Any
+    info: dict
+
+
+class Prune:
+    """Read the chosen set, warn when its boundary is unresolved, drop the layers, save the model and its record."""
+
+    name = "prune"
+
+    def read(self, stage: Stage) -> Chosen:
+        cfg = stage.params.prune
+        min_z = stage.params.estimate_shapley.boundary_z
+        method, n_layers, choice = choose_layers(stage.paths, cfg.method, cfg.resolve_n_drop, min_z)
+        return Chosen(method, n_layers, choice, llm_evaluations(stage.paths, cfg.method))
+
+    def compute(self, stage: Stage, chosen: Chosen) -> Pruned:
+        choice = chosen.choice
+        has_stderr = not math.isnan(choice.boundary_z)  # recorded sets are deterministic: no boundary check
+        if has_stderr and not choice.separated:
+            get_run_logger().warning(
+                f"the pruning boundary is not resolved: the last dropped and first kept layers differ by "
+                f"{choice.boundary_z:.2f} standard errors (< {choice.min_z:g}); more samples would make the choice "
+                "firmer"
+            )
+        model, tokenizer, info = prune_model(stage.paths.model, choice.mask(chosen.n_layers))
+        info |= {
+            "method": chosen.method,
+            "n_layers_before": chosen.n_layers,
+            "n_dropped": len(choice.dropped),
+            "dropped_layers": choice.dropped,
+            "kept_layers": choice.kept,
+            "boundary_z": choice.boundary_z if has_stderr else None,
+            "boundary_separated": choice.separated if has_stderr else None,
+            "llm_evaluations": chosen.llm_evaluations,
+        }
+        return Pruned(model, tokenizer, info)
+
+    def write(self, stage: Stage, pruned: Pruned) -> Figures:
+        """``save_pretrained`` with the tokenizer into ``data/pruned``, and ``pruning.json`` beside it."""
+        save_pruned(pruned.model, pruned.tokenizer, stage.paths.pruned)
+        write_json(stage.paths.pruned / "pruning.json", pruned.info)
+        return {}
+
+    def log(self, tracker: Tracker, stage: Stage, pruned: Pruned) -> None:
+        """Layers dropped, parameters kept, the boundary, and the pruned model (by reference if big)."""
+        info = pruned.info
+        tracker.log_metrics({k: info[k] for k in ("n_dropped", "parameters_after", "boundary_z")})
+        tracker.set_tags({"dropped_layers": ",".join(map(str, info["dropped_layers"])), "method": info["method"]})
+        size_mb, with_weights = log_model_dir(tracker, stage.paths.pruned, "pruned_model")
+        tracker.set_tags({"pruned_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
+
+    def summary(self, pruned: Pruned) -> str:
+        info = pruned.info
+        dropped = f"{info['dropped_layers']} ({info['n_dropped']} of {info['n_layers_before']})"
+        kept = f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept"
+        return f"{info['method']}: dropped layers {dropped}; {kept}"
+
+    def returns(self, pruned: Pruned) -> dict:
+        return pruned.info
 
 
 @flow(name="prune", log_prints=True)
 def prune(root: str = ".") -> dict:
-    stage = Stage.open("prune", root)
-    info = compute_and_write(stage)  # the model is saved before tracking: a tracking failure cannot lose it
-    with stage.tracking() as tracker:
-        log(tracker, stage.paths, info)
-    dropped = f"{info['dropped_layers']} ({info['n_dropped']} of {info['n_layers_before']})"
-    kept = f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept"
-    print(f"{info['method']}: dropped layers {dropped}; {kept}")
-    return info
+    return run_stage(Prune(), root)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from transformers import PreTrainedModel
 
 from shapprune.config import ConfigError
 from shapprune.models import load_model, parameter_count, save_model
@@ -35,7 +38,7 @@ def choose_layers(
     """
     if method == "select":
         sel = SelectionTable.read(paths.select_json).require(paths.select_json)
-        fix = "set select.n_drops to null (prune's k) or include it, and rerun `dvc repro select`"
+        fix = "rerun `dvc repro select`: it searches prune's k (unless select.n_drops lists others: add it there)"
         return (
             "select",
             sel.n_layers,
@@ -68,19 +71,25 @@ def llm_evaluations(paths: Paths, method: str) -> int | None:
         return table.design_evaluations(scored) + math.ceil(table.equivalent_evaluations - 1e-9)
     if method == "shapley":
         return ScoringSummary.read(scored).n_masks
-    spent = LayerTable.read(paths.layer_scores_json).raw.get("llm_evaluations")
-    return None if spent is None else int(spent)
+    return LayerTable.read(paths.layer_scores_json).llm_evaluations
 
 
-@task(name="prune-and-save", cache_policy=NO_CACHE)
-def prune_and_save(paths: Paths, keep: np.ndarray) -> dict:
-    """Load ``data/model``, keep the layers where ``keep`` (bool[L]) is True, save to ``data/pruned``."""
-    model, tokenizer = load_model(str(paths.model))
+@task(name="prune-model", cache_policy=NO_CACHE)
+def prune_model(model_dir: Path, keep: np.ndarray) -> tuple[PreTrainedModel, Any, dict]:
+    """Load ``model_dir`` and keep the layers where ``keep`` (bool[L]) is True; returns the model, its tokenizer
+    and the parameter counts before and after."""
+    model, tokenizer = load_model(str(model_dir))
     before = parameter_count(model)
     keep_layers(model, keep)
-    save_model(model, tokenizer, paths.pruned)
-    return {
+    counts = {
         "parameters_before": before,
         "parameters_after": parameter_count(model),
         "n_layers_after": num_layers(model),
     }
+    return model, tokenizer, counts
+
+
+@task(name="save-pruned", cache_policy=NO_CACHE)
+def save_pruned(model: PreTrainedModel, tokenizer: Any, out: Path) -> None:
+    """``save_pretrained`` of the pruned model and its tokenizer into ``out`` (``data/pruned``)."""
+    save_model(model, tokenizer, out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from shapprune.config import ConfigError
@@ -78,11 +80,15 @@ def test_prune_records_the_boundary_against_estimate_shapley_boundary_z(tmp_path
     stage = Stage.open("prune", tmp_path)
     _shapley(stage.paths)
     warnings = []
-    monkeypatch.setattr(flow, "prune_and_save", lambda paths, keep: {"parameters_before": 4, "parameters_after": 3})
+    monkeypatch.setattr(flow, "prune_model", lambda model, keep: (None, None, {"parameters_before": 4}))
+    monkeypatch.setattr(flow, "save_pruned", lambda model, tokenizer, out: out.mkdir(parents=True))
     monkeypatch.setattr(flow, "llm_evaluations", lambda paths, method: 10)
     monkeypatch.setattr(flow, "get_run_logger", lambda: type("L", (), {"warning": staticmethod(warnings.append)}))
-    info = flow.compute_and_write(stage)
+    recipe = flow.Prune()
+    pruned = recipe.compute(stage, recipe.read(stage))
+    recipe.write(stage, pruned)
+    info = pruned.info
     separated = boundary_z != 3.0
     assert info["boundary_z"] == pytest.approx(2.5) and info["boundary_separated"] is separated
-    assert (stage.paths.pruned / "pruning.json").is_file()
+    assert json.loads((stage.paths.pruned / "pruning.json").read_text())["boundary_separated"] is separated
     assert len(warnings) == (not separated) and all("(< 3)" in w for w in warnings)
