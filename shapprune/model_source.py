@@ -18,6 +18,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from shapprune.config import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -43,14 +45,14 @@ def resolve_source(spec: str) -> ModelSource:
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
-            raise ValueError(f"base.model: GGUF file '{spec}' does not exist; fix the path")
+            raise ConfigError(f"base.model: GGUF file '{spec}' does not exist; fix the path")
         return ModelSource(str(path.parent), path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"base.model: directory '{spec}' has no config.json; point it at a saved model")
+            raise ConfigError(f"base.model: directory '{spec}' has no config.json; point it at a saved model")
         return ModelSource(str(path))
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
-        raise ValueError(f"base.model: path '{spec}' does not exist; fix the path or use a hub id like org/name")
+        raise ConfigError(f"base.model: path '{spec}' does not exist; fix the path or use a hub id like org/name")
     return ModelSource(spec)
 
 
@@ -58,7 +60,7 @@ def _package_source(package: str, file: str) -> ModelSource:
     """The GGUF file of an installed package: named, its only one, or the one its ``assemble()`` joins."""
     found = importlib.util.find_spec(package) if package else None
     if found is None or not found.submodule_search_locations:
-        raise ValueError(
+        raise ConfigError(
             f"base.model: package '{package}' is not installed; install it (e.g. `pip install "
             f"{package.replace('_', '-')}`) or point base.model at a local directory or hub id"
         )
@@ -70,14 +72,14 @@ def _package_source(package: str, file: str) -> ModelSource:
         return ModelSource(str(shipped[0].parent), shipped[0].name)
     if not file and len(shipped) > 1:
         names = ", ".join(str(f.relative_to(directory)) for f in shipped)
-        raise ValueError(
+        raise ConfigError(
             f"base.model: package {package} ships several GGUF files ({names}); name one: pkg://{package}/<file>"
         )
     assembled = _assemble(package)
     if assembled is not None and (not file or assembled.name == file):
         return ModelSource(str(assembled.parent), assembled.name)
     what = f"'{file}' not found" if file else "no GGUF file (and no assemble())"
-    raise ValueError(f"base.model: {what} in package {package} ({directory}); check the name or reinstall it")
+    raise ConfigError(f"base.model: {what} in package {package} ({directory}); check the name or reinstall it")
 
 
 @functools.cache
@@ -97,7 +99,7 @@ def _assemble(package: str) -> Path | None:
         return Path(assemble())
     except (OSError, ValueError) as err:  # a missing chunk package, a bad sha256, a full disk
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise ConfigError(
             f"base.model: {package}.assemble() failed ({first}); reinstall it with its chunk packages "
             f"(`pip install --force-reinstall {package.replace('_', '-')}`)"
         ) from None

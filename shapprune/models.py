@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from shapprune.config import ConfigError
 from shapprune.integrity import check_gguf, check_model_dir
 from shapprune.model_source import gguf_fix, resolve_source
 
@@ -30,7 +31,7 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
             return torch.bfloat16
         return torch.float32
     if name not in DTYPES:
-        raise ValueError(f"base.dtype: unknown dtype '{name}'; use one of auto, {', '.join(DTYPES)}")
+        raise ConfigError(f"base.dtype: unknown dtype '{name}'; use one of auto, {', '.join(DTYPES)}")
     return DTYPES[name]
 
 
@@ -83,7 +84,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("base.device: CUDA is not available on this machine; set base.device to cpu or auto")
+        raise ConfigError("base.device: CUDA is not available on this machine; set base.device to cpu or auto")
     return name
 
 
@@ -122,7 +123,7 @@ def load_model(
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         offline = " (HF_HUB_OFFLINE is set: unset it to download)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise ValueError(
+        raise ConfigError(
             f"base.model: cannot load '{spec}'{offline} ({first}); check the hub id, base.revision and your "
             "connection, or use a local directory or a .gguf file"
         ) from None

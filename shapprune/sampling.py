@@ -58,7 +58,9 @@ def stratified_masks(
             raise ValueError(f"sample_masks: stratum {kept} is outside [1, {n_layers}]; fix sample_masks.strata")
         available = math.comb(n_layers, kept)
         if unique and count > available:
-            raise ValueError(
+            from shapprune.config import ConfigError  # here: shapprune.config imports this module
+
+            raise ConfigError(
                 f"sample_masks: {count} unique masks requested with {kept} of {n_layers} layers kept, "
                 f"but only {available} exist; lower the budget or set unique: false"
             )

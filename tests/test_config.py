@@ -159,3 +159,135 @@ def test_a_repair_mix_never_reads_held_out_text():
     assert "use another source, e.g. coqa_stories" in line
     with pytest.raises(ConfigError, match="positive shares; use null"):
         parse_params(_with("prepare_data", repair_mix={"wiki_extracts": 1.0, "coqa_stories": 0.0}))
+
+
+def _load_with(tmp_path: Path, section: str, **values):
+    """``load_params`` (the stages' loader) on a copy of the project's params.yaml with ``section`` overridden."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_with(section, **values), sort_keys=False))
+    return load_params(path)
+
+
+SOURCES = (
+    "use one of wiki_extracts, lee_news, enwiki_dump, coqa_stories (offline), hf:wikitext, hf:ptb, hf:c4 "
+    "or hf:<path>[:<config>[:<split>[:<text_field>]]] (the Hub)"
+)
+ALL_METHODS = "shapley, select, block_influence, angular, sleb, ppl, taylor, random, oracle, iterative_shapley"
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "line"),
+    [
+        (
+            "prepare_data",
+            {"repair_mix": {"wiki_extracts": 0.5, "nosuch": 0.5}},
+            f"params.yaml: prepare_data.repair_mix: unknown text source 'nosuch'; {SOURCES} "
+            "(got {'wiki_extracts': 0.5, 'nosuch': 0.5})",
+        ),
+        (
+            "prepare_data",
+            {"calibration_source": "wikitext"},
+            f"params.yaml: prepare_data.calibration_source: unknown text source 'wikitext'; {SOURCES} (got 'wikitext')",
+        ),
+        (
+            "prepare_data",
+            {"eval_corpora": {"wiki": "wiki_extracts", "news": "lee_news", "web": "c4"}},
+            f"params.yaml: prepare_data.eval_corpora: unknown text source 'c4'; {SOURCES} "
+            "(got {'wiki': 'wiki_extracts', 'news': 'lee_news', 'web': 'c4'})",
+        ),
+        (
+            "prepare_data",
+            {"eval_corpora": {"wiki": "hf:", "news": "hf:a:b:c:d:e"}},
+            f"params.yaml: prepare_data.eval_corpora: unknown text source 'hf:', 'hf:a:b:c:d:e'; {SOURCES} "
+            "(got {'wiki': 'hf:', 'news': 'hf:a:b:c:d:e'})",
+        ),
+        (
+            "prune",
+            {"method": "shapely"},
+            f"params.yaml: prune.method: unknown method 'shapely'; choose from {ALL_METHODS} (got 'shapely')",
+        ),
+        (
+            "compare",
+            {"methods": ["sleb", "slab"]},
+            f"params.yaml: compare.methods: unknown method(s) ['slab']; choose from {ALL_METHODS} (or [] to skip) "
+            "(got ['sleb', 'slab'])",
+        ),
+        (
+            "evaluate",
+            {"tasks": ["piqa", "mmlu"]},
+            "params.yaml: evaluate.tasks: unknown task(s) ['mmlu']; choose from piqa, hellaswag, winogrande, "
+            "arc_easy, arc_challenge, boolq, openbookqa (lm-eval's other tasks go in evaluate.lm_eval_tasks) "
+            "(got ['piqa', 'mmlu'])",
+        ),
+        (
+            "score_layers",
+            {"iterative_estimator": "paper"},
+            "params.yaml: score_layers.iterative_estimator: Input should be 'surrogate_cv', 'svarm', 'permutation', "
+            "'stratified' or 'surrogate_shapley' (got 'paper')",
+        ),
+        (
+            "select",
+            {"surrogate": "svm"},
+            "params.yaml: select.surrogate: Input should be 'mlp', 'ridge', 'gbr', 'quadratic' or 'gp' (got 'svm')",
+        ),
+        (
+            "compare",
+            {"repairs": ["none", "lora"]},
+            "params.yaml: compare.repairs.1: Input should be 'none' or 'linear' (got 'lora')",
+        ),
+    ],
+)
+def test_every_name_is_checked_at_the_edge_in_one_line_naming_the_accepted_ones(tmp_path, section, values, line):
+    with pytest.raises(ConfigError) as err:
+        _load_with(tmp_path, section, **values)
+    assert str(err.value).splitlines() == [line]
+
+
+def test_hub_sources_and_every_offline_source_are_accepted(tmp_path):
+    mix = {"coqa_stories": 0.4, "enwiki_dump": 0.3, "hf:allenai/c4:en:validation:text": 0.3}
+    corpora = {"wiki": "hf:wikitext", "news": "hf:ptb", "web": "hf:c4"}
+    params = _load_with(tmp_path, "prepare_data", calibration_source="lee_news", eval_corpora=corpora, repair_mix=mix)
+    assert params.prepare_data.sources() == sorted({"lee_news", *corpora.values(), *mix})
+
+
+def test_the_names_the_schema_accepts_are_the_registries_names():
+    """shapprune.config checks names against plain tuples (no torch); they must be what the code runs."""
+    from typing import get_args
+
+    from shapprune.baselines.registry import BASELINES, METHODS
+    from shapprune.config import EstimateShapley, ScoreLayers, Select
+    from shapprune.config.names import PRUNE_METHODS, ZERO_SHOT_TASKS
+    from shapprune.data.sources import OFFLINE_SOURCES, _load_cached
+    from shapprune.estimators import ESTIMATORS
+    from shapprune.estimators.regressors import SURROGATES
+    from shapprune.evaluation.zero_shot import _TASK_SPECS, TASKS
+
+    assert PRUNE_METHODS == METHODS == ("shapley", "select", *BASELINES)
+    assert ZERO_SHOT_TASKS == TASKS and set(TASKS) == set(_TASK_SPECS)
+    assert set(get_args(EstimateShapley.model_fields["estimator"].annotation)) == set(ESTIMATORS)
+    assert set(get_args(ScoreLayers.model_fields["iterative_estimator"].annotation)) == set(ESTIMATORS) - {"paper"}
+    assert set(get_args(Select.model_fields["surrogate"].annotation)) == set(SURROGATES) - {"none"}
+    assert set(get_args(EstimateShapley.model_fields["surrogate"].annotation)) == set(SURROGATES) - {"none"} | {"auto"}
+    with pytest.raises(ValueError, match="unknown text source 'nosuch'"):
+        _load_cached("nosuch", False)  # the loader refuses what the schema refuses
+    assert OFFLINE_SOURCES == ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories")
+
+
+def test_the_schema_loads_without_torch():
+    code = "import sys, shapprune.config; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_baseline_ratio_past_max_drop_ratio_is_refused_before_any_stage_runs(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        _load_with(tmp_path, "prune", method="sleb", ratio=0.9)
+    assert str(err.value).splitlines() == [
+        "params.yaml: prune.ratio: 0.9 is past score_layers.max_drop_ratio (0.4), the largest share of the layers "
+        "for which score_layers records sleb's sets; set prune.ratio to 0.4 or less, or raise "
+        "score_layers.max_drop_ratio"
+    ]
+    assert _load_with(tmp_path, "prune", method="sleb", ratio=0.4).prune.resolve_n_drop(30) == 12
+    # shapley and select have no such limit: they choose any k < L (select searches prune's k itself)
+    assert _load_with(tmp_path, "prune", method="select", ratio=0.9).prune.resolve_n_drop(30) == 27
+    assert _load_with(tmp_path, "prune", method="shapley", ratio=0.9).prune.resolve_n_drop(30) == 27

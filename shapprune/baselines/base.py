@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from shapprune.config import ConfigError
+
 
 @dataclass(frozen=True)
 class LayerScores:
@@ -41,7 +43,7 @@ class LayerScores:
             return sorted(int(i) for i in self.chosen[n_drop])
         if self.set_valued:
             have = sorted(self.chosen)
-            raise ValueError(
+            raise ConfigError(
                 f"{self.method}: no layer set computed for n_drop={n_drop} (have {have}); "
                 "ask for this n_drop when scoring (score_layers.max_drop_ratio, or oracle_max_subsets for oracle)"
             )

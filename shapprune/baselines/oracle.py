@@ -14,6 +14,7 @@ import numpy as np
 from torch import nn
 
 from shapprune.baselines.base import LayerScores, check_n_drop
+from shapprune.config import ConfigError
 from shapprune.prefix import score_with_prefix_reuse
 from shapprune.surgery import num_layers
 from shapprune.types import TokenWindows
@@ -24,7 +25,7 @@ def check_budget(n_layers: int, n_drop: int, max_subsets: int) -> int:
     check_n_drop(n_drop, n_layers)
     count = math.comb(n_layers, n_drop)
     if count > max_subsets:
-        raise ValueError(
+        raise ConfigError(
             f"oracle: C({n_layers}, {n_drop}) = {count:,} subsets exceed the cap of {max_subsets:,} "
             "(one calibration forward pass each); raise score_layers.oracle_max_subsets or remove fewer layers"
         )

@@ -18,6 +18,7 @@ from shapprune.baselines.ppl import ppl_scores
 from shapprune.baselines.random_order import random_scores
 from shapprune.baselines.sleb import sleb_scores
 from shapprune.baselines.taylor import taylor_scores
+from shapprune.config.names import PRUNE_METHODS
 from shapprune.types import TokenWindows
 
 ScoreFn = Callable[..., LayerScores]
@@ -35,6 +36,7 @@ BASELINES: dict[str, ScoreFn] = {
 SET_VALUED = ("angular", "sleb", "oracle")  # choose a set per number of dropped layers
 # the pipeline's own methods: "shapley" (drop the lowest of estimate_shapley) and "select" (subset search)
 METHODS = ("shapley", "select", *BASELINES)
+assert METHODS == PRUNE_METHODS, "shapprune.config.names.PRUNE_METHODS must list these (params are checked there)"
 
 
 def _accepted(fn: ScoreFn, opts: dict[str, Any]) -> dict[str, Any]:

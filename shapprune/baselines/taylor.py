@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from shapprune.baselines.base import LayerScores, ranked
+from shapprune.config import ConfigError
 from shapprune.surgery import decoder_layers
 from shapprune.types import TokenWindows
 
@@ -77,7 +78,7 @@ def taylor_scores(
     n = len(raw)
     candidates = n - protect_first - protect_last
     if protect_first < 0 or protect_last < 0 or candidates < max(n_drops, default=1):
-        raise ValueError(
+        raise ConfigError(
             f"taylor: protecting the first {protect_first} and last {protect_last} of {n} layers leaves {candidates} "
             f"to remove but {max(n_drops, default=1)} are asked for; lower score_layers.taylor_protect_first/last"
         )

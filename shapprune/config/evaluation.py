@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from shapprune.baselines.registry import METHODS
+from shapprune.config.names import PRUNE_METHODS, ZERO_SHOT_TASKS
 from shapprune.config.section import ItemCount, _Section
-from shapprune.evaluation.zero_shot import TASKS
 
 
 class Evaluate(_Section):
@@ -30,9 +29,12 @@ class Evaluate(_Section):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, v: list[str]) -> list[str]:
-        unknown = [t for t in v if t not in TASKS]
+        unknown = [t for t in v if t not in ZERO_SHOT_TASKS]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; choose from {', '.join(TASKS)}")
+            raise ValueError(
+                f"unknown task(s) {unknown}; choose from {', '.join(ZERO_SHOT_TASKS)} "
+                "(lm-eval's other tasks go in evaluate.lm_eval_tasks)"
+            )
         return v
 
     @field_validator("lm_eval_tasks")
@@ -62,9 +64,9 @@ class Compare(_Section):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        unknown = [m for m in v if m not in METHODS]
+        unknown = [m for m in v if m not in PRUNE_METHODS]
         if unknown:
-            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (or [] to skip)")
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(PRUNE_METHODS)} (or [] to skip)")
         return list(dict.fromkeys(v))
 
     @field_validator("ratios")

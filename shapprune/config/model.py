@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shapprune.config.section import WindowCount, _Section
+from shapprune.data.sources import HF_ALIASES, OFFLINE_SOURCES, parse_hf_source
+
+SOURCE_FORMS = (
+    f"use one of {', '.join(OFFLINE_SOURCES)} (offline), {', '.join(HF_ALIASES)} "
+    "or hf:<path>[:<config>[:<split>[:<text_field>]]] (the Hub)"
+)
+
+
+def unknown_sources(names: list[str]) -> list[str]:
+    """The names ``shapprune.data.load_documents`` cannot read: neither an offline source nor a Hub spec."""
+    return [name for name in names if name not in OFFLINE_SOURCES and not _hub_spec(name)]
+
+
+def _hub_spec(name: str) -> bool:
+    try:
+        return name.startswith("hf:") and bool(parse_hf_source(name))
+    except ValueError:
+        return False
+
+
+def _check_sources(names: list[str]) -> None:
+    bad = unknown_sources(names)
+    if bad:
+        raise ValueError(f"unknown text source {', '.join(map(repr, bad))}; {SOURCE_FORMS}")
 
 
 class Base(_Section):
@@ -47,6 +71,18 @@ class PrepareData(_Section):
     calibration_fraction: float = Field(gt=0, lt=1)
     validation_fraction: float = Field(ge=0, lt=1)
     add_bos: Literal["auto", True, False]
+
+    @field_validator("calibration_source")
+    @classmethod
+    def _calibration_source(cls, v: str) -> str:
+        _check_sources([v])
+        return v
+
+    @field_validator("eval_corpora", "repair_mix")
+    @classmethod
+    def _source_names(cls, v: dict | None, info: ValidationInfo) -> dict | None:
+        _check_sources(list((v or {}).values() if info.field_name == "eval_corpora" else (v or {})))
+        return v
 
     @model_validator(mode="after")
     def _fractions(self) -> PrepareData:

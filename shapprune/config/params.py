@@ -37,6 +37,13 @@ class Params(_Section):
             raise ValueError(
                 "fit_surrogate.output: a sigmoid cannot fit neg_log_ppl utilities; set fit_surrogate.output: linear"
             )
+        ratio, limit = self.prune.ratio, self.score_layers.max_drop_ratio
+        if self.prune.method not in ("shapley", "select") and ratio is not None and ratio > limit:
+            raise ValueError(
+                f"prune.ratio: {ratio:g} is past score_layers.max_drop_ratio ({limit:g}), the largest share of the "
+                f"layers for which score_layers records {self.prune.method}'s sets; set prune.ratio to {limit:g} "
+                "or less, or raise score_layers.max_drop_ratio"
+            )
         return self
 
 
@@ -49,7 +56,10 @@ def _format(err: ValidationError) -> str:
             msg = "unknown key; remove it or fix its spelling"
         elif e["type"] == "missing":
             msg = "missing; add it (the project's params.yaml lists every key with its default value)"
-        lines.append(f"params.yaml: {key}: {msg} (got {e.get('input')!r})")
+        if not e["loc"] and e["type"] == "value_error":  # a rule across sections: its message names the keys
+            lines.append(f"params.yaml: {msg}")
+        else:
+            lines.append(f"params.yaml: {key}: {msg} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 

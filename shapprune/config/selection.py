@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from shapprune.baselines.registry import METHODS
+from shapprune.config.names import PRUNE_METHODS
 from shapprune.config.section import ConfigError, _Section
 
 
@@ -99,8 +99,8 @@ class Prune(_Section):
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        if v not in METHODS:
-            raise ValueError(f"unknown method '{v}'; choose from {', '.join(METHODS)}")
+        if v not in PRUNE_METHODS:
+            raise ValueError(f"unknown method '{v}'; choose from {', '.join(PRUNE_METHODS)}")
         return v
 
     @model_validator(mode="after")

@@ -44,7 +44,9 @@ class WindowPlan:
         """Refuse windows longer than the model's context (``max_position_embeddings``), in one line."""
         for key, n in (("seq_len", self.seq_len), ("eval_seq_len", self.eval_seq_len)):
             if max_positions and n and n > max_positions:
-                raise ValueError(
+                from shapprune.config import ConfigError  # here: shapprune.config imports shapprune.data
+
+                raise ConfigError(
                     f"prepare_data.{key}={n} is longer than the model's context of {max_positions} tokens; "
                     f"set it to {max_positions} or less"
                 )

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from shapprune.config import ConfigError
 from shapprune.estimators.base import EstimateResult
 from shapprune.estimators.budget import BudgetedGame, known_values, mask_key
 from shapprune.types import Mask, Utility
 
 
-class MissingScore(ValueError):
+class MissingScore(ConfigError):
     """The estimator asked for a mask that was not scored (the design and the scores disagree)."""
 
 

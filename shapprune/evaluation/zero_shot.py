@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shapprune.config.names import ZERO_SHOT_TASKS
 from shapprune.data import package_dir, resolve_add_bos
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 TASKS: tuple[str, ...] = ("piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq", "openbookqa")
+assert TASKS == ZERO_SHOT_TASKS, "shapprune.config.names.ZERO_SHOT_TASKS must list these (params are checked there)"
 
 SCORE_COLUMNS = ["item", "choice", "loglik", "n_tokens", "n_chars", "is_greedy"]
 

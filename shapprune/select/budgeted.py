@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from shapprune.baselines.cost import sleb_cost
+from shapprune.config import ConfigError
 from shapprune.estimators.budget import BudgetedGame
 from shapprune.select.candidates import Candidate
 from shapprune.select.plain import plain_phases
@@ -79,7 +80,7 @@ def budgeted_select(
     if bad or not ks:
         raise ValueError(f"select.n_drops: {bad or 'empty'} outside [1, {n_layers - 1}] for {n_layers} layers")
     if budget < len(ks):
-        raise ValueError(f"select.budget must be at least 1 evaluation per k searched ({len(ks)}), got {budget}")
+        raise ConfigError(f"select.budget must be at least 1 evaluation per k searched ({len(ks)}), got {budget}")
     spend = Spend(BudgetedGame(game, budget, known=dict(known or {})), log_utility, screen)
     chosen, costs, notes, pool = {}, {}, {}, []
     for i, k in enumerate(ks):
@@ -98,7 +99,7 @@ def budgeted_select(
         )  # fmt: skip
         masks, y = spend.table(k)
         if not len(masks):
-            raise ValueError(f"select.budget: {budget} evaluations measured no set of {k} layers; raise the budget")
+            raise ConfigError(f"select.budget: {budget} evaluations measured no set of {k} layers; raise the budget")
         order = np.lexsort((np.arange(len(y)), -y))
         margin = float(y[order[0]] - y[order[1]]) if len(y) > 1 else math.inf
         notes[k] = {

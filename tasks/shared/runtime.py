@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from shapprune.config import ConfigError, Params, load_params
+from shapprune.evaluation.harness import HarnessError
 from shapprune.integrity import CorruptModelError
 from shapprune.stage_inputs import STAGE_PARAMS, ParamsView, StageInputs, declared
 from tasks.shared.guards import stage_lock
@@ -125,12 +127,44 @@ def hub_env(params: Params) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# bad input: stage_main reports these as one line, exit 2, no traceback; anything else is a bug and keeps its traceback
+BAD_INPUT: tuple[type[Exception], ...] = (ConfigError, CorruptModelError, HarnessError)
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # where Prefect logs the exception that ends a run
+
+
+class _NoTracebackForBadInput(logging.Filter):
+    """Prefect logs the exception that fails a flow or task run with its traceback; for bad input the record
+    keeps its one line (``... ConfigError('<message>')``) and loses the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], BAD_INPUT):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def _quiet_bad_input() -> Iterator[None]:
+    quiet = _NoTracebackForBadInput()
+    loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
 def stage_main(
     flow: Callable[..., Any],
     argv: list[str] | None = None,
     extra_args: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> None:
-    """Entry point of ``python -m flows.<stage>``: validate params first, run the flow, exit 2 on bad input."""
+    """Entry point of ``python -m flows.<stage>``: validate params first, run the flow, exit 2 on bad input.
+
+    Bad input (:data:`BAD_INPUT`) is one ``error: ...`` line on stderr and exit 2, with no traceback from us
+    or from Prefect's run loggers; any other exception (a ``ValueError`` from numpy too) propagates with its
+    traceback."""
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
     parser = argparse.ArgumentParser(prog=f"python -m flows.{flow.name}")
@@ -142,10 +176,10 @@ def stage_main(
     try:
         hub_env(load_params(Path(args.root) / "params.yaml"))
         name = flow.name + (f"@{args.which}" if getattr(args, "which", None) else "")
-        with stage_lock(Path(args.root).resolve(), name):
+        with stage_lock(Path(args.root).resolve(), name), _quiet_bad_input():
             flow(**vars(args))
         print(f"stage {name} finished in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    except (ConfigError, ValueError) as err:  # bad input: one line per problem, no traceback
+    except BAD_INPUT as err:  # one line per problem, no traceback
         if isinstance(err, CorruptModelError):  # a damaged model file: name the stage that rebuilds it
             from tasks.shared.model import explain_corrupt
 
