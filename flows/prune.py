@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from transformers import PreTrainedModel
 
 from shapprune.prune import PruningChoice
-from tasks.prune import choose_layers, llm_evaluations, prune_model, save_pruned
+from tasks.prune import llm_evaluations, prune_model, read_choice, save_pruned
 from tasks.shared.contracts import write_json
 from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.runtime import Stage, stage_main
@@ -49,7 +49,7 @@ class Prune:
     def read(self, stage: Stage) -> Chosen:
         cfg = stage.params.prune
         min_z = stage.params.estimate_shapley.boundary_z
-        method, n_layers, choice = choose_layers(stage.paths, cfg.method, cfg.resolve_n_drop, min_z)
+        method, n_layers, choice = read_choice(stage.paths, cfg.method, cfg.resolve_n_drop, min_z)
         return Chosen(method, n_layers, choice, llm_evaluations(stage.paths, cfg.method))
 
     def compute(self, stage: Stage, chosen: Chosen) -> Pruned:

@@ -27,7 +27,7 @@ def _recorded(what: str, chosen: dict[int, list[int]], n_layers: int, k: int, fi
     return PruningChoice(dropped, [i for i in range(n_layers) if i not in dropped], math.nan)
 
 
-def choose_layers(
+def read_choice(
     paths: Paths, method: str, n_drop_of: Callable[[int], int], min_z: float = 2.0
 ) -> tuple[str, int, PruningChoice]:
     """The layers ``prune`` drops: select's choice, the Shapley table (boundary check) or a baseline's recorded set.

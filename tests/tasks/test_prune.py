@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.prune import choose_layers
+from tasks.prune import read_choice
 from tasks.shared.contracts import write_json
 from tasks.shared.paths import Paths
 
@@ -38,13 +38,13 @@ TABLE = {
 def test_prune_takes_selects_set_for_its_k(tmp_path):
     paths = Paths(tmp_path)
     write_json(paths.select_json, TABLE)
-    method, n_layers, choice = choose_layers(paths, "select", lambda n: 2)
+    method, n_layers, choice = read_choice(paths, "select", lambda n: 2)
     assert (method, n_layers, choice.dropped, choice.kept) == ("select", 6, [3, 4], [0, 1, 2, 5])
     with pytest.raises(ConfigError, match=r"select searched k in \[2\] but prune asks for 3"):
-        choose_layers(paths, "select", lambda n: 3)
+        read_choice(paths, "select", lambda n: 3)
     write_json(paths.select_json, {"method": "sleb"})
     with pytest.raises(ConfigError, match="rerun `dvc repro select`"):
-        choose_layers(paths, "select", lambda n: 2)
+        read_choice(paths, "select", lambda n: 2)
 
 
 def _shapley(paths: Paths) -> None:
@@ -57,10 +57,10 @@ def _shapley(paths: Paths) -> None:
 def test_the_shapley_boundary_is_separated_above_the_given_z(tmp_path):
     paths = Paths(tmp_path)
     _shapley(paths)
-    choices = {z: choose_layers(paths, "shapley", lambda n: 1, z)[2] for z in (2.0, 3.0)}
+    choices = {z: read_choice(paths, "shapley", lambda n: 1, z)[2] for z in (2.0, 3.0)}
     assert all(c.dropped == [0] and c.boundary_z == pytest.approx(2.5) for c in choices.values())
     assert choices[2.0].separated and not choices[3.0].separated
-    assert choose_layers(paths, "shapley", lambda n: 1)[2].separated  # the default is params.yaml's 2.0
+    assert read_choice(paths, "shapley", lambda n: 1)[2].separated  # the default is params.yaml's 2.0
 
 
 @pytest.mark.parametrize("boundary_z", [None, 2.0, 3.0])

@@ -154,7 +154,7 @@ STALE_SELECT = (
 
 
 def test_prune_past_what_select_searched_names_the_fix(tmp_path):
-    from tasks.prune import choose_layers
+    from tasks.prune import read_choice
     from tasks.shared.paths import Paths
 
     root = _stale_selection(tmp_path, 0.9)
@@ -162,7 +162,7 @@ def test_prune_past_what_select_searched_names_the_fix(tmp_path):
     assert table["n_layers"] == 30 and sorted(map(int, table["chosen"])) == [3, 6, 9]
     cfg = load_params(root / "params.yaml").prune
     with pytest.raises(ConfigError) as err:
-        choose_layers(Paths(root), cfg.method, cfg.resolve_n_drop)
+        read_choice(Paths(root), cfg.method, cfg.resolve_n_drop)
     assert str(err.value) == STALE_SELECT
 
 
