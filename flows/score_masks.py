@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,10 @@ from tasks.score_masks import (
 )
 from tasks.shared.artifacts import read_masks, write_table
 from tasks.shared.contracts import write_json
+from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.model import saved_layer_count, warn_if_slow
-from tasks.shared.paths import Paths
 from tasks.shared.runtime import Stage, stage_main
+from tasks.shared.tracking import Tracker
 
 
 def _dask_runner(workers: int, scheduler: str | None):
@@ -82,76 +84,110 @@ def setup_for(stage: Stage, scheduler: str | None, distributed: bool) -> tuple[S
     return setup, ChunkStore(paths.root / "data" / ".score_masks_work" / key)
 
 
-def compute(stage: Stage) -> tuple[pd.DataFrame, dict, ChunkStore]:
-    """Score every mask not yet in the checkpoints (the full model first), in process or on Dask; returns
-    the scores table, its metrics record and the checkpoints."""
-    cfg, paths = stage.params.score_masks, stage.paths
-    n_layers = saved_layer_count(paths.model)
-    table, masks = read_masks(paths.masks, n_layers)
-    scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler  # None: a local cluster or in process
-    distributed = bool(scheduler) or cfg.workers > 0
-    setup, store = setup_for(stage, scheduler, distributed)
-    done = store.load()
-    done_bits = set(done["bits"]) if done is not None else set()
-    ids = [FULL_ID, *table["mask_id"].tolist()]
-    all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
-    todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
-    if done is not None:
-        print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
-    chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
-    report = progress_logger(len(ids), len(ids) - len(todo))
-    start = time.perf_counter()
-    saved = float("nan")
-    if not chunks:
-        pass
-    elif distributed:
-        runner = _dask_runner(cfg.workers, scheduler)
-        score_on_dask.with_options(task_runner=runner)(
-            setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
+@dataclass(frozen=True)
+class Design:
+    """The sampled masks to score: their table (``mask_id``, ``n_kept``, ``bits``) and the masks."""
+
+    table: pd.DataFrame
+    masks: np.ndarray  # bool[m, L]
+    n_layers: int
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The scores table, its metrics record and the checkpoints it was assembled from."""
+
+    scores: pd.DataFrame  # data/scores.parquet
+    info: dict  # data/metrics/score_masks.json
+    store: ChunkStore
+
+
+class ScoreMasks:
+    """Score every mask not yet in the checkpoints (the full model first), in process or on Dask."""
+
+    name = "score_masks"
+
+    def read(self, stage: Stage) -> Design:
+        n_layers = saved_layer_count(stage.paths.model)
+        table, masks = read_masks(stage.paths.masks, n_layers)
+        return Design(table, masks, n_layers)
+
+    def compute(self, stage: Stage, drawn: Design) -> Scores:
+        """The scores table and its record; each scorer loads the model itself (a Dask worker too)."""
+        cfg, n_layers, table, masks = stage.params.score_masks, drawn.n_layers, drawn.table, drawn.masks
+        scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler  # None: a local cluster or in process
+        distributed = bool(scheduler) or cfg.workers > 0
+        setup, store = setup_for(stage, scheduler, distributed)
+        done = store.load()
+        done_bits = set(done["bits"]) if done is not None else set()
+        ids = [FULL_ID, *table["mask_id"].tolist()]
+        all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
+        todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
+        if done is not None:
+            print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
+        chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
+        report = progress_logger(len(ids), len(ids) - len(todo))
+        start = time.perf_counter()
+        saved = float("nan")
+        if not chunks:
+            pass
+        elif distributed:
+            runner = _dask_runner(cfg.workers, scheduler)
+            score_on_dask.with_options(task_runner=runner)(
+                setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
+            )
+        else:
+            saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
+        seconds = time.perf_counter() - start
+        scores, full = assemble(store.load(), table, cfg.utility)
+        info = {
+            "n_masks": len(scores),
+            "n_scored_this_run": len(todo),
+            "n_nonfinite": int((~scores["finite"]).sum()),
+            "full_ppl": full.perplexity,
+            "full_nll_mean": full.mean,
+            "calibration_tokens": full.tokens,
+            "seconds": seconds,
+            "seconds_per_mask": seconds / max(1, len(todo)),
+            "prefix_saved_fraction": saved,
+            "workers": cfg.workers if distributed else 0,
+            "device": setup.device,
+            "dtype": setup.dtype,
+            "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
+        }
+        return Scores(scores, info, store)
+
+    def write(self, stage: Stage, scored: Scores) -> Figures:
+        """The scores table and metrics; then the checkpoints, now redundant, go."""
+        write_table(scored.scores, stage.paths.scores)
+        scored.store.clear()
+        write_json(stage.paths.metrics_file("score_masks"), scored.info)
+        return {}
+
+    def log(self, tracker: Tracker, stage: Stage, scored: Scores) -> None:
+        tracker.log_metrics({k: v for k, v in scored.info.items() if isinstance(v, (int, float))})
+
+    def summary(self, scored: Scores) -> str:
+        """A warning line when masks have non-finite utility, then the scoring line."""
+        info = scored.info
+        lines = []
+        if info["n_nonfinite"]:
+            lines.append(
+                f"WARNING: {info['n_nonfinite']} masks have non-finite utility; kept in the table with finite=False"
+            )
+        rate = f"{info['seconds']:.0f}s ({info['seconds_per_mask']:.2f} s/mask)"
+        lines.append(
+            f"scored {info['n_scored_this_run']} masks in {rate}; full-model calibration PPL {info['full_ppl']:.3f}"
         )
-    else:
-        saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
-    seconds = time.perf_counter() - start
-    scores, full = assemble(store.load(), table, cfg.utility)
-    info = {
-        "n_masks": len(scores),
-        "n_scored_this_run": len(todo),
-        "n_nonfinite": int((~scores["finite"]).sum()),
-        "full_ppl": full.perplexity,
-        "full_nll_mean": full.mean,
-        "calibration_tokens": full.tokens,
-        "seconds": seconds,
-        "seconds_per_mask": seconds / max(1, len(todo)),
-        "prefix_saved_fraction": saved,
-        "workers": cfg.workers if distributed else 0,
-        "device": setup.device,
-        "dtype": setup.dtype,
-        "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
-    }
-    return scores, info, store
+        return "\n".join(lines)
 
-
-def write(paths: Paths, scores: pd.DataFrame, info: dict, store: ChunkStore) -> None:
-    """The scores table and metrics; then the checkpoints, now redundant, go."""
-    write_table(scores, paths.scores)
-    store.clear()
-    write_json(paths.metrics_file("score_masks"), info)
+    def returns(self, scored: Scores) -> dict:
+        return scored.info
 
 
 @flow(name="score_masks", log_prints=True)
 def score_masks(root: str = ".") -> dict:
-    stage = Stage.open("score_masks", root)
-    with stage.tracking() as tracker:
-        scores, info, store = compute(stage)
-        write(stage.paths, scores, info, store)
-        tracker.log_metrics({k: v for k, v in info.items() if isinstance(v, (int, float))})
-    if info["n_nonfinite"]:
-        print(f"WARNING: {info['n_nonfinite']} masks have non-finite utility; kept in the table with finite=False")
-    print(
-        f"scored {info['n_scored_this_run']} masks in {info['seconds']:.0f}s ({info['seconds_per_mask']:.2f} s/mask); "
-        f"full-model calibration PPL {info['full_ppl']:.3f}"
-    )
-    return info
+    return run_stage(ScoreMasks(), root)
 
 
 if __name__ == "__main__":
