@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from shapprune.baselines import LayerScores
+from shapprune.baselines import LayerScores, layer_scores
+from shapprune.streams import stream
+from shapprune.surgery import num_layers
+from shapprune.types import TokenWindows
 from tasks.shared.contracts import write_json
+from tasks.shared.runtime import Stage
 
 
 def _json_float(x: float) -> float | None:
@@ -55,3 +62,20 @@ def write_placeholder(csv_path: Path, json_path: Path, method: str = "shapley") 
     pd.DataFrame({"layer": [], "rank": []}).to_csv(csv_path, index=False)
     where = "data/shapley" if method == "shapley" else "data/select"
     write_json(json_path, {"method": method, "note": f"prune.method is {method}; its choice is in {where}"})
+
+
+@task(name="score-layers", cache_policy=NO_CACHE)
+def score(stage: Stage, method: str, model: object, windows: TokenWindows) -> tuple[LayerScores, float]:
+    """Run the criterion ``method`` on the calibration ``windows`` with ``score_layers``' options; returns
+    (result, seconds)."""
+    cfg = stage.params.score_layers
+    start = time.perf_counter()
+    result = layer_scores(
+        method,
+        model,
+        windows,
+        n_drops=cfg.n_drops(num_layers(model)),
+        rng=stream(stage.params.base.seed, "baseline"),
+        **cfg.criterion_options(),
+    )
+    return result, time.perf_counter() - start
