@@ -14,6 +14,7 @@ evaluations), the surrogate is refitted on what was verified, and the search rep
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,11 @@ from prefect import flow
 
 from shapprune.config import Params
 from shapprune.select import Selection
-from tasks.select import load_inputs, search, write_placeholder, write_selection
+from tasks.select import SearchInputs, load_inputs, search, write_placeholder, write_selection
+from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.model import saved_layer_count
 from tasks.shared.paths import Paths
-from tasks.shared.plots import close, fit_scatter
+from tasks.shared.plots import fit_scatter
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import Tracker
 
@@ -34,40 +36,35 @@ def wanted(params: Params) -> bool:
     return params.prune.method == "select" or "select" in params.compare.methods
 
 
+@dataclass(frozen=True)
+class Search:
+    """What the search starts from and the numbers of layers it chooses for."""
+
+    inputs: SearchInputs
+    n_drops: list[int]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Nothing asks for select: nothing searched, a placeholder written."""
+
+    method: str
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The selection for every k select was asked for and its record (with seconds)."""
+
+    method: str
+    selection: Selection
+    info: dict
+
+
 def write_skipped(paths: Paths, method: str) -> None:
     """The placeholder outputs when nothing asks for select."""
     write_placeholder(paths, method)
     pd.DataFrame({"n_drop": [], "bits": [], "predicted": [], "calibration": []}).to_csv(
         paths.plots / "select" / "candidates.csv", index=False
-    )
-
-
-def compute(stage: Stage) -> tuple[Selection, dict]:
-    """The search for every k select is asked for; returns the selection and its record (with seconds)."""
-    params, paths = stage.params, stage.paths
-    n_layers = saved_layer_count(paths.model)
-    compare_ks = params.compare.resolve_n_drops(n_layers) if "select" in params.compare.methods else []
-    n_drops = params.select.resolve_n_drops(n_layers, params.prune.resolve_n_drop(n_layers), compare_ks)
-    inputs = load_inputs(stage, n_layers)
-    start = time.perf_counter()
-    selection, info = search(stage, inputs, n_drops)
-    return selection, info | {"seconds": time.perf_counter() - start}
-
-
-def write(paths: Paths, selection: Selection, info: dict):
-    """select.json, candidates.parquet, the verified candidates' plot data and their predicted-vs-measured
-    scatter; returns the figure (None when nothing was predicted: the budgeted search)."""
-    frame = write_selection(selection, paths, info)
-    verified = frame[frame["verified"]]
-    verified.to_csv(paths.plots / "select" / "candidates.csv", index=False)
-    if not (len(verified) and verified["predicted"].notna().any()):
-        return None
-    return fit_scatter(
-        verified["predicted"].to_numpy(),
-        verified["calibration"].to_numpy(),
-        verified["n_drop"].to_numpy(),
-        f"select: {len(verified)} verified candidates (colour: layers dropped)",
-        paths.select_dir / "predicted_vs_measured.png",
     )
 
 
@@ -93,17 +90,6 @@ def metrics(selection: Selection, info: dict) -> dict[str, float]:
     return out
 
 
-def log(tracker: Tracker, paths: Paths, selection: Selection, info: dict, fig) -> None:
-    """The scatter, the finite metrics, one tag per k (its dropped layers) and the two tables in MLflow."""
-    if fig is not None:
-        tracker.log_figure(fig, "select_predicted_vs_measured.png")
-        close(fig)
-    tracker.log_metrics({k: float(v) for k, v in metrics(selection, info).items() if np.isfinite(v)})
-    tracker.set_tags({f"select_k{k}": ",".join(map(str, c.dropped)) for k, c in selection.chosen.items()})
-    tracker.log_artifact(paths.select_json)
-    tracker.log_artifact(paths.select_candidates)
-
-
 def summary_lines(selection: Selection, info: dict) -> list[str]:
     """One line per k (the choice, its sources and utilities, the ranking's), a budget warning where one
     applies, and the evaluations spent."""
@@ -121,25 +107,6 @@ def summary_lines(selection: Selection, info: dict) -> list[str]:
     return [*lines, f"{selection.n_evaluations} LLM evaluations of {selection.budget} ({info['seconds']:.1f} s)"]
 
 
-@flow(name="select", log_prints=True)
-def select(root: str = ".") -> dict:
-    stage = Stage.open("select", root)
-    paths, method = stage.paths, stage.params.prune.method
-    with stage.tracking() as tracker:
-        tracker.log_params({"prune.method": method})
-        (paths.plots / "select").mkdir(parents=True, exist_ok=True)
-        if not wanted(stage.params):
-            write_skipped(paths, method)
-            print(f"prune.method is {method}: no subset search (set prune.method: select or add it to compare.methods)")
-            return {"method": method}
-        selection, info = compute(stage)
-        fig = write(paths, selection, info)
-        log(tracker, paths, selection, info, fig)
-    print("\n".join(summary_lines(selection, info)))
-    chosen = {k: c.dropped for k, c in selection.chosen.items()}
-    return {"method": method, "chosen": chosen, "n_evaluations": selection.n_evaluations}
-
-
 def _why(note: dict) -> str:
     reasons = ["the last swaps still improved"] if note.get("still_improving") else []
     if note.get("reduced"):
@@ -147,6 +114,85 @@ def _why(note: dict) -> str:
     if note.get("close"):
         reasons.append(f"the runner-up is within {note['margin']:.4f} log-utility")
     return "; ".join(reasons)
+
+
+class Select:
+    """The subset search for every k select is asked for (a placeholder when nothing asks for it)."""
+
+    name = "select"
+
+    def read(self, stage: Stage) -> Search | None:
+        """The scored masks, contributions and surrogate the search starts from; nothing when unwanted."""
+        params = stage.params
+        if not wanted(params):
+            return None
+        n_layers = saved_layer_count(stage.paths.model)
+        compare_ks = params.compare.resolve_n_drops(n_layers) if "select" in params.compare.methods else []
+        n_drops = params.select.resolve_n_drops(n_layers, params.prune.resolve_n_drop(n_layers), compare_ks)
+        return Search(load_inputs(stage, n_layers), n_drops)
+
+    def compute(self, stage: Stage, search_from: Search | None) -> Selected | Skipped:
+        """The search (its task loads the model); the seconds it took join its record."""
+        method = stage.params.prune.method
+        if search_from is None:
+            return Skipped(method)
+        start = time.perf_counter()
+        selection, info = search(stage, search_from.inputs, search_from.n_drops)
+        return Selected(method, selection, info | {"seconds": time.perf_counter() - start})
+
+    def write(self, stage: Stage, chosen: Selected | Skipped) -> Figures:
+        """select.json, candidates.parquet, the verified candidates' plot data and their predicted-vs-measured
+        scatter (none when nothing was predicted: the budgeted search), or the placeholders."""
+        paths = stage.paths
+        (paths.plots / "select").mkdir(parents=True, exist_ok=True)
+        if isinstance(chosen, Skipped):
+            write_skipped(paths, chosen.method)
+            return {}
+        frame = write_selection(chosen.selection, paths, chosen.info)
+        verified = frame[frame["verified"]]
+        verified.to_csv(paths.plots / "select" / "candidates.csv", index=False)
+        if not (len(verified) and verified["predicted"].notna().any()):
+            return {}
+        fig = fit_scatter(
+            verified["predicted"].to_numpy(),
+            verified["calibration"].to_numpy(),
+            verified["n_drop"].to_numpy(),
+            f"select: {len(verified)} verified candidates (colour: layers dropped)",
+            paths.select_dir / "predicted_vs_measured.png",
+        )
+        return {"select_predicted_vs_measured.png": fig}
+
+    def log(self, tracker: Tracker, stage: Stage, chosen: Selected | Skipped) -> None:
+        """The method; for a search, the finite metrics, one tag per k (its dropped layers) and the two tables."""
+        tracker.log_params({"prune.method": chosen.method})
+        if isinstance(chosen, Skipped):
+            return
+        selection = chosen.selection
+        tracker.log_metrics({k: float(v) for k, v in metrics(selection, chosen.info).items() if np.isfinite(v)})
+        tracker.set_tags({f"select_k{k}": ",".join(map(str, c.dropped)) for k, c in selection.chosen.items()})
+        tracker.log_artifact(stage.paths.select_json)
+        tracker.log_artifact(stage.paths.select_candidates)
+
+    def summary(self, chosen: Selected | Skipped) -> str:
+        if isinstance(chosen, Skipped):
+            method = chosen.method
+            return f"prune.method is {method}: no subset search (set prune.method: select or add it to compare.methods)"
+        return "\n".join(summary_lines(chosen.selection, chosen.info))
+
+    def returns(self, chosen: Selected | Skipped) -> dict:
+        if isinstance(chosen, Skipped):
+            return {"method": chosen.method}
+        selection = chosen.selection
+        return {
+            "method": chosen.method,
+            "chosen": {k: c.dropped for k, c in selection.chosen.items()},
+            "n_evaluations": selection.n_evaluations,
+        }
+
+
+@flow(name="select", log_prints=True)
+def select(root: str = ".") -> dict:
+    return run_stage(Select(), root)
 
 
 if __name__ == "__main__":
