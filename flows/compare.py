@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from shapprune.baselines import layer_scores
 from shapprune.checkpoint import PartStore, fingerprint
@@ -37,9 +36,8 @@ from tasks import compare_report as rpt
 from tasks import compare_sets as cs
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import write_json
+from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.model import load_stage_model
-from tasks.shared.paths import Paths
-from tasks.shared.plots import close
 from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import Tracker
 
@@ -74,68 +72,61 @@ def work_stores(stage: Stage, model) -> tuple[PartStore, PartStore]:
     return PartStore(paths.root.joinpath(*WORK, f"scores-{scores}")), PartStore(paths.root.joinpath(*WORK, evals))
 
 
-method_sets = task(name="score-method", cache_policy=NO_CACHE)(cs.method_sets)
-evaluate_sets = task(name="evaluate-variants", cache_policy=NO_CACHE)(cmp.evaluate_sets)
-evaluate_repaired_sets = task(name="evaluate-repaired-variants", cache_policy=NO_CACHE)(cmp.evaluate_repaired_sets)
+@dataclass(frozen=True)
+class Model:
+    """The full model every variant is cut from, and its tokenizer."""
+
+    model: object
+    tokenizer: object
 
 
-def write_outputs(
-    stage: Stage,
-    table: pd.DataFrame,
-    pairs: pd.DataFrame,
-    methods: list[cs.MethodSets],
-    corpora: list[str],
-    n_layers: int,
-):
-    """CSV/JSON tables, markdown report, plot data and figures; returns the two figures and the report."""
-    paths, cfg = stage.paths, stage.params.compare
+@dataclass(frozen=True)
+class Skipped:
+    """``compare.methods: []``: nothing compared, empty outputs written."""
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Every (method, k, repair) row, the paired differences, each method's sets, the report and the run's
+    bookkeeping."""
+
+    table: pd.DataFrame  # one row per method, k and repair, the full model's first
+    pairs: pd.DataFrame  # PAIRED_COLUMNS: each set against select's, with bootstrap intervals
+    methods: list[cs.MethodSets]
+    corpora: list[str]
+    n_layers: int
+    n_new: int  # variants evaluated by this run (the others came from the checkpoints)
+    seconds: float
+    stores: tuple[PartStore, PartStore]  # the baselines' scores and the evaluations
+    n_windows: dict[str, int]  # held-out windows per corpus
+    report: str  # reports/compare.md
+    goal: list[str]  # select against the other methods (compare.json)
+    notes: list[str]  # what was not measured (compare.json)
+
+
+def write_outputs(stage: Stage, out: Compared) -> Figures:
+    """CSV/JSON tables, markdown report, plot data and figures."""
+    paths, cfg, table = stage.paths, stage.params.compare, out.table
     paths.compare_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths.compare_dir / "compare.csv", index=False)
-    pairs.to_csv(paths.compare_dir / "paired.csv", index=False)
-    n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
-    name, how = describe_weights(stage.params.base.model)
-    model_name = f"{name} ({how})"
-    full, none = table[table.method == "full"], table[table.repair == "none"]
-    goal = rpt.goal_lines(none, corpora)
-    notes = [f"- {n}" for m in methods for n in m.notes]
-    text = rpt.markdown(none, corpora, model_name, cfg.n_items, n_windows)
-    text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
-    real = rpt.paired_markdown(pairs[pairs.repair == "none"], corpora, cfg.bootstrap, "## Which differences are real")
-    text += ("\n" + "\n".join(real) + "\n") if real else ""
-    for repair in [r for r in cfg.repairs if r != "none"]:
-        repaired = pd.concat([full, table[table.repair == repair]])
-        heading = f"## After the {repair} repair (the repair stage's linear fit, made for each set; no parameter added)"
-        text += "\n" + rpt.markdown(repaired, corpora, model_name, cfg.n_items, n_windows, heading)
-        lines = rpt.goal_lines(repaired, corpora)
-        text += (f"\n### select against the other methods, all {repair}-repaired\n\n" + "\n".join(lines) + "\n") * bool(
-            lines
-        )
-        text += (
-            f"\n### What the {repair} repair changes\n\n"
-            + "\n".join(rpt.repair_gain_lines(table, corpora, repair))
-            + "\n"
-        )
-        heading = f"### Which differences are real, all {repair}-repaired"
-        real = rpt.paired_markdown(pairs[pairs.repair == repair], corpora, cfg.bootstrap, heading)
-        text += ("\n" + "\n".join(real) + "\n") if real else ""
-        goal += [f"{repair}: {line.removeprefix('- ')}" for line in lines]
-    text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
+    out.pairs.to_csv(paths.compare_dir / "paired.csv", index=False)
     paths.compare_report.parent.mkdir(parents=True, exist_ok=True)
-    paths.compare_report.write_text(text)
+    paths.compare_report.write_text(out.report)
     write_json(
         paths.compare_dir / "compare.json",
-        {"corpora": corpora, "n_layers": n_layers, "n_windows": n_windows, "n_items": cfg.n_items,
-         "goal": goal, "notes": notes, "rows": table.replace({np.nan: None}).to_dict("records"),
-         "paired": pairs.replace({np.nan: None}).to_dict("records")},
+        {"corpora": out.corpora, "n_layers": out.n_layers, "n_windows": out.n_windows, "n_items": cfg.n_items,
+         "goal": out.goal, "notes": out.notes, "rows": table.replace({np.nan: None}).to_dict("records"),
+         "paired": out.pairs.replace({np.nan: None}).to_dict("records")},
     )  # fmt: skip
-    out = paths.plots / "compare"
-    out.mkdir(parents=True, exist_ok=True)
-    long = rpt.ppl_long(table, corpora)
-    long.to_csv(out / "ppl.csv", index=False)
-    ranks = rpt.layer_ranks(methods)
-    ranks.to_csv(out / "ranks.csv", index=False)
-    fig_ppl = rpt.ppl_figure(long, corpora, out / "ppl.png")
-    return fig_ppl, rpt.rank_figure(ranks, none, n_layers, out / "ranks.png"), text
+    plots = paths.plots / "compare"
+    plots.mkdir(parents=True, exist_ok=True)
+    long = rpt.ppl_long(table, out.corpora)
+    long.to_csv(plots / "ppl.csv", index=False)
+    ranks = rpt.layer_ranks(out.methods)
+    ranks.to_csv(plots / "ranks.csv", index=False)
+    fig_ppl = rpt.ppl_figure(long, out.corpora, plots / "ppl.png")
+    fig_ranks = rpt.rank_figure(ranks, table[table.repair == "none"], out.n_layers, plots / "ranks.png")
+    return {"ppl_vs_layers_removed.png": fig_ppl, "layer_ranks.png": fig_ranks}
 
 
 def write_empty(stage: Stage) -> None:
@@ -153,86 +144,91 @@ def write_empty(stage: Stage) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-@dataclass(frozen=True)
-class Compared:
-    """Every (method, k, repair) row, the paired differences, each method's sets and the run's bookkeeping."""
-
-    table: pd.DataFrame  # one row per method, k and repair, the full model's first
-    pairs: pd.DataFrame  # PAIRED_COLUMNS: each set against select's, with bootstrap intervals
-    methods: list[cs.MethodSets]
-    corpora: list[str]
-    n_layers: int
-    n_new: int  # variants evaluated by this run (the others came from the checkpoints)
-    seconds: float
-    stores: tuple[PartStore, PartStore]  # the baselines' scores and the evaluations
-
-
-def compute(stage: Stage) -> Compared:
+class Compare:
     """Score the methods, evaluate each distinct set (and its repair) once, pair every set with select's."""
-    cfg, paths, params = stage.params.compare, stage.paths, stage.params
-    model, tokenizer, _ = load_stage_model(paths.model, params, params.evaluate.dtype)
-    n_layers = num_layers(model)
-    ks = cfg.resolve_n_drops(n_layers)
-    score_store, store = work_stores(stage, model)
-    start = time.perf_counter()
-    methods = [method_sets(params, paths, m, model, ks, score_store) for m in cfg.methods]
-    sets = cmp.distinct_sets(methods)
-    print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
-    items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
-    n_new = evaluate_sets(params, paths, model, tokenizer, sets, items, store)
-    if "linear" in cfg.repairs:
-        n_new += evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)
-    table = cmp.rows(methods, store, model, cfg.repairs)
-    corpora = list(params.prepare_data.eval_corpora)
-    tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
-    rng = stream(params.base.seed, "paired_bootstrap")
-    pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
-    seconds = time.perf_counter() - start
-    return Compared(table, pairs, methods, corpora, n_layers, n_new, seconds, (score_store, store))
 
+    name = "compare"
 
-def write(stage: Stage, out: Compared):
-    """The tables, report and figures (``write_outputs``); then the parts of other models, windows, options
-    or code go. Returns the two figures and the report's text."""
-    figures = write_outputs(stage, out.table, out.pairs, out.methods, out.corpora, out.n_layers)
-    keep = {s.directory for s in out.stores}
-    for stale in out.stores[1].directory.parent.glob("*"):
-        if stale not in keep:
-            shutil.rmtree(stale, ignore_errors=True)
-    return figures
+    def read(self, stage: Stage) -> Model | None:
+        """The full model at ``evaluate.dtype``; nothing when ``compare.methods`` is empty."""
+        params = stage.params
+        if not params.compare.methods:
+            return None
+        model, tokenizer, _ = load_stage_model(stage.paths.model, params, params.evaluate.dtype)
+        return Model(model, tokenizer)
 
+    def compute(self, stage: Stage, loaded: Model | None) -> Compared | Skipped:
+        """The table, the pairs and the report's text (every variant measured or read back)."""
+        if loaded is None:
+            return Skipped()
+        cfg, paths, params = stage.params.compare, stage.paths, stage.params
+        model, tokenizer = loaded.model, loaded.tokenizer
+        n_layers = num_layers(model)
+        ks = cfg.resolve_n_drops(n_layers)
+        score_store, store = work_stores(stage, model)
+        start = time.perf_counter()
+        methods = [cmp.score_method(params, paths, m, model, ks, score_store) for m in cfg.methods]
+        sets = cmp.distinct_sets(methods)
+        print(f"{len(methods)} methods x k in {ks}: {len(sets) - 1} distinct layer sets to evaluate")
+        items = {t: load_task(t, cfg.n_items, np.random.default_rng(params.base.seed)) for t in params.evaluate.tasks}
+        n_new = cmp.evaluate_variants(params, paths, model, tokenizer, sets, items, store)
+        if "linear" in cfg.repairs:
+            n_new += cmp.evaluate_repaired_variants(params, paths, model, tokenizer, sets, items, store)
+        table = cmp.rows(methods, store, model, cfg.repairs)
+        corpora = list(params.prepare_data.eval_corpora)
+        tokens = read_windows(paths.eval_windows(corpora[0])).shape[1] - 1  # predicted tokens per window
+        rng = stream(params.base.seed, "paired_bootstrap")
+        pairs = cmp.paired(table, store, corpora, tokens, cfg.bootstrap, rng)
+        seconds = time.perf_counter() - start
+        n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
+        name, how = describe_weights(params.base.model)
+        notes = [f"- {n}" for m in methods for n in m.notes]
+        text, goal = rpt.compare_markdown(
+            table, pairs, corpora, f"{name} ({how})", cfg.n_items, n_windows, cfg.bootstrap, cfg.repairs, notes
+        )
+        stores = (score_store, store)
+        return Compared(table, pairs, methods, corpora, n_layers, n_new, seconds, stores, n_windows, text, goal, notes)
 
-def log(tracker: Tracker, paths: Paths, out: Compared, fig_ppl, fig_ranks) -> None:
-    """The figures, the report on the parent run, and one child run per cell (the full model's too:
-    MLflow's table compares them)."""
-    for fig, name in ((fig_ppl, "ppl_vs_layers_removed.png"), (fig_ranks, "layer_ranks.png")):
-        tracker.log_figure(fig, name)
-        close(fig)
-    tracker.log_parent_artifact(paths.compare_report)
-    tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
-    for row in out.table.to_dict("records"):
-        metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
-        cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
-        metrics = {k: v for k, v in metrics.items() if k not in cell}
-        name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
-        name = "full model" if row["n_drop"] == 0 else name
-        tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
-    tracker.log_metrics({"seconds": out.seconds, "variants_evaluated": out.n_new})
+    def write(self, stage: Stage, out: Compared | Skipped) -> Figures:
+        """The tables, report and figures; then the parts of other models, windows, options or code go. Empty
+        outputs when nothing was compared."""
+        if isinstance(out, Skipped):
+            write_empty(stage)
+            return {}
+        figures = write_outputs(stage, out)
+        keep = {s.directory for s in out.stores}
+        for stale in out.stores[1].directory.parent.glob("*"):
+            if stale not in keep:
+                shutil.rmtree(stale, ignore_errors=True)
+        return figures
+
+    def log(self, tracker: Tracker, stage: Stage, out: Compared | Skipped) -> None:
+        """The report on the parent run, and one child run per cell (the full model's too: MLflow's table
+        compares them)."""
+        if isinstance(out, Skipped):
+            return
+        paths = stage.paths
+        tracker.log_parent_artifact(paths.compare_report)
+        tracker.log_parent_artifact(paths.plots / "compare" / "ppl.png")
+        for row in out.table.to_dict("records"):
+            metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not pd.isna(v)}
+            cell = {"method": row["method"], "repair": row["repair"], "n_drop": row["n_drop"], "ratio": row["ratio"]}
+            metrics = {k: v for k, v in metrics.items() if k not in cell}
+            name = f"{row['method']} -{row['n_drop']}" + ("" if row["repair"] == "none" else f" +{row['repair']}")
+            name = "full model" if row["n_drop"] == 0 else name
+            tracker.log_child_run(name, cell | {"dropped_layers": row["dropped"]}, metrics)
+        tracker.log_metrics({"seconds": out.seconds, "variants_evaluated": out.n_new})
+
+    def summary(self, out: Compared | Skipped) -> str:
+        return "compare.methods is empty: nothing compared" if isinstance(out, Skipped) else out.report
+
+    def returns(self, out: Compared | Skipped) -> dict:
+        return {"rows": 0} if isinstance(out, Skipped) else {"rows": len(out.table), "evaluated": out.n_new}
 
 
 @flow(name="compare", log_prints=True)
 def compare(root: str = ".") -> dict:
-    stage = Stage.open("compare", root)
-    with stage.tracking() as tracker:
-        if not stage.params.compare.methods:
-            write_empty(stage)
-            print("compare.methods is empty: nothing compared")
-            return {"rows": 0}
-        out = compute(stage)
-        fig_ppl, fig_ranks, text = write(stage, out)
-        log(tracker, stage.paths, out, fig_ppl, fig_ranks)
-    print(text)
-    return {"rows": len(out.table), "evaluated": out.n_new}
+    return run_stage(Compare(), root)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The ``compare`` stage's work: the evaluation of every method's dropped sets, and the table of results.
 
-No Prefect here: ``flows/compare.py`` wraps :func:`evaluate_sets` (and :func:`tasks.compare_sets.method_sets`)
-as tasks, and ``bench/gpu.py`` calls them directly on a machine without the orchestration stack. Which sets
+The stage's Prefect tasks (:func:`score_method`, :func:`evaluate_variants`, :func:`evaluate_repaired_variants`)
+wrap :func:`evaluate_sets` (and :func:`tasks.compare_sets.method_sets`); ``bench/gpu.py`` calls the plain
+functions directly, on a machine without the orchestration stack too (Prefect is then not imported). Which sets
 each method drops, and at what cost, is :mod:`tasks.compare_sets`; the markdown and the figures made from
 the table are in :mod:`tasks.compare_report`.
 """
@@ -25,10 +26,19 @@ from shapprune.repair.game import merged
 from shapprune.repair.linear import FittedMap, fit_maps
 from shapprune.repair.seams import Seam, dropped_runs
 from shapprune.surgery import decoder_layers, num_layers
-from tasks.compare_sets import MethodSets
+from tasks.compare_sets import MethodSets, method_sets
 from tasks.shared.artifacts import read_repair_windows, read_windows
 from tasks.shared.paths import Paths
 from tasks.shared.progress import StepProgress
+
+try:  # bench/gpu.py imports this module on a bare GPU machine: there the tasks below are plain functions
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+except ImportError:
+    NO_CACHE = None
+
+    def task(**_: object):  # type: ignore[no-redef]
+        return lambda fn: fn
 
 
 def evaluate_sets(
@@ -230,3 +240,37 @@ def paired(
 
 def _layers(dropped: str) -> list[int]:
     return [int(x) for x in str(dropped).split()] if dropped != "-" else []
+
+
+@task(name="score-method", cache_policy=NO_CACHE)
+def score_method(params: Params, paths: Paths, method: str, model, ks: list[int], store: PartStore) -> MethodSets:
+    """The sets ``method`` drops for every k in ``ks`` (:func:`tasks.compare_sets.method_sets`)."""
+    return method_sets(params, paths, method, model, ks, store)
+
+
+@task(name="evaluate-variants", cache_policy=NO_CACHE)
+def evaluate_variants(
+    params: Params,
+    paths: Paths,
+    model,
+    tokenizer,
+    sets: Sequence[list[int]],
+    items: Mapping[str, Sequence[MCItem]],
+    store: PartStore,
+) -> int:
+    """:func:`evaluate_sets` as the stage's task: every dropped set measured; returns parts computed."""
+    return evaluate_sets(params, paths, model, tokenizer, sets, items, store)
+
+
+@task(name="evaluate-repaired-variants", cache_policy=NO_CACHE)
+def evaluate_repaired_variants(
+    params: Params,
+    paths: Paths,
+    model,
+    tokenizer,
+    sets: Sequence[list[int]],
+    items: Mapping[str, Sequence[MCItem]],
+    store: PartStore,
+) -> int:
+    """:func:`evaluate_repaired_sets` as the stage's task: every set measured after its linear repair."""
+    return evaluate_repaired_sets(params, paths, model, tokenizer, sets, items, store)

@@ -226,3 +226,42 @@ def rank_figure(ranks: pd.DataFrame, table: pd.DataFrame, n_layers: int, path: P
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return fig
+
+
+def compare_markdown(
+    table: pd.DataFrame,
+    pairs: pd.DataFrame,
+    corpora: list[str],
+    model_name: str,
+    n_items: int,
+    n_windows: dict[str, int],
+    bootstrap: int,
+    repairs: list[str],
+    notes: list[str],
+) -> tuple[str, list[str]]:
+    """``reports/compare.md``: the unrepaired table, select against the others and which differences are real,
+    then the same after each repair, then what was not measured (``notes``). Returns the text and the goal
+    lines (select against the other methods; a repair's prefixed with its name) that ``compare.json`` keeps."""
+    full, none = table[table.method == "full"], table[table.repair == "none"]
+    goal = goal_lines(none, corpora)
+    text = markdown(none, corpora, model_name, n_items, n_windows)
+    text += ("\n## select against the other methods\n\n" + "\n".join(goal) + "\n") if goal else ""
+    real = paired_markdown(pairs[pairs.repair == "none"], corpora, bootstrap, "## Which differences are real")
+    text += ("\n" + "\n".join(real) + "\n") if real else ""
+    for repair in [r for r in repairs if r != "none"]:
+        repaired = pd.concat([full, table[table.repair == repair]])
+        heading = f"## After the {repair} repair (the repair stage's linear fit, made for each set; no parameter added)"
+        text += "\n" + markdown(repaired, corpora, model_name, n_items, n_windows, heading)
+        lines = goal_lines(repaired, corpora)
+        text += (f"\n### select against the other methods, all {repair}-repaired\n\n" + "\n".join(lines) + "\n") * bool(
+            lines
+        )
+        text += (
+            f"\n### What the {repair} repair changes\n\n" + "\n".join(repair_gain_lines(table, corpora, repair)) + "\n"
+        )
+        heading = f"### Which differences are real, all {repair}-repaired"
+        real = paired_markdown(pairs[pairs.repair == repair], corpora, bootstrap, heading)
+        text += ("\n" + "\n".join(real) + "\n") if real else ""
+        goal += [f"{repair}: {line.removeprefix('- ')}" for line in lines]
+    text += ("\n## Not measured\n\n" + "\n".join(notes) + "\n") if notes else ""
+    return text, goal
