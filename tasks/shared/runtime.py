@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ class Stage:
     name: str
     all_params: Params
     paths: Paths
+    tracker: Tracker = field(default_factory=NullTracker)  # the open run's, set by tracking() (export registers in it)
 
     @classmethod
     def open(cls, name: str, root: str | Path = ".") -> Stage:
@@ -101,10 +102,11 @@ class Stage:
     def tracking(self) -> Iterator[Tracker]:
         """A nested MLflow run (or a null tracker when ``SHAPPRUNE_TRACKING=off``)."""
         if os.environ.get("SHAPPRUNE_TRACKING", "mlflow") == "off":
-            tracker = NullTracker()
-            yield tracker
+            self.tracker = NullTracker()
+            yield self.tracker
             return
         with mlflow_stage(self.paths.root, self.name, self.all_params.model_dump(mode="json")) as tracker:
+            self.tracker = tracker
             tracker.log_params(self.section())
             tracker.set_tags(self.runtime_tags())
             yield tracker
