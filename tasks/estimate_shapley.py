@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from shapprune.config import ConfigError
 from shapprune.estimators.base import EstimateResult
 from shapprune.estimators.replay import ScoredGame, replay
+from shapprune.mask_splits import handle_nonfinite
 from shapprune.scoring import utility_from_nll
 from shapprune.shapley import ShapleyResult, stratified_shapley, stratum_semivalue
 from shapprune.streams import stream
@@ -28,7 +29,11 @@ def load_surrogate(stage: Stage) -> MLPSurrogate:
 
 @task(name="scored-game", cache_policy=NO_CACHE)
 def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
-    """The scored masks as a game; non-finite PPL ratios (an infinite perplexity) count as 0."""
+    """The scored masks as a game; non-finite PPL ratios (an infinite perplexity) are clipped to 0.
+
+    The estimator replays exactly the masks its design drew, so none can be left out: of the surrogate's two
+    policies for non-finite utilities (``fit_surrogate.nonfinite``, ``mask_splits.handle_nonfinite``) only
+    ``clip`` applies here, and for PPL ratios (never below 0) it gives 0, the ratio's limit."""
     paths, utility = stage.paths, stage.params.score_masks.utility
     scores, masks = read_masks(paths.scores, n_layers)
     values = scores["utility"].to_numpy(float)
@@ -37,7 +42,7 @@ def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
         raise ConfigError(
             f"{paths.scores}: {int(bad.sum())} masks have non-finite {utility}; set score_masks.utility: ppl_ratio"
         )
-    values = np.where(bad, 0.0, values)
+    values = handle_nonfinite(values, "clip")[1]
     full = ScoringSummary.read(paths.metrics_file("score_masks")).full_nll
     return ScoredGame(masks, values, utility_from_nll(full, full, utility), str(paths.scores)), int(bad.sum())
 
