@@ -18,10 +18,11 @@ import yaml
 from shapprune.config import ConfigError, Params, load_params
 from shapprune.evaluation.harness import HarnessError
 from shapprune.integrity import CorruptModelError
-from shapprune.stage_inputs import STAGE_PARAMS, ParamsView, StageInputs, declared
 from tasks.shared.guards import stage_lock
+from tasks.shared.mlflow_runs import mlflow_stage
 from tasks.shared.paths import Paths
-from tasks.shared.tracking import NullTracker, Tracker, mlflow_stage
+from tasks.shared.stage_inputs import STAGE_PARAMS, ParamsView, StageInputs, declared
+from tasks.shared.tracking import NullTracker, Tracker
 
 OFFLINE_ENV = {  # the hub is offline only where nothing needs it: see hub_env
     "HF_DATASETS_OFFLINE": "1",
@@ -81,7 +82,7 @@ class Stage:
 
     @property
     def inputs(self) -> StageInputs:
-        """The params this stage reads, from ``shapprune.stage_inputs.STAGE_PARAMS``."""
+        """The params this stage reads, from ``tasks.shared.stage_inputs.STAGE_PARAMS``."""
         return STAGE_PARAMS[self.name.split("@")[0]]
 
     @property
