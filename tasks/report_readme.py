@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shapprune.config import ConfigError
 from shapprune.models import describe_weights
-from tasks.report import headline_table
+from tasks.report_headline import headline_table
 from tasks.shared.contracts import EvalSummary, ModelSize, RepairSummary, SelectionTable
 from tasks.shared.paths import Paths
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.report import harness_lines, headline_table, layer_runs, repair_line, report_section, weights_line
+from tasks.report import harness_lines, repair_line, report_section, weights_line
+from tasks.report_headline import headline_table, layer_runs
 from tasks.report_readme import BEGIN, END, result_block, with_block
 from tasks.shared.contracts import (
     EvalSummary,
