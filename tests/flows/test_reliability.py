@@ -191,8 +191,8 @@ def test_a_truncated_gguf_stops_prepare_model_with_one_line_and_no_retry(tiny_pi
 
 
 def test_a_surrogate_fitted_for_another_model_is_refused(tiny_pipeline, tmp_path):
-    from tasks.estimate_shapley import load_surrogate
     from shapprune.config import ConfigError
+    from tasks.estimate_shapley import load_surrogate
     from tasks.shared.runtime import Stage
 
     root = tiny_pipeline.root
