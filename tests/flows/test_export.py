@@ -191,7 +191,8 @@ def gguf_workspace(tiny_pipeline, tmp_path_factory):
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.mul_(1.05)
     save_model(model, tokenizer, workspace / "data" / "repaired")
-    (workspace / "data" / "repaired" / "repair.json").write_text(json.dumps({"method": "linear", "linear": {}}))
+    repair = {"method": "linear", "linear": {}, "parameters_added": 0}  # what the repair stage records
+    (workspace / "data" / "repaired" / "repair.json").write_text(json.dumps(repair))
     (workspace / "data" / "pruned").mkdir(parents=True)
     pruning = {"method": "sleb", "n_layers_before": 3, "n_dropped": 1, "dropped_layers": [1], "kept_layers": [0, 2]}
     pruning |= {"parameters_before": 1, "parameters_after": 1, "llm_evaluations": 5}
