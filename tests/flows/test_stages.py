@@ -179,7 +179,7 @@ def test_select_searches_several_k_and_prune_refuses_one_it_did_not(tiny_pipelin
     update_params(workspace, "select", n_drops=[1, 2])
     assert sorted(select(root=root)["chosen"]) == [1, 2]
     update_params(workspace, "prune", n_drop=3)
-    with pytest.raises(Exception, match=r"select searched k in \[1, 2\] but prune asks for 3; rerun `dvc repro select`"):
+    with pytest.raises(Exception, match=r"select searched k in \[1, 2\] but prune asks for 3; rerun `dvc repro"):
         prune(root=root)
     update_params(workspace, "prune", method="sleb")
     update_params(workspace, "compare", methods=["sleb", "random"])
