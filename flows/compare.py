@@ -32,8 +32,8 @@ from shapprune.repair.linear import fit_maps
 from shapprune.streams import stream
 from shapprune.surgery import num_layers
 from tasks import compare as cmp
-from tasks import compare_report as rpt
 from tasks import compare_sets as cs
+from tasks.compare_report import compare_markdown, layer_ranks, ppl_figure, ppl_long, rank_figure
 from tasks.shared.artifacts import read_windows
 from tasks.shared.contracts import write_json
 from tasks.shared.lifecycle import Figures, run_stage
@@ -120,12 +120,12 @@ def write_outputs(stage: Stage, out: Compared) -> Figures:
     )  # fmt: skip
     plots = paths.plots / "compare"
     plots.mkdir(parents=True, exist_ok=True)
-    long = rpt.ppl_long(table, out.corpora)
+    long = ppl_long(table, out.corpora)
     long.to_csv(plots / "ppl.csv", index=False)
-    ranks = rpt.layer_ranks(out.methods)
+    ranks = layer_ranks(out.methods)
     ranks.to_csv(plots / "ranks.csv", index=False)
-    fig_ppl = rpt.ppl_figure(long, out.corpora, plots / "ppl.png")
-    fig_ranks = rpt.rank_figure(ranks, table[table.repair == "none"], out.n_layers, plots / "ranks.png")
+    fig_ppl = ppl_figure(long, out.corpora, plots / "ppl.png")
+    fig_ranks = rank_figure(ranks, table[table.repair == "none"], out.n_layers, plots / "ranks.png")
     return {"ppl_vs_layers_removed.png": fig_ppl, "layer_ranks.png": fig_ranks}
 
 
@@ -183,7 +183,7 @@ class Compare:
         n_windows = {r: len(read_windows(paths.eval_windows(r))[: cfg.eval_windows]) for r in corpora}
         name, how = describe_weights(params.base.model)
         notes = [f"- {n}" for m in methods for n in m.notes]
-        text, goal = rpt.compare_markdown(
+        text, goal = compare_markdown(
             table, pairs, corpora, f"{name} ({how})", cfg.n_items, n_windows, cfg.bootstrap, cfg.repairs, notes
         )
         stores = (score_store, store)

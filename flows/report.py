@@ -7,7 +7,15 @@ from dataclasses import dataclass
 import pandas as pd
 from prefect import flow
 
-from tasks import report as summary
+from tasks.report import (
+    compare_section,
+    flat_metrics,
+    headline_metrics,
+    plot_frames,
+    report_section,
+    summary_markdown,
+    weights_line,
+)
 from tasks.shared.contracts import (
     CompareSummary,
     EvalSummary,
@@ -82,20 +90,18 @@ class Report:
 
     def compute(self, stage: Stage, r: Records) -> Summary:
         # empty unless prune.method is select
-        select_text, select_metrics = summary.report_section(r.selection, r.baseline) if r.selection else ("", {})
+        select_text, select_metrics = report_section(r.selection, r.baseline) if r.selection else ("", {})
         if r.compared.n_rows:
-            select_text += summary.compare_section(r.compare_md)
-        metrics = summary.headline_metrics(r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired)
+            select_text += compare_section(r.compare_md)
+        metrics = headline_metrics(r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired)
         if select_metrics:
             metrics["select"] = select_metrics
-        weights = summary.weights_line(r.model, r.scoring.dtype, r.full.dtype)
-        text = summary.summary_markdown(
-            r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired, r.repair, weights
-        )
+        weights = weights_line(r.model, r.scoring.dtype, r.full.dtype)
+        text = summary_markdown(r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired, r.repair, weights)
         text += f"\n{select_text}" if select_text else ""
-        flat = summary.flat_metrics(metrics, r.full, r.pruned, r.repaired) | select_metrics
+        flat = flat_metrics(metrics, r.full, r.pruned, r.repaired) | select_metrics
         ppl = {"full": r.full.ppl, "pruned": r.pruned.ppl} | ({"repaired": r.repaired.ppl} if r.repaired else {})
-        return Summary(text, metrics, flat, summary.plot_frames(r.full, r.pruned, r.repaired), ppl)
+        return Summary(text, metrics, flat, plot_frames(r.full, r.pruned, r.repaired), ppl)
 
     def write(self, stage: Stage, report: Summary) -> Figures:
         """metrics.json, plots/report/*.csv and reports/summary.md (the bars are drawn for MLflow only)."""
