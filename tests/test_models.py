@@ -11,7 +11,14 @@ from tokenizers import Tokenizer, models
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from shapprune.model_source import resolve_source
-from shapprune.models import cpu_has_fast_bf16, describe_weights, load_model, save_model, slow_dtype_warning
+from shapprune.models import (
+    cpu_has_fast_bf16,
+    describe_weights,
+    load_model,
+    resolve_dtype,
+    save_model,
+    slow_dtype_warning,
+)
 from tasks.shared.runtime import hub_env
 from tests.conftest import SMOL_GGUF, project_params, tiny_llama
 
@@ -175,3 +182,29 @@ def test_a_saved_model_does_not_depend_on_how_its_tokenizer_was_loaded(tmp_path)
         saved.append({f.name: f.read_bytes() for f in out.iterdir()})
         assert "local_files_only" not in json.loads((out / "tokenizer_config.json").read_text())
     assert saved[0] == saved[1]
+
+
+@pytest.mark.parametrize(
+    "device, cuda, bf16, expected",
+    [
+        ("cpu", False, False, torch.float32),  # a CPU never pays for emulated bfloat16 by default
+        ("cpu", True, True, torch.float32),  # nor when a GPU is present but the run is on the CPU
+        ("cuda", True, True, torch.bfloat16),
+        ("cuda:0", True, True, torch.bfloat16),
+        ("map", True, True, torch.bfloat16),
+        ("cuda", True, False, torch.float32),  # a GPU without bfloat16 (pre-Ampere) keeps float32
+    ],
+)
+def test_the_default_dtype_is_float32_on_a_cpu_and_bfloat16_on_a_gpu_that_has_it(
+    monkeypatch, device: str, cuda: bool, bf16: bool, expected: torch.dtype
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert resolve_dtype("auto", device) == expected
+
+
+def test_params_yaml_default_dtype_is_auto() -> None:
+    from shapprune.config import load_params
+    from tests.conftest import ROOT
+
+    assert load_params(ROOT / "params.yaml").base.dtype == "auto"
