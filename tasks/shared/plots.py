@@ -72,5 +72,15 @@ def accuracy_bars(zero_shot: dict[str, dict[str, float]], title: str, path: Path
     return fig
 
 
+def note_figure(text: str, path: Path):
+    """A figure that only says ``text``: the declared plot of a stage that had nothing to draw."""
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    return fig
+
+
 def close(fig) -> None:
     plt.close(fig)

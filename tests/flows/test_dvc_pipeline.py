@@ -1,7 +1,8 @@
 """`dvc repro` of the real dvc.yaml on a tiny model. The shared tiny run (every stage, run in process once per
 session) is recorded by `dvc commit`: every declared dependency and output exists, and `dvc repro` then runs
 nothing; a changed prune param names the stages that read it (`--dry`), and a changed repair param reruns,
-through the Prefect `pipeline` flow and dvc's own stage commands, only the stages that depend on it."""
+through the Prefect `pipeline` flow and dvc's own stage commands, only the stages that depend on it, and
+`compare.methods: []` (the documented way to skip the comparison) still runs to the shipped model."""
 
 from __future__ import annotations
 
@@ -86,3 +87,12 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, tiny_pipeline, prefect_api
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].data.tags["shapprune.pipeline_id"].startswith("prefect-")
     assert sorted(r.data.tags["mlflow.runName"] for r in runs if r not in parents) == sorted(rerun)
+
+    # the documented way to skip the comparison (compare.methods: []) runs to the end and ships the model
+    params["compare"]["methods"] = []
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    skipped = _ran(_run(["dvc", "repro"], project, api_url))
+    assert {"compare", "report", "export"} <= skipped, skipped
+    assert "Nothing compared" in (project / "reports" / "compare.md").read_text()
+    assert (project / "data" / "export" / "model" / "config.json").is_file()
+    assert _ran(_run(["dvc", "repro"], project, api_url)) == set()
