@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from shapprune.evaluation.paired import PairedDiff, mean_of_differences, normal_difference
 from shapprune.models import describe_weights
 from tasks.shared.contracts import (
     EvalSummary,
@@ -14,6 +16,7 @@ from tasks.shared.contracts import (
     ScoringSummary,
     SelectionTable,
     SurrogateFidelity,
+    TaskScore,
 )
 
 
@@ -62,20 +65,60 @@ def summary_markdown(
         )
     if repair:
         lines[-len(models) - 2 : -len(models) - 2] = [repair_line(repair), ""]
-    lines += [
-        "",
-        "| task | full acc | pruned acc | full acc_norm | pruned acc_norm | items |",
-        "|---|---|---|---|---|---|",
-    ]
-    nan = float("nan")
-    for task, f in full.zero_shot.items():
-        p = pruned.zero_shot.get(task)
-        lines.append(
-            f"| {task} | {f.acc:.3f} ± {f.acc_stderr:.3f} | {p.acc if p else nan:.3f} ± "
-            f"{p.acc_stderr if p else nan:.3f} | {f.acc_norm:.3f} | {p.acc_norm if p else nan:.3f} "
-            f"| {f.n} |"
-        )
+    lines += zero_shot_lines(full, pruned, repaired)
     return "\n".join(lines + harness_lines(models)) + "\n"
+
+
+def _diff(full: TaskScore, other: TaskScore | None) -> PairedDiff | None:
+    """``other - full`` on the same items, where both recorded each item's outcome."""
+    if other is None or not full.hits or len(full.hits) != len(other.hits) or len(full.hits) < 2:
+        return None
+    return normal_difference(np.array(full.hits), np.array(other.hits))
+
+
+def _pt(d: PairedDiff | None) -> str:
+    if d is None:
+        return "–"
+    mark = "" if d.real else " (noise)"
+    return f"{100 * d.estimate:+.1f} pt [{100 * d.low:+.1f}, {100 * d.high:+.1f}]{mark}"
+
+
+def zero_shot_lines(full: EvalSummary, pruned: EvalSummary, repaired: EvalSummary | None = None) -> list[str]:
+    """Per task: the full model's accuracy against chance and the majority-class rate (a † where it is not above
+    them), and the pruned (and repaired) model's difference from it with its 95 % paired interval; then the
+    mean difference over tasks with its interval."""
+    others = [("pruned", pruned)] + ([("repaired", repaired)] if repaired else [])
+    head = "| task | full acc | chance / majority | " + " | ".join(f"{n} acc | {n} − full (95 %)" for n, _ in others)
+    lines = ["", head + " | items |", "|---|---|---|" + "---|---|" * len(others) + "---|"]
+    diffs: dict[str, list[PairedDiff]] = {n: [] for n, _ in others}
+    floor_hit = False
+    for task, f in full.zero_shot.items():
+        floor = "–" if f.chance is None or f.majority is None else f"{f.chance:.2f} / {f.majority:.2f}"
+        mark = " †" if f.above_floor is False else ""
+        floor_hit |= bool(mark)
+        cells = []
+        for name, m in others:
+            o = m.zero_shot.get(task)
+            d = _diff(f, o)
+            if d is not None:
+                diffs[name].append(d)
+            cells.append(("–" if o is None else f"{o.acc:.3f}") + f" | {_pt(d)}")
+        lines.append(
+            f"| {task}{mark} | {f.acc:.3f} ± {f.acc_stderr:.3f} | {floor} | " + " | ".join(cells) + f" | {f.n} |"
+        )
+    lines.append("")
+    for name, ds in diffs.items():
+        if len(ds) == len(full.zero_shot) and ds:
+            mean = mean_of_differences(ds)
+            lines.append(
+                f"Mean over the {len(ds)} tasks, {name} − full: {_pt(mean)} (95 %, paired on each task's items)."
+            )
+    if floor_hit:
+        lines.append(
+            "† The full model is not above chance or the majority-class rate there (beyond its 95 % interval): "
+            "a difference on that task says little about what pruning removed."
+        )
+    return lines
 
 
 def harness_lines(models: list[tuple[str, EvalSummary]]) -> list[str]:

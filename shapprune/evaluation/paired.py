@@ -86,3 +86,33 @@ def accuracy_difference(
         boot += d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
     low, high = _interval(boot / len(a), level)
     return PairedDiff(estimate / len(a), low, high, 0.0)
+
+
+def normal_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> PairedDiff:
+    """``mean(b) - mean(a)`` of paired 0/1 outcomes on the same items, with its normal-approximation interval
+    (the standard error of the per-item differences; no resampling, so no seed)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired difference: two equal lists of at least 2 items needed, got {a.shape} and {b.shape}")
+    d = b - a  # [n]
+    half = _z(level) * float(d.std(ddof=1)) / math.sqrt(len(d))
+    return PairedDiff(float(d.mean()), float(d.mean()) - half, float(d.mean()) + half, 0.0)
+
+
+def mean_of_differences(diffs: list[PairedDiff], level: float = 0.95) -> PairedDiff:
+    """The mean over tasks of independent normal-approximation differences (each task's items its own), with the
+    interval of that mean: the standard errors add in quadrature."""
+    if not diffs:
+        raise ValueError("mean of differences: no task")
+    z = _z(level)
+    se = math.sqrt(sum(((d.high - d.low) / (2 * z)) ** 2 for d in diffs)) / len(diffs)
+    mean = float(np.mean([d.estimate for d in diffs]))
+    return PairedDiff(mean, mean - z * se, mean + z * se, 0.0)
+
+
+def _z(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (1.96 at 0.95)."""
+    from statistics import NormalDist
+
+    _check(level, 1)
+    return NormalDist().inv_cdf(0.5 + level / 2)

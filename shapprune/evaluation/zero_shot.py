@@ -294,6 +294,18 @@ def accuracy(scores: pd.DataFrame, items: Sequence[MCItem]) -> dict[str, float]:
     }
 
 
+def baselines(items: Sequence[MCItem]) -> dict[str, float]:
+    """What a model that reads nothing scores: ``chance`` (the mean of 1 / choices) and ``majority`` (always the
+    answer at the one position that is right most often, e.g. BoolQ's "yes")."""
+    if not items:
+        raise ValueError("no items to score; pass at least one item")
+    labels = np.array([item.label for item in items])  # int[n]
+    return {
+        "chance": float(np.mean([1 / len(item.choices) for item in items])),
+        "majority": float(np.bincount(labels).max() / len(labels)),
+    }
+
+
 def evaluate_tasks(
     model: Any,
     tokenizer: Any,
@@ -304,7 +316,8 @@ def evaluate_tasks(
     device: str | torch.device | None = None,
     add_bos: bool | Literal["auto"] = "auto",
 ) -> pd.DataFrame:
-    """One row per task: ``task``, the :func:`accuracy` metrics and ``seconds``.
+    """One row per task: ``task``, the :func:`accuracy` metrics, the :func:`baselines`, each item's ``hits``
+    (0/1, in the items' order) and ``seconds``.
 
     Each task draws its subset with a fresh ``np.random.default_rng(seed)``, so a task's items do not
     depend on which other tasks are evaluated.
@@ -314,5 +327,7 @@ def evaluate_tasks(
         start = time.perf_counter()
         items = load_task(name, n_items, np.random.default_rng(seed))
         scores = score_items(model, tokenizer, items, batch_size=batch_size, device=device, add_bos=add_bos)
-        rows.append({"task": name, **accuracy(scores, items), "seconds": time.perf_counter() - start})
+        hits = item_hits(scores, items)[0].astype(int).tolist()  # per item, for paired differences between models
+        row = {"task": name, **accuracy(scores, items), **baselines(items), "hits": hits}
+        rows.append(row | {"seconds": time.perf_counter() - start})
     return pd.DataFrame(rows)

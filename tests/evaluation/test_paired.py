@@ -71,3 +71,29 @@ def test_bad_inputs_name_the_fix() -> None:
         accuracy_difference({"a": np.ones(2)}, {"a": np.ones(3)}, 10, rng)
     with pytest.raises(ValueError, match="level"):
         ppl_ratio(np.ones(3), np.ones(3), 127, 10, rng, level=1.5)
+
+
+def test_normal_difference_is_the_mean_per_item_difference_with_its_standard_error() -> None:
+    from shapprune.evaluation.paired import normal_difference
+
+    d = normal_difference(np.array([0, 0, 1, 1]), np.array([1, 0, 1, 1]))  # differences 1, 0, 0, 0
+    half = 1.959964 * 0.5 / 2  # sd 0.5 (ddof 1), n = 4
+    assert d.estimate == 0.25 and d.low == pytest.approx(0.25 - half) and d.high == pytest.approx(0.25 + half)
+    assert not d.real  # [-0.24, 0.74] holds 0
+    same = normal_difference(np.array([1, 0, 1]), np.array([1, 0, 1]))
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="two equal lists"):
+        normal_difference(np.array([1, 0]), np.array([1]))
+
+
+def test_the_mean_of_task_differences_adds_their_errors_in_quadrature() -> None:
+    from shapprune.evaluation.paired import PairedDiff, mean_of_differences
+
+    z = 1.959964
+    first, second = (
+        PairedDiff(0.1, 0.1 - z * 0.03, 0.1 + z * 0.03, 0),
+        PairedDiff(-0.3, -0.3 - z * 0.04, -0.3 + z * 0.04, 0),
+    )
+    m = mean_of_differences([first, second])
+    assert m.estimate == pytest.approx(-0.1)
+    assert (m.high - m.low) / (2 * z) == pytest.approx(math.sqrt(0.03**2 + 0.04**2) / 2, rel=1e-6)

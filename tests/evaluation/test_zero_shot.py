@@ -233,7 +233,9 @@ def test_evaluate_tasks(model, smol_tokenizer) -> None:
     table = zs.evaluate_tasks(model, smol_tokenizer, ["winogrande", "arc_easy"], 4, seed=0, batch_size=8, device="cpu")
     assert table["task"].tolist() == ["winogrande", "arc_easy"]
     assert table["n"].tolist() == [4, 4]
-    assert {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "seconds"} <= set(table.columns)
+    assert {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr", "chance", "majority", "hits", "seconds"} <= set(table)
+    assert [sum(h) / len(h) for h in table["hits"]] == table["acc"].tolist()  # each item's outcome, in order
+    assert table["chance"].tolist()[0] == 0.5  # winogrande: two options
     assert table["acc"].between(0, 1).all()
     again = zs.evaluate_tasks(model, smol_tokenizer, ["arc_easy"], 4, seed=0, batch_size=3, device="cpu")
     assert again["acc"].tolist() == table["acc"].tolist()[1:]
@@ -249,3 +251,11 @@ def test_acc_norm_divides_by_the_choice_without_its_leading_space_as_lm_eval_doe
     )  # fmt: skip
     result = zs.accuracy(scores, items)
     assert result["acc"] == 0.0 and result["acc_norm"] == 1.0
+
+
+def test_the_floor_a_model_must_beat_is_chance_and_the_majority_class_rate() -> None:
+    """BoolQ-like: 3 of 4 answers are "yes", so always answering "yes" scores 0.75, above chance (0.5)."""
+    two = [zs.MCItem("q?", (" no", " yes"), label) for label in (1, 1, 1, 0)]
+    assert zs.baselines(two) == {"chance": 0.5, "majority": 0.75}
+    mixed = [zs.MCItem("q", ("a", "b"), 0), zs.MCItem("q", ("a", "b", "c", "d"), 2)]
+    assert zs.baselines(mixed) == {"chance": 0.375, "majority": 0.5}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.report import harness_lines, repair_line, report_section, weights_line
+from tasks.report import harness_lines, repair_line, report_section, weights_line, zero_shot_lines
 from tasks.report_headline import headline_table, layer_runs
 from tasks.report_readme import BEGIN, END, result_block, with_block
 from tasks.shared.contracts import (
@@ -193,3 +194,31 @@ def test_with_block_replaces_only_the_marked_block():
     assert with_block(text, f"{BEGIN}\nnew\n{END}") == f"# t\n\n{BEGIN}\nnew\n{END}\n\nkept\n"
     with pytest.raises(ConfigError, match="no <!-- result:begin -->"):
         with_block("# no block\n", "x")
+
+
+def test_zero_shot_table_marks_tasks_at_the_floor_and_gives_paired_differences():
+    """piqa: full 0.75 of 8 items, clearly above chance (0.5); boolq: full 0.625 where always "yes" scores 0.75,
+    so it is marked. The pruned model loses one piqa item and gains one boolq item: paired, +-12.5 points."""
+    full_hits, pruned_hits = (1, 1, 1, 1, 1, 1, 0, 0), (1, 1, 1, 1, 1, 0, 0, 0)
+    piqa_full = TaskScore(0.75, 0.02, 0.7, 0.02, 8, full_hits, 0.5, 0.5)
+    piqa_pruned = TaskScore(0.625, 0.02, 0.6, 0.02, 8, pruned_hits, 0.5, 0.5)
+    boolq_full = TaskScore(0.625, 0.18, 0.6, 0.18, 8, pruned_hits, 0.5, 0.75)
+    boolq_pruned = TaskScore(0.75, 0.16, 0.7, 0.16, 8, full_hits, 0.5, 0.75)
+
+    def summary(tasks: dict) -> EvalSummary:
+        return EvalSummary("x", 30, {"wiki": 20.0}, tasks, 0.5, 0.5, 100.0)
+
+    lines = zero_shot_lines(summary({"piqa": piqa_full, "boolq": boolq_full}),
+                            summary({"piqa": piqa_pruned, "boolq": boolq_pruned}))  # fmt: skip
+    se = np.std([0, 0, 0, 0, 0, -1, 0, 0], ddof=1) / np.sqrt(8)  # each task's, one item of 8 differing
+    one, mean = 100 * 1.959964 * se, 100 * 1.959964 * np.sqrt(2 * se**2) / 2
+    piqa = f"| piqa | 0.750 ± 0.020 | 0.50 / 0.50 | 0.625 | -12.5 pt [{-12.5 - one:+.1f}, {-12.5 + one:+.1f}] (noise)"
+    assert lines[3] == piqa + " | 8 |"
+    assert lines[4].startswith("| boolq † | 0.625 ± 0.180 | 0.50 / 0.75 | 0.750 | +12.5 pt [")
+    assert lines[6] == (
+        f"Mean over the 2 tasks, pruned − full: +0.0 pt [{-mean:+.1f}, {mean:+.1f}] (noise) "
+        "(95 %, paired on each task's items)."
+    )
+    older = TaskScore(0.75, 0.02, 0.7, 0.02, 8)  # a file from before hits were recorded: no difference claimed
+    lines = zero_shot_lines(summary({"piqa": older}), summary({"piqa": older}))
+    assert "| piqa | 0.750 ± 0.020 | – | 0.750 | – | 8 |" in lines

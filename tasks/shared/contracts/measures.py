@@ -8,7 +8,7 @@ from typing import Any
 
 from shapprune.config import ConfigError
 from shapprune.scoring import NLL
-from tasks.shared.contracts.json_io import _num, read_json
+from tasks.shared.contracts.json_io import _num, _opt, read_json
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,16 @@ class TaskScore:
     acc_norm: float
     acc_norm_stderr: float
     n: int
+    hits: tuple[int, ...] = ()  # each item's 0/1 acc in the items' order (empty in files written before it)
+    chance: float | None = None  # the mean of 1 / choices: a model that guesses
+    majority: float | None = None  # always the answer at the position most often right (BoolQ: "yes")
+
+    @property
+    def above_floor(self) -> bool | None:
+        """Whether acc is above both chance and the majority-class rate beyond its 95 % interval (None: unknown)."""
+        if self.chance is None or self.majority is None:
+            return None
+        return self.acc - 1.96 * self.acc_stderr > max(self.chance, self.majority)
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,8 @@ class EvalSummary:
         try:
             zero = {
                 t: TaskScore(_num(r["acc"]), _num(r["acc_stderr"]), _num(r["acc_norm"]), _num(r["acc_norm_stderr"]),
-                             int(r["n"]))
+                             int(r["n"]), tuple(int(h) for h in r.get("hits") or ()), _opt(r.get("chance")),
+                             _opt(r.get("majority")))
                 for t, r in (d.get("zero_shot") or {}).items()
             }  # fmt: skip
             return cls(
