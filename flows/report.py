@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 from prefect import flow
 
+from shapprune.data.domains import label_corpora
 from tasks.report import (
     compare_section,
+    domain_section,
     flat_metrics,
     headline_metrics,
     plot_frames,
@@ -97,9 +99,16 @@ class Report:
         if select_metrics:
             metrics["select"] = select_metrics
         weights = weights_line(r.model, r.scoring.dtype, r.full.dtype)
-        text = summary_markdown(r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired, r.repair, weights)
+        data = stage.params.prepare_data
+        labels = label_corpora(data.eval_corpora, data.feeding_sources())
+        domains, ood = domain_section(labels, dict(data.eval_corpora), r.full, r.pruned, r.repaired)
+        metrics["out_of_domain"] = ood
+        text = summary_markdown(
+            r.full, r.pruned, r.pruning, r.surrogate, r.scoring, r.repaired, r.repair, weights, domains
+        )
         text += f"\n{select_text}" if select_text else ""
         flat = flat_metrics(metrics, r.full, r.pruned, r.repaired) | select_metrics
+        flat |= {f"ood_{k}": v for k, v in ood.items() if k.endswith("_ppl_ratio") and v is not None}
         ppl = {"full": r.full.ppl, "pruned": r.pruned.ppl} | ({"repaired": r.repaired.ppl} if r.repaired else {})
         return Summary(text, metrics, flat, plot_frames(r.full, r.pruned, r.repaired), ppl)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from shapprune.data.domains import out_of_domain_ratio
 from shapprune.evaluation.paired import PairedDiff, mean_of_differences, normal_difference
 from shapprune.models import describe_weights
 from tasks.shared.contracts import (
@@ -29,9 +30,10 @@ def summary_markdown(
     repaired: EvalSummary | None = None,
     repair: RepairSummary | None = None,
     weights: str | None = None,
+    domains: list[str] | None = None,
 ) -> str:
-    """The one-screen summary: what was measured (``weights``), what was dropped, what the repair did, and
-    what it cost."""
+    """The one-screen summary: what was measured (``weights``), what was dropped, what the repair did, what it
+    cost, and which held-out corpora are out of domain (``domains``: :func:`domain_section`'s lines)."""
     lines = [
         "# shapprune report",
         "",
@@ -65,8 +67,42 @@ def summary_markdown(
         )
     if repair:
         lines[-len(models) - 2 : -len(models) - 2] = [repair_line(repair), ""]
+    lines += ["", *domains] if domains else []
     lines += zero_shot_lines(full, pruned, repaired)
     return "\n".join(lines + harness_lines(models)) + "\n"
+
+
+def domain_section(
+    labels: dict[str, list[str]],
+    sources: dict[str, str],
+    full: EvalSummary,
+    pruned: EvalSummary,
+    repaired: EvalSummary | None = None,
+) -> tuple[list[str], dict]:
+    """Which held-out corpora share a source with the calibration or repair text (``labels``: role -> the shared
+    origins, :func:`shapprune.data.domains.label_corpora`), and the out-of-domain figure of the pruned (and
+    repaired) model: the geometric mean of its PPL ratios over the others. Returns the lines and the record."""
+    in_domain = {role: bool(shared) for role, shared in labels.items()}
+    models = [("pruned", pruned)] + ([("repaired", repaired)] if repaired else [])
+    ratios = {n: out_of_domain_ratio({c: m.ppl[c] / full.ppl[c] for c in full.ppl}, in_domain) for n, m in models}
+    named = [
+        f"{role} ({sources[role]}: " + (f"in-domain, shares {', '.join(shared)})" if shared else "out of domain)")
+        for role, shared in labels.items()
+    ]
+    ood = [role for role, inside in in_domain.items() if not inside]
+    lines = ["Held-out corpora: " + "; ".join(named) + "."]
+    if ood:
+        figures = ", ".join(f"{n} {r:.2f}x" for n, r in ratios.items() if r is not None)
+        lines.append(
+            f"**Out of domain** (the geometric mean of the PPL ratios to the full model over {', '.join(ood)}, "
+            f"text no calibration or repair source shares a source with): {figures}."
+        )
+    else:
+        lines.append(
+            "Every held-out corpus shares a source with the calibration or repair text: no out-of-domain figure."
+        )
+    record = {"in_domain": in_domain, "corpora": ood} | {f"{n}_ppl_ratio": r for n, r in ratios.items()}
+    return lines, record
 
 
 def _diff(full: TaskScore, other: TaskScore | None) -> PairedDiff | None:

@@ -11,8 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from shapprune.config import ConfigError
+from shapprune.config import ConfigError, load_params
+from shapprune.data.domains import label_corpora
 from shapprune.models import describe_weights
+from tasks.report import domain_section
 from tasks.report_headline import headline_table
 from tasks.shared.contracts import EvalSummary, ModelSize, RepairSummary, SelectionTable
 from tasks.shared.paths import Paths
@@ -42,7 +44,10 @@ def result_block(root: Path) -> str:
     source = ModelSize.read(paths.metrics_file("prepare_model")).source
     model = describe_weights(source)[0] if source else None
     table = headline_table(full, pruned, parameters, dropped, evaluations, repaired, repair, model)
-    return f"{BEGIN}\n{table}{END}"
+    data = load_params(paths.params).prepare_data
+    labels = label_corpora(data.eval_corpora, data.feeding_sources())
+    domains = domain_section(labels, dict(data.eval_corpora), full, pruned, repaired)[0]
+    return f"{BEGIN}\n{table}\n{domains[-1]}\n{END}"
 
 
 def with_block(readme: str, block: str) -> str:

@@ -97,6 +97,11 @@ class PrepareData(_Section):
         """Every text source the windows are drawn from (calibration, held-out and repair mix), sorted."""
         return sorted({self.calibration_source, *self.eval_corpora.values(), *(self.repair_mix or {})})
 
+    def feeding_sources(self) -> list[str]:
+        """The sources the pipeline practises on: the calibration source and the repair text's (the calibration
+        source when ``repair_mix`` is null). A held-out corpus sharing an origin with one is in-domain."""
+        return sorted({self.calibration_source, *(self.repair_mix or {})})
+
     def _check_repair_mix(self) -> None:
         """A repair mix has positive shares and never reads a held-out corpus (the calibration source's held-out
         documents are split off, so it may appear)."""

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from shapprune.data.domains import out_of_domain_ratio
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -39,6 +41,8 @@ class CardFacts:
     commit: str
     license: str | None = None
     files: Mapping[str, int] = field(default_factory=dict)  # shipped file -> bytes
+    in_domain: Mapping[str, bool] = field(default_factory=dict)  # held-out corpus -> shares a source with the
+    # calibration or repair text (shapprune.data.domains); empty: not labelled
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -47,9 +51,19 @@ def _fmt(x: float, digits: int = 2) -> str:
 
 def _table(facts: CardFacts) -> list[str]:
     rows = ["| | full model | this model | ratio |", "|---|---:|---:|---:|"]
+    ratios = {}
     for corpus, full in facts.full.ppl.items():
         mine = facts.pruned.ppl.get(corpus, math.nan)
-        rows.append(f"| perplexity, {corpus} (lower is better) | {_fmt(full)} | {_fmt(mine)} | {_fmt(mine / full)}x |")
+        ratios[corpus] = mine / full
+        label = facts.in_domain.get(corpus)
+        where = "" if label is None else ", in-domain" if label else ", out of domain"
+        rows.append(
+            f"| perplexity, {corpus}{where} (lower is better) | {_fmt(full)} | {_fmt(mine)} | {_fmt(mine / full)}x |"
+        )
+    if facts.in_domain and set(facts.in_domain) >= set(ratios):
+        ood = out_of_domain_ratio(ratios, facts.in_domain)
+        if ood is not None:
+            rows.append(f"| **perplexity out of domain** (geometric mean of the ratios) | | | **{_fmt(ood)}x** |")
     for task, (acc, se, n) in facts.full.zero_shot.items():
         m_acc, m_se, _ = facts.pruned.zero_shot.get(task, (math.nan, math.nan, 0))
         rows.append(
@@ -91,7 +105,8 @@ def model_card(facts: CardFacts) -> str:
         "## Evaluation",
         "",
         "Held-out text windows and zero-shot items that no stage of the pipeline saw while choosing or "
-        "repairing (± is one standard error).",
+        "repairing (± is one standard error). A corpus is in-domain when its source also feeds the calibration or "
+        "repair text; out of domain, when none does: expect the out-of-domain figure on your own text.",
         "",
         *_table(facts),
         "",

@@ -27,6 +27,8 @@ class StageInputs:
 
 
 _MODEL = ("base.model", "base.device", "base.dtype")
+# which held-out corpora are in-domain: what they are and what feeds calibration and repair (report, export)
+_DOMAINS = ("prepare_data.calibration_source", "prepare_data.eval_corpora", "prepare_data.repair_mix")
 STAGE_PARAMS: dict[str, StageInputs] = {
     "prepare_model": StageInputs(("base.model", "base.revision")),
     "prepare_data": StageInputs(("base.seed", "prepare_data")),
@@ -95,8 +97,8 @@ STAGE_PARAMS: dict[str, StageInputs] = {
         ),
         ("base.threads",),
     ),
-    "report": StageInputs(()),
-    "export": StageInputs(("base.model", "export"), ("base.threads",)),
+    "report": StageInputs(_DOMAINS),
+    "export": StageInputs(("base.model", "export", *_DOMAINS), ("base.threads",)),
 }
 
 

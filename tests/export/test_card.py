@@ -56,3 +56,13 @@ def test_unknowns_are_said_not_invented():
     assert "choosing the layers**: not recorded" in text and "**Repair**: none\n" in text
     front = yaml.safe_load(text.split("---\n")[1])
     assert "license" not in front and "repair-none" not in front["tags"]
+
+
+def test_the_card_labels_each_corpus_and_gives_the_out_of_domain_figure():
+    """wiki shares a source with the calibration text, news does not: the figure is news' ratio alone."""
+    text = model_card(facts(in_domain={"wiki": True, "news": False}))
+    assert "| perplexity, wiki, in-domain (lower is better) | 20.00 | 30.00 | 1.50x |" in text
+    assert "| perplexity, news, out of domain (lower is better) | 40.00 | 60.00 | 1.50x |" in text
+    assert "| **perplexity out of domain** (geometric mean of the ratios) | | | **1.50x** |" in text
+    every_in = model_card(facts(in_domain={"wiki": True, "news": True}))
+    assert "out of domain**" not in every_in  # nothing out of domain: no figure claimed

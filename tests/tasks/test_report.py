@@ -222,3 +222,26 @@ def test_zero_shot_table_marks_tasks_at_the_floor_and_gives_paired_differences()
     older = TaskScore(0.75, 0.02, 0.7, 0.02, 8)  # a file from before hits were recorded: no difference claimed
     lines = zero_shot_lines(summary({"piqa": older}), summary({"piqa": older}))
     assert "| piqa | 0.750 ± 0.020 | – | 0.750 | – | 8 |" in lines
+
+
+def test_domain_section_names_each_corpus_and_the_out_of_domain_figure():
+    """Two corpora out of domain (ratios 1.2 and 3.0): the figure is their geometric mean, 1.90x."""
+    from tasks.report import domain_section
+
+    def ev(ppl: dict) -> EvalSummary:
+        return EvalSummary("x", 30, ppl, {}, 0.5, 0.5, 100.0)
+
+    full, pruned = ev({"wiki": 10.0, "news": 10.0, "code": 10.0}), ev({"wiki": 9.0, "news": 12.0, "code": 30.0})
+    labels = {"wiki": ["wikipedia"], "news": [], "code": []}
+    sources = {"wiki": "wiki_extracts", "news": "lee_news", "code": "my_code"}
+    lines, record = domain_section(labels, sources, full, pruned)
+    assert lines[0] == (
+        "Held-out corpora: wiki (wiki_extracts: in-domain, shares wikipedia); news (lee_news: out of domain); "
+        "code (my_code: out of domain)."
+    )
+    assert "over news, code" in lines[1] and lines[1].endswith("pruned 1.90x.")
+    assert record["corpora"] == ["news", "code"] and record["pruned_ppl_ratio"] == pytest.approx((1.2 * 3.0) ** 0.5)
+    lines, record = domain_section(
+        {"wiki": ["wikipedia"]}, {"wiki": "wiki_extracts"}, ev({"wiki": 1.0}), ev({"wiki": 2.0})
+    )
+    assert "no out-of-domain figure" in lines[1] and record["pruned_ppl_ratio"] is None
