@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from shapprune.config import ConfigError
-from tasks.shared.contracts.json_io import _num, _opt, _optint, _sets, read_json
+from tasks.shared.contracts.json_io import _num, _opt, _optint, _sets, read_json, read_record
 from tasks.shared.contracts.measures import ScoringSummary
 
 
@@ -140,10 +140,7 @@ class SelectionTable:
 
     @classmethod
     def read(cls, path: Path) -> SelectionTable:
-        try:
-            return cls.from_dict(read_json(path))
-        except KeyError as err:
-            raise ConfigError(f"{path}: no {err} (written by an older version); rerun `dvc repro select`") from None
+        return read_record(path, cls.from_dict, "select")
 
     def require(self, path: Path, n_layers: int | None = None) -> SelectionTable:
         """This table, or a clear error when ``select`` did not search (for this model)."""

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from shapprune.config import ConfigError
-from tasks.shared.contracts.json_io import _num, _opt, _optint, read_json
+from tasks.shared.contracts.json_io import _num, _opt, _optint, read_record
 
 
 @dataclass(frozen=True)
@@ -55,11 +54,7 @@ class PruningRecord:
     @classmethod
     def read(cls, pruned_dir: Path) -> PruningRecord:
         """The record in ``pruned_dir`` (``data/pruned``)."""
-        path = pruned_dir / "pruning.json"
-        try:
-            return cls.from_dict(read_json(path))
-        except KeyError as err:
-            raise ConfigError(f"{path}: no {err} (written by an older version); rerun `dvc repro prune`") from None
+        return read_record(pruned_dir / "pruning.json", cls.from_dict, "prune")
 
 
 def kept_mask(pruned_dir: Path) -> np.ndarray:
@@ -133,7 +128,4 @@ class RepairSummary:
 
     @classmethod
     def read(cls, path: Path) -> RepairSummary:
-        try:
-            return cls.from_dict(read_json(path))
-        except KeyError as err:
-            raise ConfigError(f"{path}: no {err} (written by an older version); rerun `dvc repro repair`") from None
+        return read_record(path, cls.from_dict, "repair")

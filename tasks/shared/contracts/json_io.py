@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from shapprune.config import ConfigError
+
+T = TypeVar("T")
 
 
 def strict(obj: Any) -> Any:
@@ -63,3 +66,11 @@ def _optint(x: Any) -> int | None:
 
 def _sets(chosen: dict[str, Any]) -> dict[int, list[int]]:
     return {int(k): sorted(int(i) for i in (v["dropped"] if isinstance(v, dict) else v)) for k, v in chosen.items()}
+
+
+def read_record(path: Path, parse: Callable[[Any], T], stage: str) -> T:
+    """``parse`` of the JSON at ``path``; a missing key (a file written by an older version) names the rerun."""
+    try:
+        return parse(read_json(path))
+    except KeyError as err:
+        raise ConfigError(f"{path}: no {err} (written by an older version); rerun `dvc repro {stage}`") from None

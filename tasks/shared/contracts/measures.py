@@ -8,7 +8,7 @@ from typing import Any
 
 from shapprune.config import ConfigError
 from shapprune.scoring import NLL
-from tasks.shared.contracts.json_io import _num, _opt, read_json
+from tasks.shared.contracts.json_io import _num, _opt, read_json, read_record
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,7 @@ class SurrogateFidelity:
 
     @classmethod
     def read(cls, path: Path) -> SurrogateFidelity:
-        try:
-            return cls.from_dict(read_json(path))
-        except KeyError as err:
-            raise ConfigError(
-                f"{path}: no {err} (written by an older version); rerun `dvc repro fit_surrogate`"
-            ) from None
+        return read_record(path, cls.from_dict, "fit_surrogate")
 
 
 @dataclass(frozen=True)
