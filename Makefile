@@ -42,7 +42,7 @@ endif
 test: setup  ## the test suite (includes a short end-to-end run on the real default model), on up to 4 workers
 	$(VENV) python -m pytest -n auto --maxprocesses 4 --dist worksteal $(ARGS)
 
-test-fast: setup  ## the fast tier for everyday work (no stage runs, browser or real model; under 2 minutes)
+test-fast: setup  ## the fast tier for everyday work (no stage runs, browser or real model; about 2 minutes)
 	$(VENV) python -m pytest -m "not slow" $(ARGS)
 
 lint: setup
