@@ -169,8 +169,8 @@ def _load_with(tmp_path: Path, section: str, **values):
 
 
 SOURCES = (
-    "use one of wiki_extracts, lee_news, enwiki_dump, coqa_stories (offline), hf:wikitext, hf:ptb, hf:c4 "
-    "or hf:<path>[:<config>[:<split>[:<text_field>]]] (the Hub)"
+    "use one of wiki_extracts, lee_news, enwiki_dump, coqa_stories, lambada, qasper, pubmedqa, sotu, factbook "
+    "(offline), hf:wikitext, hf:ptb, hf:c4 or hf:<path>[:<config>[:<split>[:<text_field>]]] (the Hub)"
 )
 ALL_METHODS = "shapley, select, block_influence, angular, sleb, ppl, taylor, random, oracle, iterative_shapley"
 
@@ -270,7 +270,8 @@ def test_the_names_the_schema_accepts_are_the_registries_names():
     assert set(get_args(EstimateShapley.model_fields["surrogate"].annotation)) == set(SURROGATES) - {"none"} | {"auto"}
     with pytest.raises(ValueError, match="unknown text source 'nosuch'"):
         _load_cached("nosuch", False)  # the loader refuses what the schema refuses
-    assert OFFLINE_SOURCES == ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories")
+    offline = ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories", "lambada", "qasper", "pubmedqa", "sotu")
+    assert OFFLINE_SOURCES == (*offline, "factbook")
 
 
 def test_the_schema_loads_without_torch():

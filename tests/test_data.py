@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,11 @@ EXPECTED_COUNTS = {
     "lee_news": (300, 288),
     "enwiki_dump": (105, 98),
     "coqa_stories": (500, 498),
+    "lambada": (5153, 5098),
+    "qasper": (2331, 2185),  # ~400-word runs of paragraphs of ~250 papers
+    "pubmedqa": (401, 401),
+    "sotu": (4397, 4048),  # ~400-word runs of paragraphs of 249 addresses; set phrases recur between them
+    "factbook": (256, 239),
 }
 
 
@@ -339,3 +346,19 @@ def test_the_window_plan_is_read_from_prepare_data_field_by_field() -> None:
     from shapprune.config import PrepareData
 
     assert set(data.WindowPlan.__dataclass_fields__) <= set(PrepareData.model_fields)  # tasks/prepare_data.py
+
+
+@pytest.mark.slow  # seconds each: the full tier runs it
+@pytest.mark.parametrize(
+    "source, first_id, words",
+    [("lambada", "0", 250_000), ("qasper", "2003.07723#0", 900_000), ("pubmedqa", "pubmedqa_qa:train:0", 75_000),
+     ("sotu", "1790-Washington-1#0", 1_500_000), ("factbook", "ag", 60_000)],
+)  # fmt: skip
+def test_the_held_out_sources_of_other_kinds_load_offline(source: str, first_id: str, words: int):
+    """Each ships in a package setup.sh installs; placeholders, HTML and stage directions are gone."""
+    from shapprune.data.sources import load_documents
+
+    docs = load_documents(source)
+    assert docs[0].doc_id == first_id and sum(len(d.text.split()) for d in docs) > words
+    text = " ".join(d.text for d in docs[:300])
+    assert not re.search(r"BIBREF\d|INLINEFORM\d|<br|<strong>|\[Applause\]", text)

