@@ -82,6 +82,7 @@ def domain_section(
     """Which held-out corpora share a source with the calibration or repair text (``labels``: role -> the shared
     origins, :func:`shapprune.data.domains.label_corpora`), and the out-of-domain figure of the pruned (and
     repaired) model: the geometric mean of its PPL ratios over the others. Returns the lines and the record."""
+    labels = {role: shared for role, shared in labels.items() if role in full.ppl}  # the corpora measured
     in_domain = {role: bool(shared) for role, shared in labels.items()}
     models = [("pruned", pruned)] + ([("repaired", repaired)] if repaired else [])
     ratios = {n: out_of_domain_ratio({c: m.ppl[c] / full.ppl[c] for c in full.ppl}, in_domain) for n, m in models}
