@@ -10,7 +10,6 @@ from prefect import flow
 from shapprune.data.domains import label_corpora
 from tasks.report import (
     compare_section,
-    domain_section,
     flat_metrics,
     headline_metrics,
     plot_frames,
@@ -18,6 +17,7 @@ from tasks.report import (
     summary_markdown,
     weights_line,
 )
+from tasks.report_quality import domain_section
 from tasks.shared.contracts import (
     CompareSummary,
     EvalSummary,

@@ -14,8 +14,8 @@ from pathlib import Path
 from shapprune.config import ConfigError, load_params
 from shapprune.data.domains import label_corpora
 from shapprune.models import describe_weights
-from tasks.report import domain_section
 from tasks.report_headline import headline_table
+from tasks.report_quality import domain_section
 from tasks.shared.contracts import EvalSummary, ModelSize, RepairSummary, SelectionTable
 from tasks.shared.paths import Paths
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from shapprune.config import ConfigError
-from tasks.report import harness_lines, repair_line, report_section, weights_line, zero_shot_lines
+from tasks.report import harness_lines, repair_line, report_section, weights_line
 from tasks.report_headline import headline_table, layer_runs
+from tasks.report_quality import zero_shot_lines
 from tasks.report_readme import BEGIN, END, result_block, with_block
 from tasks.shared.contracts import (
     EvalSummary,
@@ -226,7 +227,7 @@ def test_zero_shot_table_marks_tasks_at_the_floor_and_gives_paired_differences()
 
 def test_domain_section_names_each_corpus_and_the_out_of_domain_figure():
     """Two corpora out of domain (ratios 1.2 and 3.0): the figure is their geometric mean, 1.90x."""
-    from tasks.report import domain_section
+    from tasks.report_quality import domain_section
 
     def ev(ppl: dict) -> EvalSummary:
         return EvalSummary("x", 30, ppl, {}, 0.5, 0.5, 100.0)
