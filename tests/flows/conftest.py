@@ -24,6 +24,8 @@ def tiny_params(model_dir: Path) -> dict:
     params["base"].update(model=str(model_dir), dtype="float32", device="cpu", threads=1)
     params["prepare_data"].update(seq_len=32, calibration_windows=4, validation_windows=2, eval_windows=3)
     params["prepare_data"].update(repair_windows=8)
+    # three held-out corpora (one out of domain) keep the stage tests quick; the other kinds load in tests/test_data.py
+    params["prepare_data"]["eval_corpora"] = {"wiki": "wiki_extracts", "news": "lee_news", "web": "enwiki_dump"}
     params["repair"].update(method="linear", lora_steps=4, lora_batch_size=2, checkpoint_every=2)
     params["sample_masks"].update(strata=[5, 4, 3], n_masks=18)
     params["fit_surrogate"].update(epochs=20, batch_size=8)
