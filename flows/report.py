@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import pandas as pd
 from prefect import flow
 
-from shapprune.data.domains import label_corpora
 from tasks.report import (
     compare_section,
     flat_metrics,
@@ -100,7 +99,7 @@ class Report:
             metrics["select"] = select_metrics
         weights = weights_line(r.model, r.scoring.dtype, r.full.dtype)
         data = stage.params.prepare_data
-        labels = label_corpora(data.eval_corpora, data.feeding_sources())
+        labels = data.domain_labels()
         domains, ood = domain_section(labels, dict(data.eval_corpora), r.full, r.pruned, r.repaired)
         metrics["out_of_domain"] = ood
         text = summary_markdown(

@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from shapprune.config import ConfigError, Export
-from shapprune.data.domains import label_corpora
 from shapprune.export.card import CardFacts, Evaluation, model_card
 from shapprune.export.gguf import GGUFExport, attention_heads, export_gguf
 from shapprune.export.gguf_convert import CONVERTER, convert_gguf, unsupported
@@ -146,9 +145,7 @@ def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit
         detail.append(f"on {repair.windows} windows of {repair.text} text")
     base = params.export.base_model or params.base.model
     data = params.prepare_data
-    in_domain = {
-        role: bool(shared) for role, shared in label_corpora(data.eval_corpora, data.feeding_sources()).items()
-    }
+    in_domain = {role: bool(shared) for role, shared in data.domain_labels().items()}
     return CardFacts(
         name=f"{base.rsplit('/', 1)[-1]}, {pruning.n_dropped} layers removed",
         base_model=base,

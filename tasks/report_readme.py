@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from shapprune.config import ConfigError, load_params
-from shapprune.data.domains import label_corpora
 from shapprune.models import describe_weights
 from tasks.report_headline import headline_table
 from tasks.report_quality import domain_section
@@ -45,7 +44,7 @@ def result_block(root: Path) -> str:
     model = describe_weights(source)[0] if source else None
     table = headline_table(full, pruned, parameters, dropped, evaluations, repaired, repair, model)
     data = load_params(paths.params).prepare_data
-    labels = label_corpora(data.eval_corpora, data.feeding_sources())
+    labels = data.domain_labels()
     domains = domain_section(labels, dict(data.eval_corpora), full, pruned, repaired)[0]
     return f"{BEGIN}\n{table}\n{domains[-1]}\n{END}"
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shapprune.config.section import WindowCount, _Section
+from shapprune.data.domains import label_corpora
 from shapprune.data.sources import HF_ALIASES, OFFLINE_SOURCES, parse_hf_source
 
 SOURCE_FORMS = (
@@ -101,6 +102,11 @@ class PrepareData(_Section):
         """The sources the pipeline practises on: the calibration source and the repair text's (the calibration
         source when ``repair_mix`` is null). A held-out corpus sharing an origin with one is in-domain."""
         return sorted({self.calibration_source, *(self.repair_mix or {})})
+
+    def domain_labels(self) -> dict[str, list[str]]:
+        """Held-out role -> the origins its source shares with the calibration or repair text (empty: out of
+        domain; :func:`shapprune.data.domains.label_corpora`)."""
+        return label_corpora(self.eval_corpora, self.feeding_sources())
 
     def _check_repair_mix(self) -> None:
         """A repair mix has positive shares and never reads a held-out corpus (the calibration source's held-out
