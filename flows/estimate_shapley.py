@@ -22,7 +22,7 @@ from shapprune.estimators.replay import ScoredGame
 from shapprune.estimators.uncertainty import BoundaryWarning, check_boundary, contribution_table
 from shapprune.shapley import ShapleyResult
 from shapprune.surrogate import MLPSurrogate
-from tasks.estimate_shapley import estimate, load_surrogate, mlp_readouts, scored_game
+from tasks.estimate_shapley import DesignScores, estimate, load_surrogate, mlp_readouts, scored_game
 from tasks.shared.contracts import write_json
 from tasks.shared.estimator import EstimatorCall, estimator_call
 from tasks.shared.lifecycle import Figures, run_stage
@@ -72,6 +72,7 @@ class Scored:
     game: ScoredGame
     n_nonfinite: int
     surrogate: MLPSurrogate
+    design: DesignScores  # the design masks scored and how scoring stopped
 
 
 class EstimateShapley:
@@ -81,14 +82,14 @@ class EstimateShapley:
 
     def read(self, stage: Stage) -> Scored:
         n_layers = saved_layer_count(stage.paths.model)
-        game, n_nonfinite = scored_game(stage, n_layers)
-        return Scored(n_layers, game, n_nonfinite, load_surrogate(stage))
+        game, n_nonfinite, design = scored_game(stage, n_layers)
+        return Scored(n_layers, game, n_nonfinite, load_surrogate(stage), design)
 
     def compute(self, stage: Stage, scored: Scored) -> Estimate:
         cfg, params, n_layers = stage.params.estimate_shapley, stage.params, scored.n_layers
         call = estimator_call(params, n_layers)
         n_drop = params.prune.resolve_n_drop(n_layers)
-        result = estimate(call, scored.game)
+        result = estimate(call, scored.game, scored.design)
         readouts = mlp_readouts(
             scored.surrogate, params.sample_masks.resolve_strata(n_layers), cfg.n_samples, params.base.seed
         )
@@ -100,6 +101,8 @@ class EstimateShapley:
         metrics = {
             "estimator": call.name,
             "n_evaluations": result.n_evaluations,
+            "n_llm_evaluations": scored.design.summary.n_masks,  # design masks and the rounds' proposals
+            "stop_reason": scored.design.summary.stop_reason or "design",
             "n_nonfinite_as_zero": scored.n_nonfinite,
             "max_stderr": float(result.stderr.max()),
             "sum_contributions": float(result.values.sum()),
@@ -124,6 +127,8 @@ class EstimateShapley:
                 "estimator": est.call.name,
                 "options": est.call.options,
                 "n_evaluations": result.n_evaluations,
+                "n_llm_evaluations": est.metrics["n_llm_evaluations"],
+                "stop_reason": est.metrics["stop_reason"],
                 "ranking_low_to_high": result.ranking().tolist(),
                 "boundary": est.boundary,
                 "surrogate_fidelity_out_of_fold": est.fidelity,
@@ -151,8 +156,12 @@ class EstimateShapley:
 
     def summary(self, est: Estimate) -> str:
         ranking = est.result.ranking().tolist()
+        why = {"resolved": "the choice at prune's k was resolved", "cap": "the cap was reached"}
+        stopped = why.get(est.metrics["stop_reason"], "the whole design was scored")
         return (
-            f"{est.call.name} on {est.result.n_evaluations} scored masks; lowest-contribution layers: "
+            f"{est.call.name} on {est.result.n_evaluations} scored design masks ({stopped}; "
+            f"{est.metrics['n_llm_evaluations']} LLM evaluations with the rounds' proposals), each value with its "
+            f"95 % interval in data/shapley/shapley.csv; lowest-contribution layers: "
             f"{ranking[: max(1, len(ranking) // 3)]} (boundary z {est.boundary['z']})"
         )
 

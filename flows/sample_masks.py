@@ -12,6 +12,7 @@ import numpy as np
 from prefect import flow
 
 from shapprune.estimators.replay import design
+from shapprune.rounds import interleave_by_size
 from tasks.shared.artifacts import write_masks
 from tasks.shared.contracts import write_json
 from tasks.shared.estimator import estimator_call
@@ -40,7 +41,8 @@ class SampleMasks:
 
     def compute(self, stage: Stage, n_layers: int) -> Design:
         call = estimator_call(stage.params, n_layers, design=True)
-        masks = design(call.name, n_layers, call.budget, call.rng(), **call.options)  # bool[m, L]
+        # interleaved over kept-layer counts: every prefix of whole rounds (score_masks.stop: decision) is balanced
+        masks = interleave_by_size(design(call.name, n_layers, call.budget, call.rng(), **call.options))  # [m, L]
         kept, counts = np.unique(masks.sum(axis=1), return_counts=True)
         info = {
             "n_layers": n_layers,
@@ -48,6 +50,7 @@ class SampleMasks:
             "estimator": call.name,
             "budget": call.budget,
             "masks_per_kept_count": {int(k): int(c) for k, c in zip(kept, counts)},
+            "order": "interleaved over kept-layer counts",
         }
         return Design(masks, info)
 

@@ -20,16 +20,23 @@ from prefect.futures import as_completed
 
 from shapprune.checkpoint import ChunkStore, fingerprint
 from shapprune.models import resolve_device, resolve_dtype
+from shapprune.rounds import StopRule, score_until_resolved
+from shapprune.select.fit import surrogate_fit
+from shapprune.select.search import beam_search
+from shapprune.streams import stream
 from tasks.score_masks import (
     FULL_ID,
+    STOP_REASONS,
+    PoolGame,
     ScoringSetup,
     assemble,
     plan_chunks,
     progress_logger,
+    rounds_record,
     score_chunk,
     score_in_process,
 )
-from tasks.shared.artifacts import read_masks, write_table
+from tasks.shared.artifacts import mask_bits, read_masks, write_table
 from tasks.shared.contracts import write_json
 from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.model import saved_layer_count, warn_if_slow
@@ -84,6 +91,37 @@ def setup_for(stage: Stage, scheduler: str | None, distributed: bool) -> tuple[S
     return setup, ChunkStore(paths.root / "data" / ".score_masks_work" / key)
 
 
+class Scorer:
+    """Scores the masks the checkpoints lack, in chunks (trie order), in this process or on Dask; every call
+    appends to the same checkpoints, which a rerun resumes from."""
+
+    def __init__(self, setup: ScoringSetup, store: ChunkStore, chunk_size: int, scheduler: str | None,
+                 distributed: bool, workers: int, total: int) -> None:  # fmt: skip
+        self.setup, self.store, self.chunk_size = setup, store, chunk_size
+        self.scheduler, self.distributed, self.workers, self.total = scheduler, distributed, workers, total
+        done = store.load()
+        self.already = 0 if done is None else len(done)
+        self.n_scored, self.saved_fraction = 0, float("nan")
+
+    def __call__(self, ids, masks: np.ndarray) -> None:
+        done = self.store.load()
+        done_bits = set(done["bits"]) if done is not None else set()
+        todo = [i for i, b in enumerate(mask_bits(masks)) if b not in done_bits]
+        if not todo:
+            return
+        chunks = plan_chunks([int(ids[i]) for i in todo], masks[todo], self.chunk_size)
+        before = self.already + self.n_scored
+        if self.distributed:
+            runner = _dask_runner(self.workers, self.scheduler)
+            score_on_dask.with_options(task_runner=runner)(
+                self.setup, chunks, str(self.store.directory), self.total, before
+            )
+        else:
+            report = progress_logger(self.total, before)
+            self.saved_fraction = score_in_process(self.setup, chunks, self.store, lambda d: report(before + d))
+        self.n_scored += len(todo)
+
+
 @dataclass(frozen=True)
 class Design:
     """The sampled masks to score: their table (``mask_id``, ``n_kept``, ``bits``) and the masks."""
@@ -114,46 +152,49 @@ class ScoreMasks:
 
     def compute(self, stage: Stage, drawn: Design) -> Scores:
         """The scores table and its record; each scorer loads the model itself (a Dask worker too)."""
-        cfg, n_layers, table, masks = stage.params.score_masks, drawn.n_layers, drawn.table, drawn.masks
+        params, cfg, n_layers, table = stage.params, stage.params.score_masks, drawn.n_layers, drawn.table
         scheduler = os.environ.get("SHAPPRUNE_DASK_ADDRESS") or cfg.scheduler  # None: a local cluster or in process
         distributed = bool(scheduler) or cfg.workers > 0
         setup, store = setup_for(stage, scheduler, distributed)
         done = store.load()
-        done_bits = set(done["bits"]) if done is not None else set()
-        ids = [FULL_ID, *table["mask_id"].tolist()]
-        all_masks = np.concatenate([np.ones((1, n_layers), bool), masks])
-        todo = [i for i, b in enumerate([("1" * n_layers), *table["bits"]]) if b not in done_bits]
         if done is not None:
-            print(f"resuming: {len(done_bits)} masks already scored, {len(todo)} to go")
-        chunks = plan_chunks([ids[i] for i in todo], all_masks[todo], cfg.chunk_size)
-        report = progress_logger(len(ids), len(ids) - len(todo))
+            print(f"resuming: {len(done)} masks already scored (none is scored again)")
+        cap = min(params.sample_masks.n_masks, len(drawn.masks))
+        scorer = Scorer(setup, store, cfg.chunk_size, scheduler, distributed, cfg.workers, cap + 1)
         start = time.perf_counter()
-        saved = float("nan")
-        if not chunks:
-            pass
-        elif distributed:
-            runner = _dask_runner(cfg.workers, scheduler)
-            score_on_dask.with_options(task_runner=runner)(
-                setup, chunks, str(store.directory), len(ids), len(ids) - len(todo)
-            )
+        scorer(np.asarray([FULL_ID]), np.ones((1, n_layers), bool))  # the reference of every utility
+        rounds: dict = {"stop": cfg.stop}
+        if cfg.stop == "cap":
+            scorer(table["mask_id"].to_numpy(), drawn.masks)
+            pooled = table.assign(source="design")
         else:
-            saved = score_in_process(setup, chunks, store, lambda d: report(len(ids) - len(todo) + d))
+            game = PoolGame(scorer, store, table, cfg.utility)
+            k = params.prune.resolve_n_drop(n_layers)
+            pool = score_until_resolved(
+                game, drawn.masks, [k], surrogate_fit(params.select.surrogate, params.fit_surrogate.mlp_options()),
+                lambda predict, n, kk: beam_search(predict, n, kk, params.select.beam_width)[0][0],
+                StopRule(cfg.round_size, cap, cfg.patience), stream(params.base.seed, "rounds"),
+            )  # fmt: skip
+            pooled = game.table(*pool.arrays()[:1], pool.sources)
+            rounds |= rounds_record(pool, k, cap)
         seconds = time.perf_counter() - start
-        scores, full = assemble(store.load(), table, cfg.utility)
+        scores, full = assemble(store.load(), pooled, cfg.utility)
         info = {
             "n_masks": len(scores),
-            "n_scored_this_run": len(todo),
+            "n_design": int((scores["source"] == "design").sum()),
+            "n_scored_this_run": scorer.n_scored,
             "n_nonfinite": int((~scores["finite"]).sum()),
             "full_ppl": full.perplexity,
             "full_nll_mean": full.mean,
             "calibration_tokens": full.tokens,
             "seconds": seconds,
-            "seconds_per_mask": seconds / max(1, len(todo)),
-            "prefix_saved_fraction": saved,
+            "seconds_per_mask": seconds / max(1, scorer.n_scored),
+            "prefix_saved_fraction": scorer.saved_fraction,
             "workers": cfg.workers if distributed else 0,
             "device": setup.device,
             "dtype": setup.dtype,
             "utility_mean": float(scores.loc[scores["finite"], "utility"].mean()),
+            **rounds,
         }
         return Scores(scores, info, store)
 
@@ -165,7 +206,10 @@ class ScoreMasks:
         return {}
 
     def log(self, tracker: Tracker, stage: Stage, scored: Scores) -> None:
-        tracker.log_metrics({k: v for k, v in scored.info.items() if isinstance(v, (int, float))})
+        info = scored.info
+        tracker.log_metrics({k: v for k, v in info.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        if info["stop"] == "decision":
+            tracker.set_tags({"stop_reason": info["stop_reason"], "proposal": ",".join(map(str, info["proposal"]))})
 
     def summary(self, scored: Scores) -> str:
         """A warning line when masks have non-finite utility, then the scoring line."""
@@ -179,6 +223,12 @@ class ScoreMasks:
         lines.append(
             f"scored {info['n_scored_this_run']} masks in {rate}; full-model calibration PPL {info['full_ppl']:.3f}"
         )
+        if info["stop"] == "decision":
+            lines.append(
+                f"{info['n_masks']} LLM evaluations ({info['n_design']} design masks, {info['n_proposals']} "
+                f"proposals) in {info['n_rounds']} rounds of at most {info['cap']}: stopped because "
+                f"{STOP_REASONS[info['stop_reason']]}; proposal at k={info['k']}: drop {info['proposal']}"
+            )
         return "\n".join(lines)
 
     def returns(self, scored: Scores) -> dict:

@@ -16,6 +16,7 @@ STREAMS: dict[str, tuple[int, ...]] = {
     "mlp_shapley": (3, 0),  # estimate_shapley's readout of the fitted MLP: Shapley
     "mlp_semivalue": (3, 1),  # ... and the stratum semivalue
     "baseline": (4,),  # a baseline criterion's draws (score_layers, and compare scoring the same criteria)
+    "rounds": (7,),  # score_masks' rounds (score_masks.stop: decision): the surrogate refits between rounds
     "select": (8,),  # select's search and surrogate refits
     "lora": (9,),  # the repair stage's LoRA batches
     "paired_bootstrap": (11,),  # compare's paired bootstrap intervals

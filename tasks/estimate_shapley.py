@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from shapprune.config import ConfigError
+from shapprune.estimators import paper
 from shapprune.estimators.base import EstimateResult
 from shapprune.estimators.replay import ScoredGame, replay
 from shapprune.mask_splits import handle_nonfinite
@@ -28,7 +31,7 @@ def load_surrogate(stage: Stage) -> MLPSurrogate:
 
 
 @task(name="scored-game", cache_policy=NO_CACHE)
-def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
+def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int, DesignScores]:
     """The scored masks as a game; non-finite PPL ratios (an infinite perplexity) are clipped to 0.
 
     The estimator replays exactly the masks its design drew, so none can be left out: of the surrogate's two
@@ -43,14 +46,30 @@ def scored_game(stage: Stage, n_layers: int) -> tuple[ScoredGame, int]:
             f"{paths.scores}: {int(bad.sum())} masks have non-finite {utility}; set score_masks.utility: ppl_ratio"
         )
     values = handle_nonfinite(values, "clip")[1]
-    full = ScoringSummary.read(paths.metrics_file("score_masks")).full_nll
-    return ScoredGame(masks, values, utility_from_nll(full, full, utility), str(paths.scores)), int(bad.sum())
+    summary = ScoringSummary.read(paths.metrics_file("score_masks"))
+    full = summary.full_nll
+    design = (scores["source"] == "design").to_numpy() if "source" in scores else np.ones(len(scores), bool)
+    game = ScoredGame(masks, values, utility_from_nll(full, full, utility), str(paths.scores))
+    return game, int(bad.sum()), DesignScores(masks[design], values[design], summary)
+
+
+@dataclass(frozen=True)
+class DesignScores:
+    """The design masks scored (``bool[m, L]``) and their values, and how scoring stopped."""
+
+    masks: np.ndarray
+    values: np.ndarray
+    summary: ScoringSummary
 
 
 @task(name="estimate", cache_policy=NO_CACHE)
-def estimate(call: EstimatorCall, game: ScoredGame) -> EstimateResult:
-    """The configured estimator replayed on the scored masks (the design ``sample_masks`` drew)."""
-    return replay(call.name, game, call.budget, call.rng(), **call.options)
+def estimate(call: EstimatorCall, game: ScoredGame, scored: DesignScores) -> EstimateResult:
+    """The configured estimator replayed on the scored masks (the design ``sample_masks`` drew); when the rounds
+    (``score_masks.stop: decision``) scored the design in part, the paper's readout of the design masks scored."""
+    if not scored.summary.design_in_part:
+        return replay(call.name, game, call.budget, call.rng(), **call.options)
+    options = {k: call.options[k] for k in ("surrogate", "surrogate_options", "folds", "readout_samples")}
+    return paper.from_scores(scored.masks, scored.values, call.options["strata"], call.rng(), **options)
 
 
 @task(name="mlp-readouts", cache_policy=NO_CACHE)

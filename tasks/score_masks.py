@@ -17,12 +17,17 @@ from prefect.cache_policies import NO_CACHE
 from shapprune.checkpoint import ChunkStore
 from shapprune.models import DTYPES, load_model
 from shapprune.prefix import PrefixScorer, lexicographic_order
+from shapprune.rounds import Pool
 from shapprune.scoring import NLL, masked_nll, utility_from_nll
 from shapprune.types import Mask, TokenWindows
 from tasks.shared.artifacts import bits_to_masks, mask_bits, read_windows
 from tasks.shared.guards import fault_point
 from tasks.shared.progress import PrefectProgress
 
+STOP_REASONS = {
+    "resolved": "the choice was resolved (the same proposal in the last rounds, and no measured set beats it)",
+    "cap": "the cap (sample_masks.n_masks) was reached before the choice was resolved",
+}
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL
 _WORKER_MODEL: dict[tuple, torch.nn.Module] = {}  # this process's model, loaded once
 _WORKER_SCORER: dict[tuple, MaskScorer] = {}  # a Dask worker's scorer: its prefix cache outlives a chunk
@@ -164,11 +169,13 @@ def score_in_process(
 
 
 def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.DataFrame, NLL]:
-    """Final scores in mask order: NLL, PPL and utility per mask (non-finite values kept and flagged)."""
-    raw = raw.drop_duplicates("mask_id", keep="first").set_index("mask_id")
-    full_row = raw.loc[FULL_ID]
+    """Final scores in ``table``'s order: NLL, PPL and utility per mask (non-finite values kept and flagged);
+    checkpoint rows are matched by their bits (a mask's id may differ between runs, its bits never)."""
+    raw = raw.drop_duplicates("bits", keep="first").set_index("bits")
+    n_layers = len(table["bits"].iloc[0]) if len(table) else len(raw.index[0])
+    full_row = raw.loc["1" * n_layers]
     full = NLL(float(full_row["nll_sum"]), int(full_row["n_tokens"]))
-    got = raw.loc[table["mask_id"].to_numpy()]
+    got = raw.loc[table["bits"].to_numpy()]
     nlls = [NLL(float(t), int(n)) for t, n in zip(got["nll_sum"], got["n_tokens"])]
     util = np.array([utility_from_nll(n, full, utility) for n in nlls])
     out = pd.DataFrame(
@@ -176,6 +183,7 @@ def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.D
             "mask_id": table["mask_id"].to_numpy(),
             "n_kept": table["n_kept"].to_numpy(),
             "bits": table["bits"].to_numpy(),
+            "source": table["source"].to_numpy() if "source" in table else "design",
             "nll_sum": [n.total for n in nlls],
             "n_tokens": np.asarray([n.tokens for n in nlls], dtype=np.int64),
             "nll_mean": [n.mean for n in nlls],
@@ -185,3 +193,66 @@ def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.D
         }
     )
     return out, full
+
+
+class PoolGame:
+    """The calibration game of the rounds (``score_masks.stop: decision``): each call scores the masks the
+    checkpoints lack through ``score(ids, masks)`` and answers every mask from the checkpoints, so a killed
+    run that replays its rounds scores nothing twice. Design masks keep their table ids; proposals get new ones."""
+
+    def __init__(self, score: Callable[[list[int], Mask], None], store: ChunkStore, table: pd.DataFrame,
+                 utility: str) -> None:  # fmt: skip
+        self.score, self.store, self.utility = score, store, utility
+        self.ids = dict(zip(table["bits"], table["mask_id"].astype(int)))
+        self.next_id = int(table["mask_id"].max()) + 1 if len(table) else 0
+        self.n_players = len(table["bits"].iloc[0])
+
+    def _id(self, bits: str) -> int:
+        if bits not in self.ids:
+            self.ids[bits], self.next_id = self.next_id, self.next_id + 1
+        return self.ids[bits]
+
+    def __call__(self, masks: Mask) -> np.ndarray:
+        bits = mask_bits(np.asarray(masks, dtype=bool))
+        self.score([self._id(b) for b in bits], np.asarray(masks, dtype=bool))
+        raw = self.store.load().drop_duplicates("bits", keep="first").set_index("bits")
+        full = raw.loc["1" * self.n_players]
+        full_nll = NLL(float(full["nll_sum"]), int(full["n_tokens"]))
+        rows = raw.loc[bits]
+        nlls = [NLL(float(t), int(n)) for t, n in zip(rows["nll_sum"], rows["n_tokens"])]
+        return np.array([utility_from_nll(n, full_nll, self.utility) for n in nlls])
+
+    def table(self, masks: Mask, sources: list[str]) -> pd.DataFrame:
+        """The pool as a masks table (``mask_id``, ``n_kept``, ``bits``, ``source``), in the order scored."""
+        bits = mask_bits(np.asarray(masks, dtype=bool))
+        return pd.DataFrame(
+            {
+                "mask_id": np.asarray([self._id(b) for b in bits], dtype=np.int64),
+                "n_kept": np.asarray(masks, dtype=bool).sum(axis=1).astype(np.int64),
+                "bits": bits,
+                "source": sources,
+            }
+        )
+
+
+def rounds_record(pool: Pool, k: int, cap: int) -> dict:
+    """What the rounds did: evaluations by source, rounds, why they stopped, the last proposal and each round."""
+    last = pool.rounds[-1] if pool.rounds else None
+    return {
+        "k": k,
+        "cap": cap,
+        "n_rounds": len(pool.rounds),
+        "n_proposals": pool.sources.count("proposal"),
+        "stop_reason": pool.reason,
+        "proposal": list(last.proposals[k]) if last else [],
+        "rounds": [
+            {
+                "round": r.index,
+                "n_design": r.n_design,
+                "n_evaluations": r.n_evaluations,
+                "proposal": list(r.proposals[k]),
+                "resolved": r.resolved[k],
+            }
+            for r in pool.rounds
+        ],  # fmt: skip
+    }

@@ -48,6 +48,12 @@ class ScoreMasks(_Section):
     chunk_size: int = Field(ge=1)
     workers: int = Field(ge=0, description="0 = score in this process; N = a local Dask cluster of N workers")
     scheduler: str | None
+    stop: Literal["decision", "cap"] = Field(
+        description="decision: score in rounds until the choice at prune's k is resolved (shapprune/rounds.py), "
+        "capped by sample_masks.n_masks; cap: every mask of the design (the paper)"
+    )
+    round_size: int = Field(ge=1, description="design masks per round (stop: decision)")
+    patience: int = Field(ge=1, description="rounds the surrogate's proposal must hold (stop: decision)")
 
 
 class FitSurrogate(_Section):

@@ -37,6 +37,11 @@ class Params(_Section):
             raise ValueError(
                 "fit_surrogate.output: a sigmoid cannot fit neg_log_ppl utilities; set fit_surrogate.output: linear"
             )
+        if self.score_masks.stop == "decision" and self.estimate_shapley.estimator != "paper":
+            raise ValueError(
+                f"score_masks.stop: decision reads the paper estimator's design in part; with estimate_shapley."
+                f"estimator: {self.estimate_shapley.estimator} set score_masks.stop: cap"
+            )
         ratio, limit = self.prune.ratio, self.score_layers.max_drop_ratio
         if self.prune.method not in ("shapley", "select") and ratio is not None and ratio > limit:
             raise ValueError(
@@ -44,6 +49,8 @@ class Params(_Section):
                 f"layers for which score_layers records {self.prune.method}'s sets; set prune.ratio to {limit:g} "
                 "or less, or raise score_layers.max_drop_ratio"
             )
+        baseline = self.prune.method not in ("shapley", "select")
+        self.prune.bind(limit if baseline else None, self.export.dtype)  # what a prune.target's k depends on
         return self
 
 

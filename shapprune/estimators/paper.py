@@ -23,7 +23,7 @@ from shapprune.estimators.regressors import fit_surrogate
 from shapprune.estimators.surrogate_shapley import jackknife
 from shapprune.sampling import PAPER_KEEP_FRACTIONS, strata_from_fractions, stratified_masks
 from shapprune.shapley import stratum_semivalue
-from shapprune.types import Game
+from shapprune.types import Game, Mask, Utility
 
 PAPER_MLP = {"output": "sigmoid", "optimizer": "sgd", "lr": 0.008, "batch_size": 300, "gamma": 0.1}
 
@@ -50,9 +50,27 @@ def estimate(
     masks = stratified_masks(n_players, kept, counts.tolist(), rng, unique=True)
     values = g(masks)
     options = PAPER_MLP if surrogate == "mlp" and surrogate_options is None else surrogate_options
+    return from_scores(masks, values, kept, rng, surrogate, options, folds, readout_samples)
+
+
+def from_scores(
+    masks: Mask,
+    values: Utility,
+    strata: Sequence[int],
+    rng: np.random.Generator,
+    surrogate: str = "mlp",
+    surrogate_options: dict[str, Any] | None = None,
+    folds: int = 5,
+    readout_samples: int = 20000,
+) -> EstimateResult:
+    """The paper's readout from masks already scored (``bool[m, L]``, their values): the surrogate fitted on
+    them, the stratum semivalue read off it, jackknife standard errors. ``estimate`` draws the masks first; a
+    design scored only in part (``score_masks.stop: decision``) is read out here directly."""
+    masks = np.asarray(masks, dtype=bool)  # [m, L]
+    n_players, kept = masks.shape[1], list(strata)
 
     def fit(m: np.ndarray, v: np.ndarray) -> Any:
-        return fit_surrogate(surrogate, m, v, rng, dict(options or {}))
+        return fit_surrogate(surrogate, m, v, rng, dict(surrogate_options or {}))
 
     def readout(predict: Any) -> np.ndarray:
         return stratum_semivalue(predict, n_players, kept, readout_samples, rng).values
@@ -65,8 +83,8 @@ def estimate(
     return EstimateResult(
         res.values,
         np.sqrt(res.stderr**2 + jack_se**2),
-        g.n_evaluations,
+        len(masks),
         "paper",
-        n_evaluations=g.n_evaluations,
+        n_evaluations=len(masks),
         diagnostics={"masks": masks, "values": values, "oof_pred": oof, "predict": predict, "strata": kept},
     )

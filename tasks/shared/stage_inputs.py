@@ -34,7 +34,22 @@ STAGE_PARAMS: dict[str, StageInputs] = {
     "prepare_data": StageInputs(("base.seed", "prepare_data")),
     "sample_masks": StageInputs(("base.seed", "sample_masks", "estimate_shapley")),
     "score_masks": StageInputs(
-        (*_MODEL, "score_masks.utility", "score_masks.batch_size"),
+        (
+            *_MODEL,
+            "score_masks.utility",
+            "score_masks.batch_size",
+            # the rounds (score_masks.stop: decision): when they stop, and the proposals' surrogate and search
+            "score_masks.stop",
+            "score_masks.round_size",
+            "score_masks.patience",
+            "sample_masks.n_masks",
+            "base.seed",
+            "prune.n_drop",
+            "prune.ratio",
+            "fit_surrogate",
+            "select.surrogate",
+            "select.beam_width",
+        ),
         (
             "base.threads",
             "score_masks.prefix_reuse",
@@ -55,6 +70,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "fit_surrogate",
             "prune.n_drop",
             "prune.ratio",
+            "prune.target",
         )
     ),
     "select": StageInputs(
@@ -68,6 +84,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "prune.method",
             "prune.n_drop",
             "prune.ratio",
+            "prune.target",
             "compare.methods",
             "compare.ratios",
             "repair.linear_windows",
@@ -78,7 +95,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
         ("base.threads", "score_masks.prefix_reuse", "score_masks.cache_mib"),
     ),
     "score_layers": StageInputs(("base.seed", *_MODEL, "prune.method", "score_layers"), ("base.threads",)),
-    "prune": StageInputs(("prune", "estimate_shapley.boundary_z")),
+    "prune": StageInputs(("prune", "estimate_shapley.boundary_z", "export.dtype")),
     "repair": StageInputs(("base.seed", "base.device", "repair"), ("base.threads",)),
     "evaluate": StageInputs(("base.seed", *_MODEL, "prepare_data.eval_corpora", "evaluate"), ("base.threads",)),
     "compare": StageInputs(

@@ -321,6 +321,7 @@ def test_another_estimator_draws_scores_and_replays_its_own_design(tiny_pipeline
     workspace = tiny_pipeline.copy(tmp_path / "ws")
     data = workspace / "data"
     update_params(workspace, "estimate_shapley", estimator="surrogate_cv")
+    update_params(workspace, "score_masks", stop="cap")  # another estimator's design is scored whole
     for stage in (sample_masks, score_masks, fit_surrogate, estimate_shapley):
         stage(root=str(workspace))
     scores = pd.read_parquet(data / "scores.parquet")

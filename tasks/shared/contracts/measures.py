@@ -24,6 +24,15 @@ class ScoringSummary:
     seconds_per_mask: float
     device: str
     dtype: str | None = None  # the precision masks were scored in (None: an older file)
+    stop: str = "cap"  # score_masks.stop: "decision" (rounds, shapprune/rounds.py) or "cap" (the whole design)
+    n_design: int | None = None  # design masks scored (None: every mask is a design mask)
+    stop_reason: str | None = None  # "resolved" | "cap" (stop: decision)
+    n_rounds: int | None = None
+
+    @property
+    def design_in_part(self) -> bool:
+        """Whether the rounds stopped before the whole design was scored."""
+        return self.stop == "decision"
 
     @property
     def full_nll(self) -> NLL:
@@ -44,6 +53,10 @@ class ScoringSummary:
                 _num(d["seconds_per_mask"]),
                 str(d["device"]),
                 d.get("dtype"),
+                str(d.get("stop", "cap")),
+                d.get("n_design"),
+                d.get("stop_reason"),
+                d.get("n_rounds"),
             )
         except KeyError as err:
             raise ConfigError(
