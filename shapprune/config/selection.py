@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from shapprune.config.names import PRUNE_METHODS
 from shapprune.config.section import ConfigError, _Section
+from shapprune.targets import (
+    DTYPE_BYTES,
+    CostModel,
+    InfeasibleTarget,
+    ModelStructure,
+    Reached,
+    Target,
+    n_drop_for,
+    reached,
+)
 
 
 class ScoreLayers(_Section):
@@ -91,10 +101,58 @@ class Select(_Section):
         return ks
 
 
+class PruneTarget(_Section):
+    """A budget that sets prune's k instead of ``n_drop`` / ``ratio``: exactly one of ``params``, ``size_mb``,
+    ``speedup`` (:mod:`shapprune.targets`). The keys left out are null: a target names only its own."""
+
+    params: float | None = Field(
+        None, gt=0, description="parameters kept, at most: a count, or a fraction of the full model's in (0, 1)"
+    )
+    size_mb: float | None = Field(None, gt=0, description="the shipped weights, at most, in MB (10^6 bytes)")
+    file: Literal["hf"] | None = Field(
+        None, description="with size_mb: hf, the exported folder's safetensors in export.dtype"
+    )
+    speedup: float | None = Field(None, gt=1, description="predicted tokens/s of the pruned over the full model")
+    layer_cost: float | None = Field(
+        None,
+        gt=0,
+        description="with speedup: one layer's time over the non-layer parts' (pruning.json's measured "
+        "layer_cost); null: from the matrix multiplies per token",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> PruneTarget:
+        given = [k for k in ("params", "size_mb", "speedup") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of params, size_mb and speedup, e.g. {params: 0.8}, {size_mb: 200, file: hf} "
+                "or {speedup: 1.2}"
+            )
+        if (self.size_mb is None) != (self.file is None):
+            raise ValueError("size_mb takes file: hf (the exported folder's safetensors), and only size_mb does")
+        if self.layer_cost is not None and self.speedup is None:
+            raise ValueError("layer_cost goes with speedup only; remove it")
+        if self.params is not None and self.params >= 1 and self.params != int(self.params):
+            raise ValueError(f"params {self.params:g}: give a whole number of parameters, or a fraction below 1")
+        return self
+
+    def target(self) -> Target:
+        if self.params is not None:
+            return Target("params", self.params)
+        if self.size_mb is not None:
+            return Target("size_mb", self.size_mb, self.file or "hf")
+        return Target("speedup", self.speedup)  # type: ignore[arg-type]
+
+
 class Prune(_Section):
     method: str
     n_drop: int | None = Field(ge=1)
     ratio: float | None = Field(gt=0, lt=1)
+    target: PruneTarget | None = Field(
+        description="a budget instead of n_drop / ratio: {params: ...}, {size_mb: ..., file: hf} or {speedup: ...}"
+    )
+    _max_drop_ratio: float | None = PrivateAttr(None)  # score_layers.max_drop_ratio for a baseline (Params binds)
+    _bytes_per_param: int = PrivateAttr(2)  # export.dtype's (Params binds it)
 
     @field_validator("method")
     @classmethod
@@ -105,12 +163,24 @@ class Prune(_Section):
 
     @model_validator(mode="after")
     def _one(self) -> Prune:
-        if (self.n_drop is None) == (self.ratio is None):
-            raise ValueError("set exactly one of n_drop and ratio (the other null)")
+        if sum(x is not None for x in (self.n_drop, self.ratio, self.target)) != 1:
+            raise ValueError("set exactly one of n_drop, ratio and target (the others null)")
         return self
 
-    def resolve_n_drop(self, n_layers: int) -> int:
-        """Number of layers to remove from a model with ``n_layers`` layers."""
+    def bind(self, max_drop_ratio: float | None, export_dtype: str) -> None:
+        """What a target's k also depends on: the baseline's recorded sets (``score_layers.max_drop_ratio``,
+        None for shapley and select) and the exported dtype's bytes per parameter (``export.dtype``)."""
+        self._max_drop_ratio = max_drop_ratio
+        self._bytes_per_param = DTYPE_BYTES[export_dtype]
+
+    def resolve_n_drop(self, n_layers: int, structure: ModelStructure | None = None) -> int:
+        """Number of layers to remove from a model with ``n_layers`` layers: the one place prune's k is derived.
+
+        A ``target`` needs the model's exact parameter counts: ``structure``, or the saved folder that
+        ``n_layers`` counts (a :class:`~shapprune.targets.LayerCount`, as ``saved_layer_count`` returns).
+        """
+        if self.target is not None:
+            return self._target_n_drop(n_layers, structure)
         k = self.n_drop if self.n_drop is not None else int(round(self.ratio * n_layers))  # type: ignore[operator]
         if not 1 <= k < n_layers:
             raise ConfigError(
@@ -118,6 +188,36 @@ class Prune(_Section):
                 f"or a ratio in ({0.5 / n_layers:.3f}, {1 - 0.5 / n_layers:.3f})"
             )
         return k
+
+    def cost_model(self, structure: ModelStructure) -> CostModel:
+        """The speedup's cost model: the target's measured ``layer_cost``, else the matrix multiplies per token."""
+        cost = self.target.layer_cost if self.target is not None else None
+        return CostModel.from_flops(structure) if cost is None else CostModel.uniform(cost, structure.n_layers)
+
+    def reached(self, structure: ModelStructure, dropped: Sequence[int]) -> Reached:
+        """What removing ``dropped`` reaches: kept parameters, the exported size, the predicted speedup."""
+        return reached(structure, dropped, self._bytes_per_param, self.cost_model(structure))
+
+    def _target_n_drop(self, n_layers: int, structure: ModelStructure | None) -> int:
+        assert self.target is not None
+        try:
+            structure = structure or getattr(n_layers, "structure", None)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"prune.target: cannot count the model's parameters ({err})") from None
+        if structure is None:
+            raise ConfigError("prune.target: needs the saved model's parameter counts; run `dvc repro prepare_model`")
+        if structure.n_layers != n_layers:
+            raise ConfigError(f"prune.target: the saved model has {structure.n_layers} layers, not {n_layers}")
+        limit, max_k = "", None
+        if self._max_drop_ratio is not None:
+            max_k = max(1, min(n_layers - 1, int(round(self._max_drop_ratio * n_layers))))
+            limit = f"score_layers.max_drop_ratio {self._max_drop_ratio:g} lets {self.method} record"
+        try:
+            return n_drop_for(
+                self.target.target(), structure, self._bytes_per_param, self.cost_model(structure), max_k, limit
+            )
+        except InfeasibleTarget as err:
+            raise ConfigError(f"prune.target: {err}") from None
 
 
 class Repair(_Section):
