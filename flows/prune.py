@@ -15,7 +15,18 @@ from prefect import flow, get_run_logger
 from transformers import PreTrainedModel
 
 from shapprune.prune import PruningChoice
-from tasks.prune import llm_evaluations, prune_model, read_choice, save_pruned
+from shapprune.targets import ModelStructure
+from tasks.prune import (
+    llm_evaluations,
+    measured_prediction,
+    model_structure,
+    prune_model,
+    read_choice,
+    save_pruned,
+    target_metrics,
+    target_record,
+    target_summary,
+)
 from tasks.shared.contracts import write_json
 from tasks.shared.lifecycle import Figures, run_stage
 from tasks.shared.runtime import Stage, stage_main
@@ -30,6 +41,7 @@ class Chosen:
     n_layers: int
     choice: PruningChoice
     llm_evaluations: int | None
+    structure: ModelStructure | None = None  # the saved model's parameter counts, read for prune.target
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Pruned:
     model: PreTrainedModel
     tokenizer: Any
     info: dict
+    metrics: dict  # data/metrics/prune.json: what was reached, and with a target the measured speed
 
 
 class Prune:
@@ -49,8 +62,11 @@ class Prune:
     def read(self, stage: Stage) -> Chosen:
         cfg = stage.params.prune
         min_z = stage.params.estimate_shapley.boundary_z
-        method, n_layers, choice = read_choice(stage.paths, cfg.method, cfg.resolve_n_drop, min_z)
-        return Chosen(method, n_layers, choice, llm_evaluations(stage.paths, cfg.method))
+        structure = model_structure(stage.paths.model) if cfg.target is not None else None
+        method, n_layers, choice = read_choice(
+            stage.paths, cfg.method, lambda n: cfg.resolve_n_drop(n, structure), min_z
+        )
+        return Chosen(method, n_layers, choice, llm_evaluations(stage.paths, cfg.method), structure)
 
     def compute(self, stage: Stage, chosen: Chosen) -> Pruned:
         choice = chosen.choice
@@ -61,7 +77,10 @@ class Prune:
                 f"{choice.boundary_z:.2f} standard errors (< {choice.min_z:g}); more samples would make the choice "
                 "firmer"
             )
-        model, tokenizer, info = prune_model(stage.paths.model, choice.mask(chosen.n_layers))
+        cfg = stage.params.prune
+        target = cfg.target is not None
+        model, tokenizer, info = prune_model(stage.paths.model, choice.mask(chosen.n_layers), check_speed=target)
+        speed = info.pop("speed", None)
         info |= {
             "method": chosen.method,
             "n_layers_before": chosen.n_layers,
@@ -72,12 +91,20 @@ class Prune:
             "boundary_separated": choice.separated if has_stderr else None,
             "llm_evaluations": chosen.llm_evaluations,
         }
-        return Pruned(model, tokenizer, info)
+        metrics = {k: info[k] for k in ("n_dropped", "parameters_before", "parameters_after") if k in info}
+        if target and chosen.structure is not None:
+            info["target"] = target_record(cfg, chosen.structure, choice.dropped, stage.params.export.dtype)
+            metrics |= {"target": info["target"]["asked"], **info["target"]["reached"]}
+            if speed is not None:
+                at_measured = measured_prediction(chosen.structure, choice.dropped, speed)
+                metrics |= {**speed, "predicted_speedup_at_measured_cost": at_measured}
+        return Pruned(model, tokenizer, info, metrics)
 
     def write(self, stage: Stage, pruned: Pruned) -> Figures:
         """``save_pretrained`` with the tokenizer into ``data/pruned``, and ``pruning.json`` beside it."""
         save_pruned(pruned.model, pruned.tokenizer, stage.paths.pruned)
         write_json(stage.paths.pruned / "pruning.json", pruned.info)
+        write_json(stage.paths.metrics_file("prune"), pruned.metrics)
         return {}
 
     def log(self, tracker: Tracker, stage: Stage, pruned: Pruned) -> None:
@@ -85,6 +112,9 @@ class Prune:
         info = pruned.info
         tracker.log_metrics({k: info[k] for k in ("n_dropped", "parameters_after", "boundary_z")})
         tracker.set_tags({"dropped_layers": ",".join(map(str, info["dropped_layers"])), "method": info["method"]})
+        if (target := info.get("target")) is not None:
+            tracker.log_metrics(target_metrics(pruned.metrics))
+            tracker.set_tags({"target": target["asked"], "target_cost_model": target["cost_model"]})
         size_mb, with_weights = log_model_dir(tracker, stage.paths.pruned, "pruned_model")
         tracker.set_tags({"pruned_model": "logged" if with_weights else f"by reference ({size_mb:.0f} MiB)"})
 
@@ -92,7 +122,10 @@ class Prune:
         info = pruned.info
         dropped = f"{info['dropped_layers']} ({info['n_dropped']} of {info['n_layers_before']})"
         kept = f"{info['parameters_after']:,} of {info['parameters_before']:,} parameters kept"
-        return f"{info['method']}: dropped layers {dropped}; {kept}"
+        line = f"{info['method']}: dropped layers {dropped}; {kept}"
+        if (target := info.get("target")) is not None:
+            line += "\n" + target_summary(target, pruned.metrics)
+        return line
 
     def returns(self, pruned: Pruned) -> dict:
         return pruned.info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +13,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from transformers import PreTrainedModel
 
-from shapprune.config import ConfigError
+from shapprune.config import ConfigError, Prune
 from shapprune.models import load_model, parameter_count, save_model
 from shapprune.prune import PruningChoice, drop_lowest
+from shapprune.speed import measure_layer_cost, measure_speedup, probe_ids
 from shapprune.surgery import keep_layers, num_layers
-from tasks.shared.contracts import LayerTable, ScoringSummary, SelectionTable, ShapleyTable
+from shapprune.targets import CostModel, ModelStructure, reached, read_structure
+from tasks.shared.contracts import LayerTable, ScoringSummary, SelectionTable, ShapleyTable, TargetReached
 from tasks.shared.paths import Paths
 
 
@@ -75,21 +78,98 @@ def llm_evaluations(paths: Paths, method: str) -> int | None:
 
 
 @task(name="prune-model", cache_policy=NO_CACHE)
-def prune_model(model_dir: Path, keep: np.ndarray) -> tuple[PreTrainedModel, Any, dict]:
+def prune_model(model_dir: Path, keep: np.ndarray, check_speed: bool = False) -> tuple[PreTrainedModel, Any, dict]:
     """Load ``model_dir`` and keep the layers where ``keep`` (bool[L]) is True; returns the model, its tokenizer
-    and the parameter counts before and after."""
+    and the parameter counts before and after. ``check_speed``: also time one layer against the non-layer parts
+    and the pruned model's prefill against the full model's (``counts["speed"]``, :mod:`shapprune.speed`)."""
     model, tokenizer = load_model(str(model_dir))
     before = parameter_count(model)
+    full = copy.deepcopy(model) if check_speed else None
     keep_layers(model, keep)
-    counts = {
+    counts: dict = {
         "parameters_before": before,
         "parameters_after": parameter_count(model),
         "n_layers_after": num_layers(model),
     }
+    if full is not None:
+        counts["speed"] = speed_check(full, model)
     return model, tokenizer, counts
+
+
+def speed_check(full: PreTrainedModel, pruned: PreTrainedModel) -> dict:
+    """The measured side of a speedup: one layer's cost over the non-layer parts' on the full model, and the
+    pruned model's prefill speedup over the full model's (min / median / max; a few seconds)."""
+    ids = probe_ids(full)
+    return {
+        "measured_layer_cost": measure_layer_cost(full, ids).as_dict(),
+        "measured_prefill": measure_speedup(full, pruned, ids),
+    }
 
 
 @task(name="save-pruned", cache_policy=NO_CACHE)
 def save_pruned(model: PreTrainedModel, tokenizer: Any, out: Path) -> None:
     """``save_pretrained`` of the pruned model and its tokenizer into ``out`` (``data/pruned``)."""
     save_model(model, tokenizer, out)
+
+
+def model_structure(model_dir: Path) -> ModelStructure:
+    """The saved model's exact parameter counts (safetensors headers), for ``prune.target``."""
+    try:
+        return read_structure(model_dir)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"prune.target: cannot count the parameters of {model_dir} ({err})") from None
+
+
+def target_record(cfg: Prune, structure: ModelStructure, dropped: list[int], dtype: str) -> dict:
+    """``pruning.json``'s ``target``: what was asked and what removing ``dropped`` reaches (deterministic)."""
+    assert cfg.target is not None
+    cost = cfg.target.layer_cost
+    return {
+        "asked": cfg.target.target().describe(),
+        "spec": cfg.target.model_dump(exclude_none=True),
+        "dtype": dtype,
+        "cost_model": "matrix multiplies per token" if cost is None else f"layer cost {cost:g}",
+        "reached": cfg.reached(structure, dropped).as_dict(),
+    }
+
+
+def measured_prediction(structure: ModelStructure, dropped: list[int], speed: dict) -> float:
+    """The speedup that the *measured* layer cost (its median) predicts for ``dropped``."""
+    cost = CostModel.uniform(speed["measured_layer_cost"]["layer_cost"]["median"], structure.n_layers)
+    return reached(structure, dropped, 2, cost).speedup
+
+
+def target_metrics(metrics: dict) -> dict[str, float]:
+    """The numbers of ``data/metrics/prune.json`` that MLflow takes, flat."""
+    out = {
+        f"target_{k}": float(metrics[k])
+        for k in (
+            "n_drop",
+            "kept_params",
+            "kept_fraction",
+            "size_mb",
+            "predicted_speedup",
+            "predicted_speedup_at_measured_cost",
+        )
+        if k in metrics
+    }
+    if "measured_prefill" in metrics:
+        for stat, v in metrics["measured_prefill"]["speedup"].items():
+            out[f"measured_speedup_{stat}"] = float(v)
+        for stat, v in metrics["measured_layer_cost"]["layer_cost"].items():
+            out[f"measured_layer_cost_{stat}"] = float(v)
+    return out
+
+
+def target_summary(target: dict, metrics: dict) -> str:
+    """The stage's lines on the target: what was reached, and the speed measured after the cut."""
+    line = f"Target: {TargetReached.from_dict(target).line()}"
+    if "measured_prefill" in metrics:
+        sp, lc = metrics["measured_prefill"]["speedup"], metrics["measured_layer_cost"]["layer_cost"]
+        line += (
+            f"\nMeasured here: prefill speedup {sp['median']:.2f}x (min {sp['min']:.2f}, max {sp['max']:.2f}, "
+            f"{metrics['measured_prefill']['repeats']} repeats); one layer costs {lc['median']:.3f} of the non-layer "
+            f"parts (min {lc['min']:.3f}, max {lc['max']:.3f}, {metrics['measured_layer_cost']['windows']} windows), "
+            f"which predicts {metrics['predicted_speedup_at_measured_cost']:.2f}x."
+        )
+    return line

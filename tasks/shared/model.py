@@ -21,6 +21,7 @@ from shapprune.models import (
     resolve_dtype,
     slow_dtype_warning,
 )
+from shapprune.targets import LayerCount
 
 # data/<dir> -> the DVC stage that writes it
 REBUILT_BY = {"model": "prepare_model", "pruned": "prune", "repaired": "repair"}
@@ -63,8 +64,9 @@ def warn_if_slow(dtype: torch.dtype, device: str) -> None:
         print(f"WARNING: {message}", file=sys.stderr)
 
 
-def saved_layer_count(model_dir: Path) -> int:
-    """Decoder layer count from a saved model's config.json (no weights loaded)."""
+def saved_layer_count(model_dir: Path) -> LayerCount:
+    """Decoder layer count from a saved model's config.json (no weights loaded); it knows ``model_dir``, so
+    ``params.prune.resolve_n_drop`` can derive a budget target's k from the folder's parameter counts."""
     path = model_dir / "config.json"
     if not path.is_file():
         raise ConfigError(f"{model_dir}: no saved model; run `dvc repro prepare_model` first")
@@ -73,4 +75,4 @@ def saved_layer_count(model_dir: Path) -> int:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise explain_corrupt(CorruptModelError(path, f"not valid JSON: {err}")) from None
     config = config.get("text_config", config)
-    return int(config["num_hidden_layers"])
+    return LayerCount(int(config["num_hidden_layers"]), model_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import yaml
 from shapprune.config import ConfigError, Params, load_params
 from shapprune.evaluation.harness import HarnessError
 from shapprune.integrity import CorruptModelError
+from shapprune.targets import read_structure
 from tasks.shared.guards import stage_lock
 from tasks.shared.mlflow_runs import mlflow_stage
 from tasks.shared.paths import Paths
@@ -61,6 +63,18 @@ def log_stage_outputs(tracker: Tracker, root: Path, stage: str) -> list[Path]:
     return logged
 
 
+def check_prune_target(params: Params, model_dir: Path) -> None:
+    """Refuse a ``prune.target`` that the saved model cannot reach, in every stage, before any heavy work
+    (``score_masks`` runs before the stages that read prune's k); a cheap read of the safetensors headers."""
+    if params.prune.target is None or not any(model_dir.glob("*.safetensors")):
+        return
+    try:
+        structure = read_structure(model_dir)
+    except (OSError, ValueError, struct.error):
+        return  # a damaged folder: the stage that loads it says so
+    params.prune.resolve_n_drop(structure.n_layers, structure)
+
+
 @dataclass
 class Stage:
     """What a stage flow needs: its name, the params it declares (``STAGE_PARAMS``), artifact paths, a tracker."""
@@ -74,6 +88,8 @@ class Stage:
     def open(cls, name: str, root: str | Path = ".") -> Stage:
         paths = Paths(Path(root).resolve())
         params = load_params(paths.params)
+        if name != "prepare_model":  # (which rewrites data/model)
+            check_prune_target(params, paths.model)
         if params.base.threads:
             import torch
 

@@ -46,6 +46,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "base.seed",
             "prune.n_drop",
             "prune.ratio",
+            "prune.target",
             "fit_surrogate",
             "select.surrogate",
             "select.beam_width",

@@ -80,7 +80,8 @@ def test_prune_records_the_boundary_against_estimate_shapley_boundary_z(tmp_path
     stage = Stage.open("prune", tmp_path)
     _shapley(stage.paths)
     warnings = []
-    monkeypatch.setattr(flow, "prune_model", lambda model, keep: (None, None, {"parameters_before": 4}))
+    counts = {"parameters_before": 4}
+    monkeypatch.setattr(flow, "prune_model", lambda model, keep, check_speed=False: (None, None, counts))
     monkeypatch.setattr(flow, "save_pruned", lambda model, tokenizer, out: out.mkdir(parents=True))
     monkeypatch.setattr(flow, "llm_evaluations", lambda paths, method: 10)
     monkeypatch.setattr(flow, "get_run_logger", lambda: type("L", (), {"warning": staticmethod(warnings.append)}))
@@ -92,3 +93,47 @@ def test_prune_records_the_boundary_against_estimate_shapley_boundary_z(tmp_path
     assert info["boundary_z"] == pytest.approx(2.5) and info["boundary_separated"] is separated
     assert json.loads((stage.paths.pruned / "pruning.json").read_text())["boundary_separated"] is separated
     assert len(warnings) == (not separated) and all("(< 3)" in w for w in warnings)
+
+
+def test_prune_to_a_target_records_what_it_reached_and_the_measured_speed(tmp_path, monkeypatch, smol_tokenizer):
+    """prune.target: k from the saved model's counts; pruning.json, data/metrics/prune.json, MLflow and the
+    stage's summary state the target, what was reached and the speed measured after the cut."""
+    import yaml
+
+    import flows.prune as flow
+    from shapprune.targets import read_structure
+    from tasks.shared.runtime import Stage
+    from tasks.shared.tracking import NullTracker
+    from tests.conftest import ROOT, tiny_llama
+
+    stage_root = tmp_path
+    model_dir = stage_root / "data" / "model"
+    tiny_llama().save_pretrained(model_dir)
+    smol_tokenizer.save_pretrained(model_dir)
+    s = read_structure(model_dir)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["prune"] |= {"method": "shapley", "n_drop": None, "ratio": None, "target": {"params": s.kept_params(2)}}
+    (stage_root / "params.yaml").write_text(yaml.safe_dump(raw))
+    stage = Stage.open("prune", stage_root)
+    values = [0.5, 0.1, 0.2, 1.0, 2.0, 3.0]
+    layers = [{"layer": i, "shapley": v, "shapley_se": 0.01} for i, v in enumerate(values)]
+    write_json(stage.paths.shapley_json, {"estimator": "surrogate_cv", "layers": layers})
+    monkeypatch.setattr(flow, "llm_evaluations", lambda paths, method: 10)
+    for task in ("prune_model", "save_pruned"):  # the functions, without a Prefect server
+        monkeypatch.setattr(flow, task, getattr(flow, task).fn)
+    recipe = flow.Prune()
+    pruned = recipe.compute(stage, recipe.read(stage))
+    recipe.write(stage, pruned)
+    info = json.loads((stage.paths.pruned / "pruning.json").read_text())
+    assert info["dropped_layers"] == [1, 2] and info["parameters_after"] == s.kept_params(2)
+    assert info["target"]["reached"]["n_drop"] == 2 and info["target"]["asked"] == f"params {s.kept_params(2):g}"
+    assert "measured_prefill" not in info  # timings stay out of the DVC-tracked record
+    metrics = json.loads(stage.paths.metrics_file("prune").read_text())
+    assert metrics["kept_params"] == s.kept_params(2) and metrics["measured_prefill"]["repeats"] == 3
+    tracker = NullTracker()
+    recipe.log(tracker, stage, pruned)
+    assert tracker.metrics["target_n_drop"] == 2 and "measured_speedup_median" in tracker.metrics
+    assert tracker.tags["target"] == info["target"]["asked"]
+    summary = recipe.summary(pruned).splitlines()
+    assert summary[1].startswith(f"Target: params {s.kept_params(2):g}; reached with 2 layers removed")
+    assert summary[2].startswith("Measured here: prefill speedup ")

@@ -8,7 +8,15 @@ Non-finite floats are written as ``null`` (strict JSON) and read back as ``nan``
 from __future__ import annotations
 
 from tasks.shared.contracts.choices import ChosenSet, LayerTable, Ranked, SelectionTable, ShapleyTable
-from tasks.shared.contracts.cuts import LinearRepair, LoraRepair, PruningRecord, RepairedRun, RepairSummary, kept_mask
+from tasks.shared.contracts.cuts import (
+    LinearRepair,
+    LoraRepair,
+    PruningRecord,
+    RepairedRun,
+    RepairSummary,
+    TargetReached,
+    kept_mask,
+)
 from tasks.shared.contracts.json_io import read_json, strict, write_json
 from tasks.shared.contracts.measures import (
     CompareSummary,
@@ -37,6 +45,7 @@ __all__ = [
     "ShapleyTable",
     "SurrogateFidelity",
     "SurrogateRecord",
+    "TargetReached",
     "TaskScore",
     "kept_mask",
     "read_json",

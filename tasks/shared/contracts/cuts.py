@@ -12,6 +12,42 @@ from tasks.shared.contracts.json_io import _num, _opt, _optint, read_record
 
 
 @dataclass(frozen=True)
+class TargetReached:
+    """``pruning.json``'s ``target``: the budget ``prune.target`` asked for and what the removed layers reach."""
+
+    asked: str  # e.g. "params 0.8 of the full model's"
+    n_drop: int
+    kept_params: int
+    kept_fraction: float
+    size_mb: float  # the exported folder's weights (export.dtype), MB = 10^6 bytes
+    dtype: str
+    predicted_speedup: float
+    cost_model: str  # what the speedup is predicted from
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetReached:
+        r = d["reached"]
+        return cls(
+            str(d["asked"]),
+            int(r["n_drop"]),
+            int(r["kept_params"]),
+            float(r["kept_fraction"]),
+            float(r["size_mb"]),
+            str(d["dtype"]),
+            float(r["predicted_speedup"]),
+            str(d["cost_model"]),
+        )
+
+    def line(self) -> str:
+        """The sentence the summary and the model card give after "Target:"."""
+        return (
+            f"{self.asked}; reached with {self.n_drop} layers removed: {self.kept_params:,} parameters kept "
+            f"({self.kept_fraction:.1%}), {self.size_mb:.1f} MB in {self.dtype}, {self.predicted_speedup:.2f}x "
+            f"tokens/s predicted ({self.cost_model})."
+        )
+
+
+@dataclass(frozen=True)
 class PruningRecord:
     """``data/pruned/pruning.json``: which layers ``prune`` removed, by which method, and what it kept."""
 
@@ -24,6 +60,7 @@ class PruningRecord:
     boundary_z: float | None = None  # None: a recorded set (no standard errors)
     boundary_separated: bool | None = None
     llm_evaluations: int | None = None  # spent choosing the layers, where recorded
+    target: TargetReached | None = None  # prune.target's budget and what was reached; None: n_drop / ratio
 
     @property
     def n_dropped(self) -> int:
@@ -49,6 +86,7 @@ class PruningRecord:
             _opt(d.get("boundary_z")),
             None if sep is None else bool(sep),
             _optint(d.get("llm_evaluations")),
+            TargetReached.from_dict(d["target"]) if d.get("target") else None,
         )
 
     @classmethod
