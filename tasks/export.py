@@ -166,6 +166,7 @@ def card_facts(paths: Paths, params, files: dict[str, int], command: str, commit
         license=licence,
         files=files,
         in_domain=in_domain,
+        target=pruning.target.line() if pruning.target else None,
     )
 
 

@@ -39,6 +39,7 @@ def summary_markdown(
         f"({pruning.n_dropped} of {pruning.n_layers_before}); parameters "
         f"{pruning.parameters_after:,} / {pruning.parameters_before:,} "
         f"({pruning.parameters_after / pruning.parameters_before:.1%}).",
+        *([f"Target: {pruning.target.line()}"] if pruning.target else []),
         (
             f"Boundary separation: {pruning.boundary_z:.2f} standard errors "
             f"({'resolved' if pruning.boundary_separated else 'NOT resolved: more samples would help'})."

@@ -43,6 +43,7 @@ class CardFacts:
     files: Mapping[str, int] = field(default_factory=dict)  # shipped file -> bytes
     in_domain: Mapping[str, bool] = field(default_factory=dict)  # held-out corpus -> shares a source with the
     # calibration or repair text (shapprune.data.domains); empty: not labelled
+    target: str | None = None  # prune.target's sentence: the budget asked for and what was reached
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -100,6 +101,7 @@ def model_card(facts: CardFacts) -> str:
         f"- **Parameters**: {facts.parameters_after:,} of {facts.parameters_before:,} ({removed:.1%} removed)",
         f"- **Repair**: {facts.repair}" + (f" ({facts.repair_detail})" if facts.repair_detail else ""),
         f"- **LLM evaluations spent choosing the layers**: {spent}",
+        *([f"- **Target**: {facts.target}"] if facts.target else []),
         f"- **Weights**: {facts.dtype} safetensors; loaded from `{facts.source}`",
         "",
         "## Evaluation",
