@@ -156,7 +156,7 @@ class Target:
 
     def describe(self) -> str:
         if self.kind == "params":
-            return f"params {self.value:g}" + (" of the full model's" if self.value < 1 else "")
+            return f"params {self.value:g} of the full model's" if self.value < 1 else f"params {int(self.value):,}"
         if self.kind == "size_mb":
             return f"size_mb {self.value:g} ({self.file})"
         return f"speedup {self.value:g}x (predicted)"

@@ -126,7 +126,7 @@ def test_prune_to_a_target_records_what_it_reached_and_the_measured_speed(tmp_pa
     recipe.write(stage, pruned)
     info = json.loads((stage.paths.pruned / "pruning.json").read_text())
     assert info["dropped_layers"] == [1, 2] and info["parameters_after"] == s.kept_params(2)
-    assert info["target"]["reached"]["n_drop"] == 2 and info["target"]["asked"] == f"params {s.kept_params(2):g}"
+    assert info["target"]["reached"]["n_drop"] == 2 and info["target"]["asked"] == f"params {s.kept_params(2):,}"
     assert "measured_prefill" not in info  # timings stay out of the DVC-tracked record
     metrics = json.loads(stage.paths.metrics_file("prune").read_text())
     assert metrics["kept_params"] == s.kept_params(2) and metrics["measured_prefill"]["repeats"] == 3
@@ -135,5 +135,5 @@ def test_prune_to_a_target_records_what_it_reached_and_the_measured_speed(tmp_pa
     assert tracker.metrics["target_n_drop"] == 2 and "measured_speedup_median" in tracker.metrics
     assert tracker.tags["target"] == info["target"]["asked"]
     summary = recipe.summary(pruned).splitlines()
-    assert summary[1].startswith(f"Target: params {s.kept_params(2):g}; reached with 2 layers removed")
+    assert summary[1].startswith(f"Target: params {s.kept_params(2):,}; reached with 2 layers removed")
     assert summary[2].startswith("Measured here: prefill speedup ")
