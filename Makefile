@@ -15,7 +15,7 @@ PREFECT_ENV := PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=$(PREFECT_API) PR
 MLFLOW_UI := MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
   --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: setup repro test test-fast lint mlflow-ui prefect-ui ui serve trigger plots browser screenshots
+.PHONY: setup repro compare-full test test-fast lint mlflow-ui prefect-ui ui serve trigger plots browser screenshots
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,15 @@ else
 	  $(VENV) dvc exp show --md --drop '.*' --keep 'Experiment|base.model|n_dropped|ppl_ratio|parameters_kept' && \
 	  echo "experiment $$name: \`dvc exp apply $$name\` brings its outputs (reports/summary.md, ...) into the workspace"
 endif
+
+# The full comparison the default `compare` is cut from (every method at three ratios, as pruned and linearly
+# repaired, on every held-out window): a DVC experiment like `make repro ARGS="-S ..."`; hours on a 2-core CPU.
+COMPARE_FULL := -S 'compare.methods=[select,shapley,block_influence,angular,sleb,ppl,taylor,random]' \
+  -S 'compare.ratios=[0.1,0.2,0.3]' -S 'compare.repairs=[none,linear]' -S 'compare.eval_windows=null' \
+  -S 'compare.n_items=20'
+compare-full: setup  ## the pipeline with the 8-method comparison at 3 ratios x 2 repairs (a DVC experiment)
+	$(VENV) dvc exp run $(COMPARE_FULL) $(ARGS)
+	@$(VENV) cat reports/compare.md
 
 test: setup  ## the test suite (includes a short end-to-end run on the real default model), on up to 4 workers
 	$(VENV) python -m pytest -n auto --maxprocesses 4 --dist worksteal $(ARGS)
