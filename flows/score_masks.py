@@ -22,7 +22,7 @@ from shapprune.checkpoint import ChunkStore, fingerprint
 from shapprune.models import resolve_device, resolve_dtype
 from shapprune.rounds import StopRule, score_until_resolved
 from shapprune.select.fit import surrogate_fit
-from shapprune.select.search import beam_search
+from shapprune.select.proposals import search_proposals
 from shapprune.streams import stream
 from tasks.score_masks import (
     FULL_ID,
@@ -172,7 +172,7 @@ class ScoreMasks:
             k = params.prune.resolve_n_drop(n_layers)
             pool = score_until_resolved(
                 game, drawn.masks, [k], surrogate_fit(params.select.surrogate, params.fit_surrogate.mlp_options()),
-                lambda predict, n, kk: beam_search(predict, n, kk, params.select.beam_width)[0][0],
+                lambda predict, n, kk: search_proposals(predict, n, kk, params.select.beam_width, cfg.proposals),
                 StopRule(cfg.round_size, cap, cfg.patience), stream(params.base.seed, "rounds"),
             )  # fmt: skip
             pooled = game.table(*pool.arrays()[:1], pool.sources)

@@ -3,14 +3,14 @@
 The design's masks are scored ``round_size`` at a time, in an order interleaved over strata (every prefix
 of whole rounds holds each stratum in equal shares). After each round a surrogate is fitted on every
 evaluation made so far (design masks and proposals: one pool, no mask scored twice) and, for each
-requested number ``k`` of dropped layers, proposes the set it predicts best; that proposal is scored on
-the LLM as well and joins the pool.
+requested number ``k`` of dropped layers, proposes the sets it predicts best (its top proposal first, then
+runners-up from other searches); they are scored on the LLM as well and join the pool.
 
 The stop rule. The decision for ``k`` is *resolved* after a round when
 
-1. the proposal is the same set in the last ``patience`` rounds (the surrogate's choice has settled), and
+1. the top proposal is the same set in the last ``patience`` rounds (the surrogate's choice has settled), and
 2. its measured value is the best measured value of every pooled mask with ``k`` layers dropped (nothing the
-   LLM has seen beats it).
+   LLM has seen, the runners-up included, beats it).
 
 Scoring stops when every ``k`` is resolved (``"resolved"``), or when the cap on evaluations is reached or
 the design is used up (``"cap"``); the cap counts design masks and proposals together and is never exceeded.
@@ -28,7 +28,7 @@ from shapprune.estimators.regressors import Predictor
 from shapprune.types import Game, Mask, Utility
 
 Fit = Callable[[Mask, Utility, np.random.Generator], Predictor]
-Propose = Callable[[Predictor, int, int], np.ndarray]  # (predict, n_layers, k) -> bool[L], the kept layers
+Propose = Callable[[Predictor, int, int], Mask]  # (predict, n_layers, k) -> bool[p, L]: kept layers, the best first
 
 
 def interleave_by_size(masks: Mask) -> Mask:
@@ -129,11 +129,11 @@ def score_until_resolved(
         masks, values = pool.arrays()
         finite = np.isfinite(values)
         predict = fit(masks[finite], values[finite], rng)
-        proposals = {k: np.asarray(propose(predict, n_layers, k), dtype=bool) for k in ks}
-        for k, mask in proposals.items():
-            if pool.n_evaluations < rule.cap:
-                pool.add(game, mask[None], "proposal")
-            history[k].append(mask_key(mask))
+        proposed = {k: np.asarray(propose(predict, n_layers, k), dtype=bool).reshape(-1, n_layers) for k in ks}
+        for k, rows in proposed.items():
+            pool.add(game, rows[: max(0, rule.cap - pool.n_evaluations)], "proposal")
+            history[k].append(mask_key(rows[0]))
+        proposals = {k: rows[0] for k, rows in proposed.items()}
         resolved = {k: _resolved(pool, history[k], proposals[k], k, rule.patience) for k in ks}
         pool.rounds.append(
             RoundRecord(

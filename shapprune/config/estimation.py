@@ -54,6 +54,7 @@ class ScoreMasks(_Section):
     )
     round_size: int = Field(ge=1, description="design masks per round (stop: decision)")
     patience: int = Field(ge=1, description="rounds the surrogate's proposal must hold (stop: decision)")
+    proposals: int = Field(ge=1, description="sets proposed and scored per round: the top one, then runners-up")
 
 
 class FitSurrogate(_Section):

@@ -39,3 +39,17 @@ def test_width_one_is_greedy_and_zero_drops_is_the_full_model():
     assert np.array_equal(a, b)
     full, _ = beam_search(game, game.n_players, 0, width=4)
     assert full.all() and full.shape == (1, game.n_players)
+
+
+def test_search_proposals_are_distinct_best_first_and_hold_the_best_block():
+    from shapprune.select.proposals import search_proposals
+
+    weights = np.array([5.0, 4.0, 0.1, 0.2, 3.0, 0.15, 6.0, 7.0])
+
+    def predict(masks):
+        return masks.astype(float) @ weights
+
+    rows = search_proposals(predict, 8, 2, 4, 3)
+    assert len({r.tobytes() for r in rows}) == len(rows) == 3
+    assert np.flatnonzero(~rows[0]).tolist() == [2, 5]  # the two smallest weights
+    assert [2, 3] in [np.flatnonzero(~r).tolist() for r in rows]  # the best contiguous block
