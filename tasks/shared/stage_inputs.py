@@ -42,6 +42,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "score_masks.stop",
             "score_masks.round_size",
             "score_masks.patience",
+            "score_masks.proposals",
             "sample_masks.n_masks",
             "base.seed",
             "prune.n_drop",
