@@ -173,7 +173,7 @@ class ScoreMasks:
             pool = score_until_resolved(
                 game, drawn.masks, [k], surrogate_fit(params.select.surrogate, params.fit_surrogate.mlp_options()),
                 lambda predict, n, kk: search_proposals(predict, n, kk, params.select.beam_width, cfg.proposals),
-                StopRule(cfg.round_size, cap, cfg.patience), stream(params.base.seed, "rounds"),
+                StopRule(cfg.round_size, cap, cfg.patience, cfg.tolerance), stream(params.base.seed, "rounds"),
             )  # fmt: skip
             pooled = game.table(*pool.arrays()[:1], pool.sources)
             rounds |= rounds_record(pool, k, cap)
@@ -227,7 +227,8 @@ class ScoreMasks:
             lines.append(
                 f"{info['n_masks']} LLM evaluations ({info['n_design']} design masks, {info['n_proposals']} "
                 f"proposals) in {info['n_rounds']} rounds of at most {info['cap']}: stopped because "
-                f"{STOP_REASONS[info['stop_reason']]}; proposal at k={info['k']}: drop {info['proposal']}"
+                f"{STOP_REASONS[info['stop_reason']]}; at k={info['k']} the best set measured drops {info['best']}, "
+                f"the surrogate's top proposal {info['proposal']}"
             )
         return "\n".join(lines)
 

@@ -6,11 +6,12 @@ evaluation made so far (design masks and proposals: one pool, no mask scored twi
 requested number ``k`` of dropped layers, proposes the sets it predicts best (its top proposal first, then
 runners-up from other searches); they are scored on the LLM as well and join the pool.
 
-The stop rule. The decision for ``k`` is *resolved* after a round when
-
-1. the top proposal is the same set in the last ``patience`` rounds (the surrogate's choice has settled), and
-2. its measured value is the best measured value of every pooled mask with ``k`` layers dropped (nothing the
-   LLM has seen, the runners-up included, beats it).
+The stop rule. After a round, the surrogate *agrees* with the LLM on ``k`` when its top proposal, measured,
+is within ``tolerance`` (relative) of the best value measured for any pooled mask with ``k`` layers dropped
+(the runners-up and the design's masks included): what the surrogate thinks best is, within the noise, the
+best the LLM has seen. The decision for ``k`` is *resolved* when it has agreed in the last ``patience``
+rounds. A surrogate that is still learning proposes sets that measure worse (they join the pool and teach
+it); one that guesses at random agrees only by chance, ``patience`` times in a row.
 
 Scoring stops when every ``k`` is resolved (``"resolved"``), or when the cap on evaluations is reached or
 the design is used up (``"cap"``); the cap counts design masks and proposals together and is never exceeded.
@@ -47,20 +48,24 @@ class StopRule:
     round_size: int
     cap: int
     patience: int = 2
+    tolerance: float = 0.0  # relative: the top proposal agrees when within this share of the best measured value
 
     def __post_init__(self) -> None:
-        if self.round_size < 1 or self.cap < 1 or self.patience < 1:
-            raise ValueError(f"round_size, cap and patience must be at least 1, got {self}")
+        if self.round_size < 1 or self.cap < 1 or self.patience < 1 or self.tolerance < 0:
+            raise ValueError(f"round_size, cap and patience must be at least 1 and tolerance at least 0, got {self}")
 
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One round: its design masks, the evaluations made so far, each k's proposal and whether it is resolved."""
+    """One round: its design masks, the evaluations made so far, each k's top proposal, the best k-set measured
+    (both as dropped layers), whether they agree within the tolerance and whether the decision is resolved."""
 
     index: int
     n_design: int
     n_evaluations: int
-    proposals: dict[int, tuple[int, ...]]  # k -> the dropped layers proposed
+    proposals: dict[int, tuple[int, ...]]  # k -> the dropped layers of the surrogate's top proposal
+    best: dict[int, tuple[int, ...]]  # k -> the dropped layers of the best k-set measured so far
+    agrees: dict[int, bool]
     resolved: dict[int, bool]
 
 
@@ -94,10 +99,14 @@ class Pool:
         self.values.extend(values.tolist())
         self.sources.extend([source] * len(new))
 
-    def best(self, n_dropped: int) -> float:
-        """The best finite measured value among pooled masks with ``n_dropped`` layers dropped."""
-        vals = [v for m, v in zip(self.masks, self.values) if len(m) - m.sum() == n_dropped and np.isfinite(v)]
-        return max(vals, default=-np.inf)
+    def best(self, n_dropped: int) -> tuple[np.ndarray | None, float]:
+        """The pooled mask with ``n_dropped`` layers dropped of the best finite value (first of ties), and it."""
+        rows = [(v, i) for i, (m, v) in enumerate(zip(self.masks, self.values)) if len(m) - m.sum() == n_dropped]
+        rows = [(v, i) for v, i in rows if np.isfinite(v)]
+        if not rows:
+            return None, -np.inf
+        value, index = max(rows, key=lambda r: (r[0], -r[1]))
+        return self.masks[index], value
 
     def value(self, mask: np.ndarray) -> float:
         key = mask_key(mask)
@@ -117,7 +126,7 @@ def score_until_resolved(
     stop rule (module docstring) says every ``k`` in ``n_drops`` is resolved or the cap is reached."""
     design = np.asarray(design, dtype=bool)  # [m, L]
     n_layers, ks = design.shape[1], sorted({int(k) for k in n_drops})
-    pool, history, start = Pool(), {k: [] for k in ks}, 0
+    pool, agreed, start = Pool(), {k: [] for k in ks}, 0
     while True:
         room = rule.cap - pool.n_evaluations
         if room <= 0 or start >= len(design):
@@ -132,15 +141,16 @@ def score_until_resolved(
         proposed = {k: np.asarray(propose(predict, n_layers, k), dtype=bool).reshape(-1, n_layers) for k in ks}
         for k, rows in proposed.items():
             pool.add(game, rows[: max(0, rule.cap - pool.n_evaluations)], "proposal")
-            history[k].append(mask_key(rows[0]))
-        proposals = {k: rows[0] for k, rows in proposed.items()}
-        resolved = {k: _resolved(pool, history[k], proposals[k], k, rule.patience) for k in ks}
+            agreed[k].append(_agrees(pool, rows[0], k, rule.tolerance))
+        resolved = {k: len(agreed[k]) >= rule.patience and all(agreed[k][-rule.patience :]) for k in ks}
         pool.rounds.append(
             RoundRecord(
                 len(pool.rounds),
                 len(batch),
                 pool.n_evaluations,
-                {k: tuple(int(i) for i in np.flatnonzero(~m)) for k, m in proposals.items()},
+                {k: _dropped(rows[0]) for k, rows in proposed.items()},
+                {k: _dropped(pool.best(k)[0]) for k in ks},
+                {k: agreed[k][-1] for k in ks},
                 resolved,
             )
         )
@@ -149,10 +159,13 @@ def score_until_resolved(
             return pool
 
 
-def _resolved(pool: Pool, history: list[bytes], proposal: np.ndarray, k: int, patience: int) -> bool:
-    """The same proposal in the last ``patience`` rounds, measured, and the best measured k-set of the pool."""
-    if len(history) < patience or len(set(history[-patience:])) != 1:
+def _agrees(pool: Pool, top: np.ndarray, k: int, tolerance: float) -> bool:
+    """The top proposal was measured (the cap may leave it unmeasured) and is within ``tolerance`` of the best."""
+    if mask_key(top) not in {mask_key(m) for m in pool.masks}:
         return False
-    if mask_key(proposal) not in {mask_key(m) for m in pool.masks}:
-        return False  # the cap left it unmeasured
-    return pool.value(proposal) >= pool.best(k)
+    value, best = pool.value(top), pool.best(k)[1]
+    return bool(np.isfinite(value) and value >= best - tolerance * abs(best))
+
+
+def _dropped(mask: np.ndarray | None) -> tuple[int, ...]:
+    return () if mask is None else tuple(int(i) for i in np.flatnonzero(~mask))

@@ -25,7 +25,8 @@ from tasks.shared.guards import fault_point
 from tasks.shared.progress import PrefectProgress
 
 STOP_REASONS = {
-    "resolved": "the choice was resolved (the same proposal in the last rounds, and no measured set beats it)",
+    "resolved": "the choice was resolved (the surrogate's top set measured within the tolerance of the best "
+    "set measured, in the last score_masks.patience rounds)",
     "cap": "the cap (sample_masks.n_masks) was reached before the choice was resolved",
 }
 FULL_ID = -1  # the full model is scored like a mask (row id -1), so every run divides by the same NLL

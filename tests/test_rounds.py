@@ -85,7 +85,7 @@ def test_a_game_without_structure_runs_to_the_cap_and_never_past_it():
 
 
 def test_a_proposal_beaten_by_a_measured_mask_is_not_resolved():
-    """A surrogate that insists on one set: stable, yet not resolved while a measured k-set beats it."""
+    """A surrogate that insists on one set: stable, yet never agreeing with the LLM while a measured k-set beats it."""
     weights = np.linspace(0.2, 2.0, N)
     game = AdditiveGame(weights)
     wrong = np.ones(N, bool)
@@ -130,3 +130,28 @@ def test_a_resumed_run_asks_only_for_what_it_lacks():
 def test_stop_rule_refuses_zero():
     with pytest.raises(ValueError, match="at least 1"):
         StopRule(round_size=0, cap=10)
+
+
+def test_a_top_proposal_within_the_tolerance_of_the_best_measured_set_agrees():
+    """Two sets the game cannot tell apart beyond 1 %: a surrogate alternating between them agrees with a
+    tolerance of 2 % (resolved after ``patience`` rounds), never without one."""
+    weights = np.linspace(0.2, 2.0, N)
+    weights[3] = weights[2] * 1.005  # players 2 and 3 about equally worth dropping
+    game = AdditiveGame(weights + 10.0)  # values far from 0: the tolerance is relative
+    first, second = np.ones(N, bool), np.ones(N, bool)
+    first[[0, 1, 2]] = False
+    second[[0, 1, 3]] = False
+    calls = []
+
+    def alternating(predict, n_layers, k):
+        calls.append(1)
+        return (first if len(calls) % 2 else second)[None].copy()
+
+    for tolerance, reason in ((0.02, "resolved"), (0.0, "cap")):
+        calls.clear()
+        rule = StopRule(round_size=15, cap=80, patience=2, tolerance=tolerance)
+        pool = score_until_resolved(
+            game, design(), [3], surrogate_fit("ridge"), alternating, rule, np.random.default_rng(0)
+        )
+        assert pool.reason == reason
+        assert pool.rounds[-1].best[3] == (0, 1, 2)  # the best measured set, whichever the surrogate proposed last

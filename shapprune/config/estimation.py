@@ -53,7 +53,8 @@ class ScoreMasks(_Section):
         "capped by sample_masks.n_masks; cap: every mask of the design (the paper)"
     )
     round_size: int = Field(ge=1, description="design masks per round (stop: decision)")
-    patience: int = Field(ge=1, description="rounds the surrogate's proposal must hold (stop: decision)")
+    patience: int = Field(ge=1, description="rounds in a row the surrogate must agree with the LLM (stop: decision)")
+    tolerance: float = Field(ge=0, description="relative: a top proposal within it of the best measured set agrees")
     proposals: int = Field(ge=1, description="sets proposed and scored per round: the top one, then runners-up")
 
 

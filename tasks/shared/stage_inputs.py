@@ -43,6 +43,7 @@ STAGE_PARAMS: dict[str, StageInputs] = {
             "score_masks.round_size",
             "score_masks.patience",
             "score_masks.proposals",
+            "score_masks.tolerance",
             "sample_masks.n_masks",
             "base.seed",
             "prune.n_drop",
