@@ -169,8 +169,9 @@ def _load_with(tmp_path: Path, section: str, **values):
 
 
 SOURCES = (
-    "use one of wiki_extracts, lee_news, enwiki_dump, coqa_stories, lambada, qasper, pubmedqa, sotu, factbook "
-    "(offline), hf:wikitext, hf:ptb, hf:c4 or hf:<path>[:<config>[:<split>[:<text_field>]]] (the Hub)"
+    "use one of wiki_extracts, lee_news, enwiki_dump, coqa_stories, lambada, qasper, pubmedqa, sotu, factbook, "
+    "drop, sciq, medqa, gsm8k (offline), hf:wikitext, hf:ptb, hf:c4 or hf:<path>[:<config>[:<split>[:<text_field>]]] "
+    "(the Hub)"
 )
 ALL_METHODS = "shapley, select, block_influence, angular, sleb, ppl, taylor, random, oracle, iterative_shapley"
 
@@ -271,7 +272,7 @@ def test_the_names_the_schema_accepts_are_the_registries_names():
     with pytest.raises(ValueError, match="unknown text source 'nosuch'"):
         _load_cached("nosuch", False)  # the loader refuses what the schema refuses
     offline = ("wiki_extracts", "lee_news", "enwiki_dump", "coqa_stories", "lambada", "qasper", "pubmedqa", "sotu")
-    assert OFFLINE_SOURCES == (*offline, "factbook")
+    assert OFFLINE_SOURCES == (*offline, "factbook", "drop", "sciq", "medqa", "gsm8k")
 
 
 def test_the_schema_loads_without_torch():
