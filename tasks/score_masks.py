@@ -246,14 +246,17 @@ def rounds_record(pool: Pool, k: int, cap: int) -> dict:
         "n_proposals": pool.sources.count("proposal"),
         "stop_reason": pool.reason,
         "proposal": list(last.proposals[k]) if last else [],
+        "best": list(last.best[k]) if last else [],  # the best k-set the LLM measured: what select starts from
         "rounds": [
             {
                 "round": r.index,
                 "n_design": r.n_design,
                 "n_evaluations": r.n_evaluations,
                 "proposal": list(r.proposals[k]),
+                "best": list(r.best[k]),
+                "agrees": r.agrees[k],
                 "resolved": r.resolved[k],
             }
             for r in pool.rounds
-        ],  # fmt: skip
+        ],
     }
