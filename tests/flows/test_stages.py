@@ -62,9 +62,11 @@ def test_all_stages_produce_their_artifacts(tiny_pipeline):
     masks = pd.read_parquet(data / "masks.parquet")
     assert len(masks) == 18 and len(scores) <= 18  # the rounds (score_masks.stop: decision) never pass the cap
     design = scores[scores["source"] == "design"]
-    assert design["bits"].tolist() == masks["bits"].tolist()[: len(design)]  # whole rounds of the design, in order
-    counts = design["n_kept"].value_counts().to_dict()
-    assert len(set(counts.values())) == 1 or len(design) % 6  # whole rounds hold the strata in equal shares
+    order = {b: i for i, b in enumerate(masks["bits"])}
+    positions = [order[b] for b in design["bits"]]
+    assert positions == sorted(positions)  # the design's order
+    # a prefix of the design (a mask a round proposed first is not scored again when the design reaches it)
+    assert set(masks["bits"].tolist()[: max(positions) + 1]) <= set(scores["bits"])
     assert set(scores["source"]) <= {"design", "proposal"} and len(set(scores["bits"])) == len(scores)
     rounds = json.loads((data / "metrics" / "score_masks.json").read_text())
     assert rounds["stop"] == "decision" and rounds["stop_reason"] in ("resolved", "cap")
