@@ -132,7 +132,7 @@ def test_a_missing_key_names_the_fix():
         "params.yaml: select.budget: missing; add it (the project's params.yaml lists every key with its default "
         "value) (got {'n_drops': None, 'strategy': 'surrogate', 'reuse_scores': True, 'screen_windows': 0, "
         "'per_k_candidates': 8, "
-        "'beam_width': 32, 'n_blocks': 4, 'rounds': 3, 'surrogate': 'mlp', 'repair': 'none'})"
+        "'beam_width': 32, 'n_blocks': 4, 'rounds': 2, 'surrogate': 'mlp', 'repair': 'none'})"
     )
 
 

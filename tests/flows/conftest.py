@@ -35,7 +35,7 @@ def tiny_params(model_dir: Path) -> dict:
     params["prune"].update(n_drop=2, ratio=None)
     params["evaluate"].update(tasks=["piqa", "winogrande"], n_items=4, batch_size=8)
     methods = ["select", "shapley", "block_influence", "sleb", "random"]
-    params["compare"].update(methods=methods, ratios=[0.34], n_items=4)
+    params["compare"].update(methods=methods, ratios=[0.34], n_items=4, repairs=["none", "linear"])
     params["export"].update(base_model="tiny/tiny-llama", check_windows=2)
     return params
 

@@ -69,7 +69,8 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, tiny_pipeline, prefect_api
     params["prune"]["n_drop"] = n_drop - 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # a dry run names the stages that read prune's k: score_masks' rounds stop when the choice at k is
-    # resolved, estimate_shapley checks prune's boundary, select searches it (select.n_drops: null); the rest of the DAG reruns where their outputs change (a dry run cannot know)
+    # resolved, estimate_shapley checks prune's boundary, select searches it (select.n_drops: null); the rest
+    # of the DAG reruns where their outputs change (a dry run cannot know)
     reads_k = {"score_masks", "estimate_shapley", "select", "prune"}
     assert _ran(_run(["dvc", "repro", "--dry"], project, api_url)) == reads_k
     params["prune"]["n_drop"] = n_drop
