@@ -69,6 +69,9 @@ def run_sleb(root: Path) -> dict[str, float]:
     shutil.copytree(root / "data/metrics", work / "data/metrics")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["prune"]["method"] = "sleb"
+    n_layers = json.loads((root / "data/metrics/prepare_model.json").read_text())["n_layers"]
+    k = json.loads((root / "data/select/select.json").read_text())["n_drops"][0]
+    params["score_layers"]["max_drop_ratio"] = k / n_layers  # SLEB's greedy removal to prune's k, no further
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, SHAPPRUNE_TRACKING="off")
     start = time.perf_counter()
