@@ -169,15 +169,20 @@ def score_in_process(
     return scorer.saved_fraction()
 
 
-def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.DataFrame, NLL]:
-    """Final scores in ``table``'s order: NLL, PPL and utility per mask (non-finite values kept and flagged);
-    checkpoint rows are matched by their bits (a mask's id may differ between runs, its bits never)."""
+def nlls_by_bits(raw: pd.DataFrame, bits: list[str], n_layers: int) -> tuple[list[NLL], NLL]:
+    """The checkpoint rows' NLLs of the masks ``bits`` (matched by bits: a mask's id may differ between runs, its
+    bits never) and the full model's."""
     raw = raw.drop_duplicates("bits", keep="first").set_index("bits")
-    n_layers = len(table["bits"].iloc[0]) if len(table) else len(raw.index[0])
-    full_row = raw.loc["1" * n_layers]
-    full = NLL(float(full_row["nll_sum"]), int(full_row["n_tokens"]))
-    got = raw.loc[table["bits"].to_numpy()]
-    nlls = [NLL(float(t), int(n)) for t, n in zip(got["nll_sum"], got["n_tokens"])]
+    full = raw.loc["1" * n_layers]
+    rows = raw.loc[bits]
+    nlls = [NLL(float(t), int(n)) for t, n in zip(rows["nll_sum"], rows["n_tokens"])]
+    return nlls, NLL(float(full["nll_sum"]), int(full["n_tokens"]))
+
+
+def assemble(raw: pd.DataFrame, table: pd.DataFrame, utility: str) -> tuple[pd.DataFrame, NLL]:
+    """Final scores in ``table``'s order: NLL, PPL and utility per mask (non-finite values kept and flagged)."""
+    n_layers = len(table["bits"].iloc[0]) if len(table) else len(raw["bits"].iloc[0])
+    nlls, full = nlls_by_bits(raw, table["bits"].tolist(), n_layers)
     util = np.array([utility_from_nll(n, full, utility) for n in nlls])
     out = pd.DataFrame(
         {
@@ -216,12 +221,8 @@ class PoolGame:
     def __call__(self, masks: Mask) -> np.ndarray:
         bits = mask_bits(np.asarray(masks, dtype=bool))
         self.score([self._id(b) for b in bits], np.asarray(masks, dtype=bool))
-        raw = self.store.load().drop_duplicates("bits", keep="first").set_index("bits")
-        full = raw.loc["1" * self.n_players]
-        full_nll = NLL(float(full["nll_sum"]), int(full["n_tokens"]))
-        rows = raw.loc[bits]
-        nlls = [NLL(float(t), int(n)) for t, n in zip(rows["nll_sum"], rows["n_tokens"])]
-        return np.array([utility_from_nll(n, full_nll, self.utility) for n in nlls])
+        nlls, full = nlls_by_bits(self.store.load(), bits, self.n_players)
+        return np.array([utility_from_nll(n, full, self.utility) for n in nlls])
 
     def table(self, masks: Mask, sources: list[str]) -> pd.DataFrame:
         """The pool as a masks table (``mask_id``, ``n_kept``, ``bits``, ``source``), in the order scored."""
