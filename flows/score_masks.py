@@ -44,14 +44,11 @@ from tasks.shared.runtime import Stage, stage_main
 from tasks.shared.tracking import Tracker
 
 
-def _dask_runner(workers: int, scheduler: str | None):
-    from prefect_dask import DaskTaskRunner
+def _local_cluster(workers: int):
+    """A local Dask cluster of ``workers`` single-threaded processes (each loads the model once, then keeps it)."""
+    from distributed import LocalCluster
 
-    if scheduler:
-        return DaskTaskRunner(address=scheduler)
-    return DaskTaskRunner(
-        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
-    )
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
 
 
 @flow(name="score_masks_dask", log_prints=True, validate_parameters=False)
@@ -102,6 +99,21 @@ class Scorer:
         done = store.load()
         self.already = 0 if done is None else len(done)
         self.n_scored, self.saved_fraction = 0, float("nan")
+        self._cluster = None  # started on the first call that needs it, kept for every later round
+
+    def _address(self) -> str:
+        """The scheduler every round's chunks go to: the configured one, or this run's own local cluster."""
+        if self.scheduler:
+            return self.scheduler
+        if self._cluster is None:
+            self._cluster = _local_cluster(self.workers)
+        return self._cluster.scheduler_address
+
+    def close(self) -> None:
+        """Stop the local cluster, if one was started."""
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
 
     def __call__(self, ids, masks: np.ndarray) -> None:
         done = self.store.load()
@@ -112,8 +124,9 @@ class Scorer:
         chunks = plan_chunks([int(ids[i]) for i in todo], masks[todo], self.chunk_size)
         before = self.already + self.n_scored
         if self.distributed:
-            runner = _dask_runner(self.workers, self.scheduler)
-            score_on_dask.with_options(task_runner=runner)(
+            from prefect_dask import DaskTaskRunner
+
+            score_on_dask.with_options(task_runner=DaskTaskRunner(address=self._address()))(
                 self.setup, chunks, str(self.store.directory), self.total, before
             )
         else:
@@ -161,23 +174,26 @@ class ScoreMasks:
             print(f"resuming: {len(done)} masks already scored (none is scored again)")
         cap = min(params.sample_masks.n_masks, len(drawn.masks))
         scorer = Scorer(setup, store, cfg.chunk_size, scheduler, distributed, cfg.workers, cap + 1)
-        start = time.perf_counter()
-        scorer(np.asarray([FULL_ID]), np.ones((1, n_layers), bool))  # the reference of every utility
-        rounds: dict = {"stop": cfg.stop}
-        if cfg.stop == "cap":
-            scorer(table["mask_id"].to_numpy(), drawn.masks)
-            pooled = table.assign(source="design")
-        else:
-            game = PoolGame(scorer, store, table, cfg.utility)
-            k = params.prune.resolve_n_drop(n_layers)
-            pool = score_until_resolved(
-                game, drawn.masks, [k], surrogate_fit(params.select.surrogate, params.fit_surrogate.mlp_options()),
-                lambda predict, n, kk: search_proposals(predict, n, kk, params.select.beam_width, cfg.proposals),
-                StopRule(cfg.round_size, cap, cfg.patience, cfg.tolerance), stream(params.base.seed, "rounds"),
-            )  # fmt: skip
-            pooled = game.table(*pool.arrays()[:1], pool.sources)
-            rounds |= rounds_record(pool, k, cap)
-        seconds = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            scorer(np.asarray([FULL_ID]), np.ones((1, n_layers), bool))  # the reference of every utility
+            rounds: dict = {"stop": cfg.stop}
+            if cfg.stop == "cap":
+                scorer(table["mask_id"].to_numpy(), drawn.masks)
+                pooled = table.assign(source="design")
+            else:
+                game = PoolGame(scorer, store, table, cfg.utility)
+                k = params.prune.resolve_n_drop(n_layers)
+                pool = score_until_resolved(
+                    game, drawn.masks, [k], surrogate_fit(params.select.surrogate, params.fit_surrogate.mlp_options()),
+                    lambda predict, n, kk: search_proposals(predict, n, kk, params.select.beam_width, cfg.proposals),
+                    StopRule(cfg.round_size, cap, cfg.patience, cfg.tolerance), stream(params.base.seed, "rounds"),
+                )  # fmt: skip
+                pooled = game.table(*pool.arrays()[:1], pool.sources)
+                rounds |= rounds_record(pool, k, cap)
+            seconds = time.perf_counter() - start
+        finally:
+            scorer.close()  # the local Dask cluster, kept across rounds
         scores, full = assemble(store.load(), pooled, cfg.utility)
         info = {
             "n_masks": len(scores),

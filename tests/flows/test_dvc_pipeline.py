@@ -1,17 +1,21 @@
 """`dvc repro` of the real dvc.yaml on a tiny model. The shared tiny run (every stage, run in process once per
 session) is recorded by `dvc commit`: every declared dependency and output exists, and `dvc repro` then runs
 nothing; a changed prune param names the stages that read it (`--dry`), and a changed repair param reruns,
-through the Prefect `pipeline` flow and dvc's own stage commands, only the stages that depend on it, and
-`compare.methods: []` (the documented way to skip the comparison) still runs to the shipped model."""
+through the Prefect `pipeline` flow and dvc's own stage commands, only the stages that depend on it. Every
+documented way to skip or shrink a stage then runs to the shipped model with nothing left stale: no repair
+(`repair.method: none`), no comparison (`compare.methods: []`), and a one-method comparison as pruned with no
+zero-shot tasks (`evaluate.tasks: []`)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -49,6 +53,7 @@ def _ran(log: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", log))
 
 
+@pytest.mark.long
 def test_dvc_repro_reruns_only_what_changed(tmp_path, tiny_pipeline, prefect_api):
     api_url = prefect_api
     project = tiny_pipeline.copy(tmp_path / "project")  # params.yaml and every artifact, not its MLflow store
@@ -98,3 +103,15 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, tiny_pipeline, prefect_api
     assert "Nothing compared" in (project / "reports" / "compare.md").read_text()
     assert (project / "data" / "export" / "model" / "config.json").is_file()
     assert _ran(_run(["dvc", "repro"], project, api_url)) == set()
+
+    # a one-method comparison as pruned and no zero-shot tasks: the evaluations and what reads them rerun
+    params["compare"] |= {"methods": ["block_influence"], "repairs": ["none"]}
+    params["evaluate"]["tasks"] = []
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shrunk = _ran(_run(["dvc", "repro"], project, api_url))
+    assert {"evaluate@full", "evaluate@repaired", "compare", "report", "export"} <= shrunk, shrunk
+    assert "up to date" in _run(["dvc", "status"], project, api_url)
+    compared = json.loads((project / "data" / "compare" / "compare.json").read_text())
+    assert {(r["method"], r["repair"]) for r in compared["rows"]} == {("full", "none"), ("block_influence", "none")}
+    assert json.loads((project / "data" / "metrics" / "eval_repaired.json").read_text())["zero_shot"] == {}
+    assert (project / "data" / "export" / "model" / "config.json").is_file()
