@@ -78,13 +78,14 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         "validation_full_ppl": None if validation is None else validation.full.perplexity,
         "validation_windows": 0 if validation is None else len(_windows(validation)),
     }
+    budget = cfg.evaluations(calibration.n_players, n_drops)  # select.budget, in evaluations
     if cfg.strategy == "budgeted":
         known = known_values(calibration.n_players, full=full)
         known |= {mask_key(m): float(v) for m, v in zip(inputs.masks, inputs.utilities)}
         screen = _screen(stage, calibration)
         info |= {"screen_windows": cfg.screen_windows, "screen_cost": None if screen is None else screen.cost}
         selection = budgeted_select(
-            calibration, n_drops, cfg.budget, stream(params.base.seed, "select"), known=known,
+            calibration, n_drops, budget, stream(params.base.seed, "select"), known=known,
             log_utility=scoring.utility == "ppl_ratio", screen=screen,
         )  # fmt: skip
         info["n_screen_evaluations"] = selection.n_screen_evaluations
@@ -106,7 +107,7 @@ def search(stage: Stage, inputs: SearchInputs, n_drops: list[int]) -> tuple[Sele
         rng,
         validation=validation,
         predict=round0_predictor(inputs, cfg.surrogate, cfg.repair, fit, rng),
-        config=SearchConfig(cfg.budget, cfg.per_k_candidates, cfg.beam_width, cfg.n_blocks, cfg.rounds),
+        config=SearchConfig(budget, cfg.per_k_candidates, cfg.beam_width, cfg.n_blocks, cfg.rounds),
         known=known_values(calibration.n_players, full=full),
     )
     return selection, info | fit_cost(calibration, validation)

@@ -130,7 +130,7 @@ def test_a_missing_key_names_the_fix():
         parse_params(raw)
     assert str(err.value) == (
         "params.yaml: select.budget: missing; add it (the project's params.yaml lists every key with its default "
-        "value) (got {'n_drops': None, 'strategy': 'surrogate', 'reuse_scores': True, 'screen_windows': 0, "
+        "value) (got {'n_drops': None, 'strategy': 'budgeted', 'reuse_scores': True, 'screen_windows': 0, "
         "'per_k_candidates': 8, "
         "'beam_width': 32, 'n_blocks': 4, 'rounds': 2, 'surrogate': 'mlp', 'repair': 'none'})"
     )
@@ -293,3 +293,15 @@ def test_a_baseline_ratio_past_max_drop_ratio_is_refused_before_any_stage_runs(t
     # shapley and select have no such limit: they choose any k < L (select searches prune's k itself)
     assert _load_with(tmp_path, "prune", method="select", ratio=0.9).prune.resolve_n_drop(30) == 27
     assert _load_with(tmp_path, "prune", method="shapley", ratio=0.9).prune.resolve_n_drop(30) == 27
+
+
+def test_a_fractional_select_budget_is_that_share_of_sleb_to_the_largest_k():
+    from shapprune.baselines.cost import sleb_cost
+
+    select = parse_params(_with("select", budget=0.25)).select
+    assert select.evaluations(30, [6]) == 42 == -(-sleb_cost(30, 6) // 4)  # 165 / 4, rounded up
+    assert select.evaluations(30, [3, 6, 9]) == 59  # SLEB's 234 to 9 layers covers 3 and 6 on its way
+    assert parse_params(_with("select", budget=0.01)).select.evaluations(30, [1, 2, 3]) == 3  # one per k at least
+    assert parse_params(_with("select", budget=24)).select.evaluations(30, [3, 6, 9]) == 24
+    with pytest.raises(ConfigError, match="whole number of evaluations, or a fraction below 1"):
+        parse_params(_with("select", budget=1.5))

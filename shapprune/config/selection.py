@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -62,8 +63,10 @@ class Select(_Section):
         description="surrogate: search on score_masks' surrogate, verify on the LLM; budgeted: block scan, "
         "leave-one-out and swap moves on the LLM alone, every evaluation within select.budget"
     )
-    budget: int = Field(
-        ge=1, description="LLM evaluations select makes itself (surrogate: verification; budgeted: all of them)"
+    budget: float = Field(
+        gt=0,
+        description="LLM evaluations select makes itself (surrogate: verification; budgeted: all of them): a "
+        "count, or a fraction below 1 of what SLEB spends to reach the largest k searched",
     )
     reuse_scores: bool = Field(description="budgeted: masks score_masks measured are free, known values")
     screen_windows: int = Field(
@@ -79,6 +82,21 @@ class Select(_Section):
     repair: Literal["none", "linear"] = Field(
         description="verify candidates as pruned (none) or after the linear repair of each (repair.ridge)"
     )
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError(f"{v:g}: give a whole number of evaluations, or a fraction below 1 of SLEB's")
+        return v
+
+    def evaluations(self, n_layers: int, ks: Sequence[int]) -> int:
+        """The budget in LLM evaluations for searching ``ks`` on ``n_layers`` layers (a fraction: of SLEB's
+        evaluations to the largest of them, rounded up; at least one per k)."""
+        if self.budget >= 1:
+            return int(self.budget)
+        sleb = sum(n_layers - step for step in range(max(ks)))  # baselines.cost.sleb_cost (kept torch-free here)
+        return max(len(set(ks)), math.ceil(self.budget * sleb - 1e-9))
 
     @field_validator("n_drops")
     @classmethod

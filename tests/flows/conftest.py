@@ -28,10 +28,11 @@ def tiny_params(model_dir: Path) -> dict:
     params["prepare_data"]["eval_corpora"] = {"wiki": "wiki_extracts", "news": "lee_news", "web": "enwiki_dump"}
     params["repair"].update(method="linear", lora_steps=4, lora_batch_size=2, checkpoint_every=2)
     params["sample_masks"].update(strata=[5, 4, 3], n_masks=18)
-    params["score_masks"].update(round_size=6)  # rounds of 2 masks per stratum, each followed by a proposal
+    # the scoring rounds and the surrogate-verified select (options; the default's budgeted select has its own tests)
+    params["score_masks"].update(stop="decision", round_size=6)  # rounds of 2 masks per stratum, then a proposal
     params["fit_surrogate"].update(epochs=20, batch_size=8)
     params["estimate_shapley"].update(n_samples=600)
-    params["select"].update(budget=16, rounds=2)
+    params["select"].update(strategy="surrogate", budget=16, rounds=2)
     params["prune"].update(n_drop=2, ratio=None)
     params["evaluate"].update(tasks=["piqa", "winogrande"], n_items=4, batch_size=8)
     methods = ["select", "shapley", "block_influence", "sleb", "random"]
