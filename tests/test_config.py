@@ -305,3 +305,14 @@ def test_a_fractional_select_budget_is_that_share_of_sleb_to_the_largest_k():
     assert parse_params(_with("select", budget=24)).select.evaluations(30, [3, 6, 9]) == 24
     with pytest.raises(ConfigError, match="whole number of evaluations, or a fraction below 1"):
         parse_params(_with("select", budget=1.5))
+
+
+def test_the_default_decision_spends_less_than_sleb_at_prunes_k():
+    """The default's LLM evaluations to its decision (the design scored, then select's budget) stay under
+    SLEB's at the default k on a 30-layer model (#45); the rounds' cap counts in full when they are on."""
+    from shapprune.baselines.cost import sleb_cost
+
+    params = load_params(ROOT / "params.yaml")
+    k = params.prune.resolve_n_drop(30)
+    spent = params.sample_masks.n_masks + params.select.evaluations(30, [k])
+    assert spent <= sleb_cost(30, k), (spent, sleb_cost(30, k))
