@@ -14,6 +14,7 @@ interleaved over them, as ``sample_masks`` draws it):
   (:mod:`shapprune.select.budgeted`) at ``--fraction`` of SLEB's evaluations to k (the default since #45).
 
     python -m bench.decision_rules --root .      # bench/results/decision_rules.{json,md}; cache data/bench/
+    python -m bench.decision_rules --root . --k 9 --rules budgeted,sleb --out decision_rules_k9
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--n-masks", type=int, default=140, help="the design (and cap) of the two round rules")
     parser.add_argument("--design", type=int, default=25, help="design masks the budgeted search starts from")
     parser.add_argument("--fraction", type=float, default=0.25, help="the budgeted search's share of SLEB's")
+    parser.add_argument("--rules", default="rounds,incumbent,budgeted,sleb", help="the rules to run, comma-separated")
+    parser.add_argument("--out", default="decision_rules", help="bench/results/<out>.{json,md}")
     args = parser.parse_args()
     root, k = Path(args.root), args.k
     params = load_params(root / "params.yaml")
@@ -128,31 +131,34 @@ def main() -> None:
                      "stop": reason, "dropped": dropped(chosen), "calibration_utility": value})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
 
-    for name in ("mlp", "ridge", "log-quadratic"):
+    rules = set(args.rules.split(","))
+    for name in ("mlp", "ridge", "log-quadratic") if "rounds" in rules else ():
         pool = score_until_resolved(
             game, masks, [k], FITS[name], lambda p, n, kk: search_proposals(p, n, kk, 32, 3),
             StopRule(25, args.n_masks, 2, 0.02), np.random.default_rng(7),
         )  # fmt: skip
         record("rounds", name, pool.best(k)[0], pool.n_evaluations, pool.reason)
-    for name in ("mlp", "ridge", "quadratic", "log-quadratic"):
+    for name in ("mlp", "ridge", "quadratic", "log-quadratic") if "incumbent" in rules else ():
         pool = incumbent_rule(game, masks, k, FITS[name], 10, args.n_masks)
         record("incumbent", name, pool.best(k)[0], pool.n_evaluations, pool.reason)
-    seed = masks[: args.design]
-    known = known_values(n_layers, full=1.0) | {mask_key(m): float(v) for m, v in zip(seed, game(seed))}
-    budget = max(1, math.ceil(args.fraction * sleb_evaluations - 1e-9))
-    selection = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known)
-    record("budgeted", "-", selection.chosen[k].mask, args.design + selection.n_evaluations, f"budget {budget}")
-    sleb_set = np.ones(n_layers, bool)
-    sleb_set[sleb(game, k)] = False
-    record("sleb", "-", sleb_set, sleb_cost(n_layers, k), "-")
+    if "budgeted" in rules:
+        seed = masks[: args.design]
+        known = known_values(n_layers, full=1.0) | {mask_key(m): float(v) for m, v in zip(seed, game(seed))}
+        budget = max(1, math.ceil(args.fraction * sleb_evaluations - 1e-9))
+        selection = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known)
+        record("budgeted", "-", selection.chosen[k].mask, args.design + selection.n_evaluations, f"budget {budget}")
+    if "sleb" in rules:
+        sleb_set = np.ones(n_layers, bool)
+        sleb_set[sleb(game, k)] = False
+        record("sleb", "-", sleb_set, sleb_cost(n_layers, k), "-")
     write(rows, k, args)
 
 
 def write(rows: list[dict], k: int, args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "decision_rules.json").write_text(json.dumps({"k": k, "args": vars(args), "rows": rows}, indent=1))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"k": k, "args": vars(args), "rows": rows}, indent=1))
     lines = [
-        f"# Decision rules at k = {k} (`python -m bench.decision_rules`)",
+        f"# Decision rules at k = {k} (`python -m bench.decision_rules --k {k} --rules {args.rules}`)",
         "",
         "| rule | surrogate | LLM evaluations | of SLEB's | stop | dropped | calibration utility |",
         "|---|---|---|---|---|---|---|",
@@ -162,7 +168,7 @@ def write(rows: list[dict], k: int, args: argparse.Namespace) -> None:
             f"| {r['rule']} | {r['surrogate']} | {r['evaluations']} | {r['of_sleb']:.2f} | {r['stop']} | "
             f"{r['dropped']} | {r['calibration_utility']:.3f} |"
         )
-    (RESULTS / "decision_rules.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
