@@ -8,7 +8,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shapprune.config.section import WindowCount, _Section
 from shapprune.data.domains import label_corpora
-from shapprune.data.sources import HF_ALIASES, OFFLINE_SOURCES, parse_hf_source
+from shapprune.data.hub import HF_ALIASES, parse_hf_source
+from shapprune.data.sources import OFFLINE_SOURCES
 
 SOURCE_FORMS = (
     f"use one of {', '.join(OFFLINE_SOURCES)} (offline), {', '.join(HF_ALIASES)} "

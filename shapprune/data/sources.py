@@ -27,7 +27,7 @@ More kinds of repair text (no held-out corpus shares their source; all in ``ai2-
 * ``medqa``         - MedQA's ~1,300 USMLE clinical vignettes, each followed by its answer.
 * ``gsm8k``         - GSM8K's ~1,300 grade-school maths word problems with worked solutions.
 
-Hub sources (need internet): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
+Hub sources (need internet; :mod:`shapprune.data.hub`): ``hf:wikitext``, ``hf:ptb``, ``hf:c4`` and the generic
 ``hf:<path>[:<config>[:<split>[:<text_field>]]]``.
 """
 
@@ -41,11 +41,11 @@ import importlib.util
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shapprune.data.documents import Document
+from shapprune.data.hub import load_hub, parse_hf_source
 from shapprune.data.ngrams import deduplicate
 
 OFFLINE_SOURCES: tuple[str, ...] = (
@@ -82,24 +82,6 @@ _PAPER_REFS = re.compile(r"\s*(?:BIBREF|FIGREF|TABREF|SECREF|EQREF)\d+|(?:INLINE
 CHUNK_WORDS = 400  # long documents (papers, speeches) are cut into runs of paragraphs of about this many words
 
 
-@dataclass(frozen=True)
-class HFSpec:
-    """Where a Hub corpus lives and which column holds the text."""
-
-    path: str
-    config: str | None = None
-    split: str = "test"
-    text_field: str = "text"
-    data_files: str | None = None
-
-
-HF_ALIASES: dict[str, HFSpec] = {
-    "hf:wikitext": HFSpec("Salesforce/wikitext", "wikitext-2-raw-v1", "test", "text"),
-    "hf:ptb": HFSpec("ptb-text-only/ptb_text_only", "penn_treebank", "test", "sentence"),
-    "hf:c4": HFSpec("allenai/c4", None, "validation", "text", data_files="en/c4-validation.00000-of-00008.json.gz"),
-}
-
-
 def package_dir(package: str) -> Path:
     """Directory of an installed package (raises ``ValueError`` when it is missing)."""
     spec = importlib.util.find_spec(package)
@@ -131,7 +113,7 @@ def _load_cached(source: str, dedupe: bool) -> tuple[Document, ...]:
     elif source in _LOADERS:
         docs = _LOADERS[source]()
     elif source.startswith("hf:"):
-        docs = _load_hf(parse_hf_source(source))
+        docs = load_hub(parse_hf_source(source))
     else:
         raise ValueError(
             f"unknown text source {source!r}; use one of {', '.join(OFFLINE_SOURCES)} "
@@ -303,46 +285,3 @@ def clean_wiki_markup(raw: str) -> str:
     text = re.sub(r"^[*#:; \t]+", "", text, flags=re.MULTILINE)  # list / indent markers
     lines = (re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if re.search(r"\w", line))  # drop lines with no text
-
-
-def parse_hf_source(source: str) -> HFSpec:
-    """``hf:<path>[:<config>[:<split>[:<text_field>]]]`` (or an alias of ``HF_ALIASES``) -> spec."""
-    if source in HF_ALIASES:
-        return HF_ALIASES[source]
-    parts = source.removeprefix("hf:").split(":")
-    if not parts[0] or len(parts) > 4:
-        raise ValueError(f"bad Hub source {source!r}; write it as 'hf:<path>[:<config>[:<split>[:<field>]]]'")
-    path, config, split, field = (parts + [None] * 3)[:4]
-    return HFSpec(path, config or None, split or "test", field or "text")
-
-
-def _load_hf(spec: HFSpec) -> list[Document]:
-    import datasets  # lazy: only needed for Hub sources
-
-    kwargs: dict[str, Any] = {"split": spec.split}
-    if spec.data_files is not None:
-        kwargs["data_files"] = {spec.split: spec.data_files}
-    ds = datasets.load_dataset(spec.path, spec.config, **kwargs)
-    texts: list[str] = ds[spec.text_field]
-    if spec.path.endswith("wikitext"):
-        return group_wikitext_articles(texts)
-    return [Document(str(i), text.strip()) for i, text in enumerate(texts) if text.strip()]
-
-
-_WIKITEXT_TITLE = re.compile(r"^ = ([^=].*?) = $")
-
-
-def group_wikitext_articles(lines: Sequence[str]) -> list[Document]:
-    """Group wikitext rows (one line each) into articles at their `` = Title = `` headings."""
-    docs: list[Document] = []
-    title, body = "", []
-    for line in [*lines, " = <end> = \n"]:
-        match = _WIKITEXT_TITLE.match(line.rstrip("\n"))
-        if match:
-            text = "".join(body).strip()
-            if text:
-                docs.append(Document(title or str(len(docs)), text))
-            title, body = match.group(1), [line]
-        else:
-            body.append(line)
-    return docs
