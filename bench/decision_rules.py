@@ -15,6 +15,7 @@ interleaved over them, as ``sample_masks`` draws it):
 
     python -m bench.decision_rules --root .      # bench/results/decision_rules.{json,md}; cache data/bench/
     python -m bench.decision_rules --root . --k 9 --rules budgeted,sleb --out decision_rules_k9
+    python -m bench.decision_rules --root ../gemma --tag gemma --k 5 --rules budgeted,sleb --out decision_rules_gemma_k5
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.25, help="the budgeted search's share of SLEB's")
     parser.add_argument("--rules", default="rounds,incumbent,budgeted,sleb", help="the rules to run, comma-separated")
     parser.add_argument("--out", default="decision_rules", help="bench/results/<out>.{json,md}")
+    parser.add_argument("--tag", default="", help="another model's project: its own value cache (<tag> in the name)")
     args = parser.parse_args()
     root, k = Path(args.root), args.k
     params = load_params(root / "params.yaml")
@@ -118,7 +120,8 @@ def main() -> None:
     )
     model = load_model(str(root / "data" / "model"), dtype=torch.float32, device="cpu")[0]
     windows = read_windows(root / "data" / "windows" / "calibration.parquet")
-    game = Memo(LayerGame(model, windows, "ppl_ratio", 10, prefix_reuse=True), CACHE)
+    cache = CACHE.with_name(CACHE.name.replace("rules_", f"rules_{args.tag}_")) if args.tag else CACHE
+    game = Memo(LayerGame(model, windows, "ppl_ratio", 10, prefix_reuse=True), cache)
     n_layers = game.n_players
     call = estimator_call(params, n_layers, design=True)
     masks = interleave_by_size(design(call.name, n_layers, call.budget, call.rng(), **call.options))  # [m, L]
