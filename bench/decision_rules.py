@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from shapprune.models import load_model
 from shapprune.rounds import Pool, StopRule, interleave_by_size, score_until_resolved
 from shapprune.select import budgeted_select
 from shapprune.select.fit import surrogate_fit
+from shapprune.select.moves import swaps
 from shapprune.select.proposals import search_proposals
 from tasks.shared.artifacts import read_windows
 from tasks.shared.estimator import estimator_call
@@ -82,15 +82,8 @@ def incumbent_rule(game, masks: np.ndarray, k: int, fit: Fit, round_size: int, c
         incumbent = pool.best(k)[0]
         if incumbent is not None:
             seen = {mask_key(m) for m in pool.masks}
-            swaps = []
-            for i in np.flatnonzero(~incumbent):
-                for j in np.flatnonzero(incumbent):
-                    m = incumbent.copy()
-                    m[i], m[j] = True, False
-                    if mask_key(m) not in seen:
-                        swaps.append(m)
-            swaps = np.array(swaps)
-            rows += list(swaps[np.argsort(-predict(swaps))[:4]])
+            moves = np.array([m for m in swaps(incumbent) if mask_key(m) not in seen])  # [n, L], unmeasured
+            rows += list(moves[np.argsort(-predict(moves))[:4]])
         pool.add(game, np.array(rows)[: max(0, cap - pool.n_evaluations)], "proposal")
         value = pool.best(k)[1]
         improved = best_seen is None or value > best_seen * 1.02
@@ -108,7 +101,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=6)
     parser.add_argument("--n-masks", type=int, default=140, help="the design (and cap) of the two round rules")
     parser.add_argument("--design", type=int, default=25, help="design masks the budgeted search starts from")
-    parser.add_argument("--fraction", type=float, default=0.25, help="the budgeted search's share of SLEB's")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=0.25,
+        help="the budgeted search's share of SLEB's evaluations, below 1 (as select.budget)",
+    )
     parser.add_argument("--rules", default="rounds,incumbent,budgeted,sleb", help="the rules to run, comma-separated")
     parser.add_argument("--out", default="decision_rules", help="bench/results/<out>.{json,md}")
     parser.add_argument("--tag", default="", help="another model's project: its own value cache (<tag> in the name)")
@@ -147,7 +145,7 @@ def main() -> None:
     if "budgeted" in rules:
         seed = masks[: args.design]
         known = known_values(n_layers, full=1.0) | {mask_key(m): float(v) for m, v in zip(seed, game(seed))}
-        budget = max(1, math.ceil(args.fraction * sleb_evaluations - 1e-9))
+        budget = params.select.model_copy(update={"budget": args.fraction}).evaluations(n_layers, [k])
         selection = budgeted_select(game, [k], budget, np.random.default_rng(0), known=known)
         record("budgeted", "-", selection.chosen[k].mask, args.design + selection.n_evaluations, f"budget {budget}")
     if "sleb" in rules:

@@ -95,8 +95,9 @@ class Select(_Section):
         evaluations to the largest of them, rounded up; at least one per k)."""
         if self.budget >= 1:
             return int(self.budget)
-        sleb = sum(n_layers - step for step in range(max(ks)))  # baselines.cost.sleb_cost (kept torch-free here)
-        return max(len(set(ks)), math.ceil(self.budget * sleb - 1e-9))
+        from shapprune.baselines.cost import sleb_cost  # here, not at the top: the config module stays torch-free
+
+        return max(len(set(ks)), math.ceil(self.budget * sleb_cost(n_layers, max(ks)) - 1e-9))
 
     @field_validator("n_drops")
     @classmethod
